@@ -1,0 +1,171 @@
+"""Clusters: start, list, reconnect to and stop Dask or ipyparallel clusters.
+
+Backends are found through the ``kale_ext.clusters`` entry-point group, so a site
+package can add one without touching kale_ext.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Any
+
+from kale_ext import config, registry
+from kale_ext._errors import BackendNotFound, ClusterNotFound, ConfigError
+from kale_ext.clusters import _batch
+from kale_ext.clusters._base import (
+    KINDS,
+    Cluster,
+    ClusterRecord,
+    ClusterStatus,
+    JobInfo,
+    WorkerInfo,
+)
+
+__all__ = [
+    "Cluster",
+    "ClusterRecord",
+    "ClusterStatus",
+    "JobInfo",
+    "WorkerInfo",
+    "backends",
+    "clusters",
+    "connect",
+    "start_cluster",
+    "stop",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def backends() -> dict[str, type[Cluster]]:
+    """Installed cluster backends by name."""
+    found: dict[str, type[Cluster]] = {}
+    for ep in entry_points(group="kale_ext.clusters"):
+        try:
+            found[ep.name] = ep.load()
+        except ImportError as e:  # a backend whose dependency is missing is skipped
+            logger.debug("backend %s unavailable: %s", ep.name, e)
+    return found
+
+
+def _backend(name: str) -> type[Cluster]:
+    known = backends()
+    if name not in known:
+        raise BackendNotFound(
+            f"Unknown backend {name!r}. Installed backends: {', '.join(sorted(known)) or 'none'}. "
+            "Pass backend='dask' or backend='ipyparallel'."
+        )
+    return known[name]
+
+
+def start_cluster(
+    kind: str | None = None,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    profile: str | None = None,
+    **overrides: Any,
+) -> Cluster:
+    """Start a cluster and record it in the registry.
+
+    Parameters
+    ----------
+    kind
+        ``"local"``, ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"lsf"``; default from the profile.
+    backend
+        ``"dask"`` or ``"ipyparallel"``; default from the profile.
+    workers
+        Number of workers (engines) to start and wait for.
+    profile
+        A site profile under ``kale.profiles``; ``kale.default-profile`` when None.
+    **overrides
+        Any profile key (``queue``, ``account``, ``walltime``, ``cores``, ``memory``,
+        ``gpus_per_worker``, ``job_extra``, ``prologue``, ...); None leaves the profile's.
+    """
+    if kind is not None and kind not in KINDS and profile is None and kind in config.profiles():
+        profile, kind = kind, None  # start_cluster("perlmutter-gpu") names a profile
+    options = config.resolve(profile, kind=kind, backend=backend, workers=workers, **overrides)
+    kind = options.pop("kind", "local")
+    if kind not in KINDS:
+        raise ConfigError(
+            f"Unknown cluster kind {kind!r}; expected one of {', '.join(KINDS)}."
+        )
+    workers_n = options.get("workers", 1)
+    if not isinstance(workers_n, int) or isinstance(workers_n, bool) or workers_n < 0:
+        raise ConfigError(
+            f"workers must be a non-negative integer, but got workers={workers_n!r}."
+        )
+    cls = _backend(options.pop("backend", "dask"))
+    return cls.start(kind, options)
+
+
+def _records() -> list[ClusterRecord]:
+    return [ClusterRecord.from_dict(d) for d in registry.records("clusters")]
+
+
+def _record(cluster_id: str) -> ClusterRecord:
+    data = registry.read("clusters", cluster_id)
+    if data is None:
+        known = [r.id for r in _records()]
+        raise ClusterNotFound(
+            f"No cluster {cluster_id!r} in the registry at {registry.kind_dir('clusters')}. "
+            f"Known: {', '.join(known) or 'none'}; list them with kale.clusters()."
+        )
+    return ClusterRecord.from_dict(data)
+
+
+def connect(cluster_id: str | None = None) -> Cluster:
+    """Reconnect to a registered cluster (the newest one when ``cluster_id`` is None)."""
+    if cluster_id is None:
+        live = _records()
+        if not live:
+            raise ClusterNotFound("No cluster is registered; start one with kale.start_cluster().")
+        record = live[-1]
+    else:
+        record = _record(cluster_id)
+    return _backend(record.backend).connect(record)
+
+
+def stop(cluster_id: str) -> None:
+    """Stop a registered cluster from any process, cancelling its batch jobs."""
+    record = _record(cluster_id)
+    try:
+        cluster = _backend(record.backend).connect(record)
+    except Exception as e:  # unreachable: still cancel its jobs and drop the record
+        logger.info("cluster %s unreachable (%s); cancelling its jobs", cluster_id, e)
+        if record.kind != "local":
+            _batch.cancel(record.kind, record.job_ids)
+        registry.remove("clusters", record.id)
+        return
+    cluster.stop()
+
+
+def is_stale(record: ClusterRecord) -> bool:
+    """A record is stale when its owner died and nothing of it is left to reach."""
+    alive = registry.pid_alive(record.owner_pid, record.owner_host)
+    if record.kind == "local":
+        # A local cluster lives inside its owner's process tree.
+        return alive is False
+    if alive:
+        return False
+    states = _batch.job_states(record.kind, record.job_ids)
+    return all(state in ("GONE", "COMPLETED", "CANCELLED") for state, _ in states.values())
+
+
+def clusters(*, clean: bool = True) -> list[ClusterStatus]:
+    """Every registered cluster with its live status; stale records are removed."""
+    out = []
+    for record in _records():
+        if clean and is_stale(record):
+            logger.info("removing stale cluster record %s", record.id)
+            registry.remove("clusters", record.id)
+            continue
+        try:
+            out.append(_backend(record.backend).connect(record).status())
+        except Exception as e:
+            out.append(
+                ClusterStatus(record.id, record.backend, record.kind, "unreachable",
+                              record.address, record.dashboard, detail=str(e))
+            )
+    return out

@@ -1,0 +1,172 @@
+"""The one Cluster interface that every backend implements, and its serialisable shapes."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from kale_ext import registry
+
+KINDS = ("local", "slurm", "pbs", "sge", "lsf")
+
+
+@dataclass
+class ClusterRecord:
+    """What the registry keeps of a started cluster: enough to reconnect and to stop it."""
+
+    id: str
+    backend: str
+    kind: str
+    address: str  # dask scheduler address, or ipyparallel cluster file path
+    dashboard: str | None = None
+    job_ids: list[str] = field(default_factory=list)
+    security: str | None = None  # folder holding TLS certificates / connection files
+    owner_pid: int = field(default_factory=os.getpid)
+    owner_host: str = field(default_factory=socket.gethostname)
+    user: str = field(default_factory=getpass.getuser)
+    created: float = field(default_factory=time.time)
+    profile: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def new_id() -> str:
+        return f"kc-{uuid.uuid4().hex[:8]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterRecord:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self) -> None:
+        registry.write("clusters", self.id, self.to_dict())
+
+
+@dataclass
+class JobInfo:
+    job_id: str
+    state: str  # the batch system's own word: PENDING, RUNNING, CANCELLED, GONE, ...
+    reason: str = ""
+
+
+@dataclass
+class WorkerInfo:
+    name: str
+    address: str
+    host: str
+    cores: int
+    memory: int  # bytes; 0 when unknown
+    job_id: str | None = None
+
+
+@dataclass
+class ClusterStatus:
+    id: str
+    backend: str
+    kind: str
+    state: str  # running | unreachable | stopped
+    address: str
+    dashboard: str | None
+    workers: list[WorkerInfo] = field(default_factory=list)
+    jobs: list[JobInfo] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def cores(self) -> int:
+        return sum(w.cores for w in self.workers)
+
+    @property
+    def memory(self) -> int:
+        return sum(w.memory for w in self.workers)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(cores=self.cores, memory=self.memory, n_workers=len(self.workers))
+        return data
+
+
+class Cluster(ABC):
+    """A running Dask or ipyparallel cluster, local or on a batch queue.
+
+    Backends subclass this; ``kale.start_cluster`` and ``kale.connect`` build them.
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(self, record: ClusterRecord) -> None:
+        self.record = record
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @classmethod
+    @abstractmethod
+    def start(cls, kind: str, options: dict[str, Any]) -> Cluster:
+        """Start a cluster of ``kind`` with resolved profile ``options``; wait for workers."""
+
+    @classmethod
+    @abstractmethod
+    def connect(cls, record: ClusterRecord) -> Cluster:
+        """Reconnect to a running cluster from its registry record."""
+
+    @property
+    @abstractmethod
+    def client(self) -> Any:
+        """The native client: ``distributed.Client`` or ``ipyparallel.Client``."""
+
+    @abstractmethod
+    def scale(self, n: int) -> None:
+        """Ask for ``n`` workers (engines)."""
+
+    @abstractmethod
+    def adapt(self, minimum: int, maximum: int) -> None:
+        """Scale between ``minimum`` and ``maximum`` workers with the load."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop workers and scheduler/controller, cancel batch jobs, drop the record."""
+
+    @abstractmethod
+    def status(self) -> ClusterStatus:
+        """Live workers, batch jobs with their states, dashboard link."""
+
+    @abstractmethod
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on some worker; a ``concurrent.futures.Future``."""
+
+    @abstractmethod
+    def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
+        """Block until ``n`` workers are connected; raise with the batch system's words."""
+
+    @abstractmethod
+    def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """Run ``fn(*args)`` once on every worker; results by worker name."""
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} kind={self.kind} address={self.record.address}>"
+
+    def _repr_html_(self) -> str:
+        from kale_ext.clusters._repr import status_html
+
+        return status_html(self.status())

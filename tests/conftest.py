@@ -1,0 +1,36 @@
+"""Shared fixtures: every test gets its own kale state directory."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import dask.config
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def kale_state(tmp_path, monkeypatch):
+    """Point the registry at a private folder so tests never see each other's records."""
+    state = tmp_path / "kale-state"
+    with dask.config.set({"kale.state-dir": str(state)}):
+        monkeypatch.setenv("DASK_KALE__STATE_DIR", str(state))  # for child processes
+        yield state
+
+
+def slurm_available() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if slurm_available():
+        return
+    skip = pytest.mark.skip(
+        reason="no running Slurm on this machine: start it with deploy/slurm-dev/up.sh (make test does)"
+    )
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(skip)
