@@ -1,0 +1,308 @@
+"""The Dask backend: a client of the cluster that :mod:`._dask_daemon` owns.
+
+``DaskCluster.start`` writes TLS files and a spec into the cluster's private registry
+folder, starts the daemon detached (its own session, so a kernel restart does not
+kill it), waits for the daemon's registry record and then for the workers, raising
+the batch system's own message when a job is rejected or dies first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kale_ext import config, registry
+from kale_ext._errors import BatchJobError, ClusterError
+from kale_ext.clusters import _batch, _dask_jobs, _dask_tls
+from kale_ext.clusters._base import Cluster, ClusterRecord, ClusterStatus, JobInfo, WorkerInfo
+from kale_ext.clusters._dask_daemon import ERROR_FILE
+
+# A job in one of these states will never bring its workers.
+_ENDED = frozenset({"GONE", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
+                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "F", "EXIT"})
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:].strip()
+    except OSError:
+        return ""
+
+
+class DaskFuture(Future[Any]):
+    """A ``concurrent.futures.Future`` mirroring a ``distributed.Future``.
+
+    ``cancel()`` cancels the Dask task too; ``dask_future`` is the native one.
+    """
+
+    def __init__(self, dask_future: Any) -> None:
+        super().__init__()
+        self.dask_future = dask_future
+        dask_future.add_done_callback(self._transfer)
+
+    def _transfer(self, fut: Any) -> None:
+        if self.cancelled():
+            return
+        try:
+            if fut.status == "cancelled":
+                super().cancel()
+                self.set_running_or_notify_cancel()
+                return
+            result = fut.result()
+        except BaseException as e:
+            if not self.done():
+                self.set_exception(e)
+            return
+        if not self.done():
+            self.set_result(result)
+
+    def cancel(self) -> bool:
+        if super().cancel():
+            self.dask_future.cancel()
+            return True
+        return False
+
+
+class DaskCluster(Cluster):
+    """A Dask cluster (local or dask-jobqueue) run by a detached daemon process."""
+
+    backend: ClassVar[str] = "dask"
+    _daemons: ClassVar[dict[str, subprocess.Popen[bytes]]] = {}
+
+    def __init__(self, record: ClusterRecord, client: Any) -> None:
+        super().__init__(record)
+        self._client = client
+
+    # -- starting and connecting -------------------------------------------------
+    @classmethod
+    def start(cls, kind: str, options: dict[str, Any]) -> DaskCluster:
+        cluster_id = ClusterRecord.new_id()
+        if kind == "local":
+            _dask_jobs.check_keys(kind, options)
+        else:
+            _dask_jobs.job_kwargs(kind, options, cluster_id=cluster_id)  # fail fast, here
+        folder = registry.private_dir("clusters", cluster_id)
+        if options.get("tls", True):
+            _dask_jobs.check_safe_path("state directory", folder)
+            _dask_tls.create_credentials(folder)
+        timeout = float(config.get("start-timeout", 120))
+        proc = cls._spawn(cluster_id, kind, options, folder)
+        record = cls._wait_for_record(cluster_id, proc, folder, timeout)
+        cluster = cls.connect(record)
+        try:
+            cluster.wait_for_workers(int(options.get("workers") or 0), timeout=timeout)
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    @classmethod
+    def _spawn(cls, cluster_id: str, kind: str, options: dict[str, Any],
+               folder: Path) -> subprocess.Popen[bytes]:
+        spec = {"id": cluster_id, "kind": kind, "options": options,
+                "state_dir": str(config.state_dir())}
+        spec_path = folder / "spec.json"
+        spec_fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(spec_fd, "w") as f:
+            json.dump(spec, f)
+        jobs_dir = folder / "jobs"  # the daemon's cwd: batch jobs write their output here
+        jobs_dir.mkdir(exist_ok=True, mode=0o700)
+        log_fd = os.open(folder / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kale_ext.clusters._dask_daemon", str(spec_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=jobs_dir, start_new_session=True, close_fds=True,
+            )
+        cls._daemons[cluster_id] = proc
+        # Reap the daemon when it exits so that its pid does not linger as a zombie.
+        threading.Thread(target=proc.wait, daemon=True, name=f"kale-reap-{cluster_id}").start()
+        return proc
+
+    @staticmethod
+    def _wait_for_record(cluster_id: str, proc: subprocess.Popen[bytes], folder: Path,
+                         timeout: float) -> ClusterRecord:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = registry.read("clusters", cluster_id)
+            if data is not None:
+                return ClusterRecord.from_dict(data)
+            if proc.poll() is not None:
+                why = _tail(folder / ERROR_FILE) or _tail(folder / "daemon.log")
+                raise ClusterError(
+                    f"The Dask cluster daemon of {cluster_id} exited with code "
+                    f"{proc.returncode} before its scheduler came up:\n{why}\n"
+                    f"Full log: {folder / 'daemon.log'}"
+                )
+            time.sleep(0.02)
+        proc.terminate()
+        raise ClusterError(f"The Dask scheduler of {cluster_id} did not come up within "
+                           f"{timeout:.0f} s; see {folder / 'daemon.log'}.")
+
+    @classmethod
+    def connect(cls, record: ClusterRecord) -> DaskCluster:
+        from distributed import Client
+
+        security = _dask_tls.security(record.security) if record.security else None
+        try:
+            client = Client(record.address, security=security, timeout=10,
+                            set_as_default=False)
+        except OSError as e:
+            raise ClusterError(
+                f"Cannot reach the scheduler of cluster {record.id} at {record.address}: {e}. "
+                f"If it is gone, remove it with kale.stop({record.id!r})."
+            ) from e
+        return cls(record, client)
+
+    # -- control through the daemon's scheduler handlers ---------------------------
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` connected to this cluster's scheduler."""
+        return self._client
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        return self._client.sync(getattr(self._client.scheduler, op), **kwargs)
+
+    def scale(self, n: int) -> None:
+        self._call("kale_scale", n=int(n))
+
+    def adapt(self, minimum: int, maximum: int) -> None:
+        if not 0 <= minimum <= maximum:
+            raise ClusterError(f"adapt needs 0 <= minimum <= maximum, but got "
+                               f"minimum={minimum}, maximum={maximum}.")
+        self._call("kale_adapt", minimum=int(minimum), maximum=int(maximum))
+
+    def jobs(self) -> dict[str, Any]:
+        """The daemon's view: jobs with batch states, submission errors, requested size."""
+        return dict(self._call("kale_jobs"))
+
+    def stop(self) -> None:
+        record = self.record
+        try:
+            job_ids = list(self._call("kale_stop").get("job_ids", []))
+        except Exception:  # daemon gone or unreachable: clean up what the record names
+            job_ids = list(record.job_ids)
+        finally:
+            self._client.close(timeout=5)
+        self._wait_for_daemon_exit(timeout=90)
+        if record.kind != "local" and job_ids:
+            states = _batch.job_states(record.kind, job_ids)
+            _batch.cancel(record.kind, [j for j, (s, _) in states.items() if s not in _ENDED])
+        registry.remove("clusters", record.id)
+        # The folder holds the cluster's keys; nothing may connect once it is stopped.
+        shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
+
+    def _wait_for_daemon_exit(self, timeout: float) -> None:
+        proc = self._daemons.pop(self.id, None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None:
+                if proc.poll() is not None:
+                    return
+            elif not registry.pid_alive(self.record.owner_pid, self.record.owner_host):
+                return
+            time.sleep(0.1)
+
+    # -- status and work -----------------------------------------------------------
+    def status(self) -> ClusterStatus:
+        r = self.record
+        try:
+            info = self._client.sync(self._client.scheduler.identity, n_workers=-1)
+            jobs = self.jobs()
+        except Exception as e:
+            return ClusterStatus(r.id, r.backend, r.kind, "unreachable", r.address,
+                                 r.dashboard, detail=str(e))
+        by_worker = {j["worker"]: j["job_id"] for j in jobs["jobs"] if j["active"]}
+        workers = []
+        for addr, w in sorted(info.get("workers", {}).items()):
+            name = str(w.get("name", addr))
+            job = next((jid for spec, jid in by_worker.items()
+                        if name == spec or name.startswith(f"{spec}-")), None)
+            workers.append(WorkerInfo(name, addr, str(w.get("host", "")),
+                                      int(w.get("nthreads", 0)), int(w.get("memory_limit") or 0),
+                                      job))
+        detail = "; ".join(e["error"] for e in jobs["errors"])
+        if jobs.get("adaptive"):
+            detail = (f"adaptive {jobs['adaptive']['minimum']}..{jobs['adaptive']['maximum']}"
+                      + (f"; {detail}" if detail else ""))
+        return ClusterStatus(
+            r.id, r.backend, r.kind, "running", r.address, r.dashboard, workers,
+            [JobInfo(str(j["job_id"]), j["state"],
+                     j["reason"] if j["active"] else "retired by the cluster")
+             for j in jobs["jobs"]],
+            detail,
+        )
+
+    def n_workers(self) -> int:
+        """Workers connected to the scheduler now."""
+        return len(self._client.sync(self._client.scheduler.ncores))
+
+    def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
+        timeout = float(config.get("start-timeout", 120) if timeout is None else timeout)
+        interval = float(config.get("job-check-interval", 0.5))
+        deadline = time.monotonic() + timeout
+        jobs: dict[str, Any] = {"jobs": []}
+        while True:
+            if self.n_workers() >= n:
+                return
+            jobs = self.jobs()
+            self._raise_for_jobs(jobs)
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{j['job_id']} {j['state']} {j['reason']}".strip()
+                                   for j in jobs["jobs"] if j["active"]) or "none"
+                raise ClusterError(
+                    f"Cluster {self.id} has {self.n_workers()} of {n} workers after "
+                    f"{timeout:.0f} s. Jobs: {states}. Raise kale.start-timeout or check the "
+                    "queue (a PENDING reason such as Resources or Priority means waiting)."
+                )
+            time.sleep(interval)
+
+    def _raise_for_jobs(self, jobs: dict[str, Any]) -> None:
+        """Raise BatchJobError for a rejected submission or a job that ended early."""
+        for err in jobs["errors"]:
+            raise BatchJobError(
+                f"The batch system rejected the job of worker {err['worker']} of cluster "
+                f"{self.id}:\n{err['error']}\nFix the option it names (queue, account, "
+                "walltime, memory, ...) in the profile or keywords.",
+                output=err["error"],
+            )
+        for job in jobs["jobs"]:
+            if job["active"] and job["state"] in _ENDED:
+                output = self._job_output(str(job["job_id"]))
+                raise BatchJobError(
+                    f"Batch job {job['job_id']} of cluster {self.id} ended "
+                    f"({job['state']} {job['reason']}".strip() + ") before its workers "
+                    f"connected. Its output:\n{output or '(none)'}",
+                    job_id=str(job["job_id"]), output=output,
+                )
+
+    def _job_output(self, job_id: str) -> str:
+        folder = Path(self.record.security or registry.private_dir("clusters", self.id)) / "jobs"
+        return "\n".join(_tail(p) for p in sorted(folder.glob(f"*{job_id}*")))
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on a worker; a ``concurrent.futures.Future``.
+
+        Keywords go to ``fn``; pure=False so that repeated calls run again.
+        """
+        return DaskFuture(self._client.submit(fn, *args, pure=False, **kwargs))
+
+    def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        by_addr = self._client.run(fn, *args)
+        names = {a: str(w.get("name", a)) for a, w in
+                 self._client.sync(self._client.scheduler.identity,
+                                   n_workers=-1)["workers"].items()}
+        return {names.get(a, a): v for a, v in by_addr.items()}
+
+    def close_client(self) -> None:
+        """Disconnect this process; the cluster keeps running."""
+        self._client.close(timeout=5)

@@ -1,0 +1,276 @@
+"""Profile options to dask-jobqueue / LocalCluster keywords: one table, strict checks.
+
+dask-jobqueue writes the job scripts. It pastes strings into them unquoted: batch
+directives (``#SBATCH -p <queue>``) and the worker command line. So every string
+that ends up in a directive is checked against a narrow character set (a newline
+there would start a new script line), and every string that ends up on the worker
+command line is quoted with :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kale_ext import config
+from kale_ext._errors import ConfigError
+
+
+@dataclass(frozen=True)
+class JobSystem:
+    """How one batch system's dask-jobqueue classes take kale's options."""
+
+    cluster: str  # the dask_jobqueue cluster class; its ``job_cls`` writes the script
+    account_keyword: str  # the jobqueue keyword that carries ``account``
+    # kale option -> extra directive template, for options jobqueue has no keyword for
+    directives: Mapping[str, str] = field(default_factory=dict)
+    passthrough: tuple[str, ...] = ()  # jobqueue keywords taken as they are (validated)
+
+
+SYSTEMS: dict[str, JobSystem] = {
+    "slurm": JobSystem("SLURMCluster", "account",
+                       {"qos": "--qos={}", "constraint": "--constraint={}",
+                        "gpus_per_worker": "--gpus={}"}),
+    "pbs": JobSystem("PBSCluster", "account", passthrough=("resource_spec",)),
+    "sge": JobSystem("SGECluster", "project", passthrough=("resource_spec",)),
+    "lsf": JobSystem("LSFCluster", "project", {"gpus_per_worker": "-gpu num={}"}),
+}
+
+COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
+                         "dashboard_address", "memory"})
+LOCAL_KEYS = COMMON_KEYS | {"threads_per_worker"}
+BATCH_KEYS = COMMON_KEYS | {
+    "cores", "processes", "walltime", "queue", "account", "qos", "constraint",
+    "gpus_per_worker", "job_extra", "prologue", "interface", "worker_options", "job_name",
+    "local_directory", "death_timeout", "resource_spec", "lifetime_margin",
+}
+
+# A single token of a batch directive: partition, account, job name, qos.
+_TOKEN = re.compile(r"[A-Za-z0-9_.:@%+,=/-]+")
+# Slurm constraints combine features with & | [ ] ( ) *.
+_CONSTRAINT = re.compile(r"[A-Za-z0-9_.:,=&|\[\]()*!-]+")
+# A whole extra directive: options and values separated by spaces, nothing the shell or
+# the directive parser could take as a new line, a quote or an expansion.
+_DIRECTIVE = re.compile(r"[A-Za-z0-9_.:@%+,=/ &|\[\]()*!-]+")
+_WALLTIME = re.compile(r"[0-9]+([-:][0-9]+)*")
+_HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]+")
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# Paths jobqueue puts unquoted on the worker command line (security files).
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_.,:@%+=/~-]+")
+
+
+def _check(key: str, value: Any, pattern: re.Pattern[str], rule: str) -> str:
+    text = str(value)
+    if not pattern.fullmatch(text):
+        bad = sorted({c for c in text if not pattern.fullmatch(c)}) or [text]
+        raise ConfigError(
+            f"{key}={text!r} is not allowed in a batch job script: {rule}; "
+            f"offending characters: {''.join(bad)!r}. Fix the value in the profile or keyword."
+        )
+    return text
+
+
+def check_safe_path(key: str, path: str | Path) -> str:
+    """Reject a path that jobqueue would paste unquoted into the worker command."""
+    return _check(key, path, _SAFE_PATH, "use a path of letters, digits and ._-/~ only "
+                  "(set DASK_KALE__STATE_DIR to such a folder)")
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, but got {key}={value!r}.")
+    return value
+
+
+def _memory(value: Any) -> str:
+    from dask.utils import parse_bytes
+
+    try:
+        parse_bytes(value)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"memory={value!r} is not a size; write it like '2GiB' or '500MB'."
+        ) from e
+    return str(value)
+
+
+def _lines(key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{key} must be a list of strings, but got {key}={value!r}.")
+    return [str(v) for v in value]
+
+
+def check_keys(kind: str, options: Mapping[str, Any]) -> None:
+    """Reject options the dask backend does not know for ``kind``."""
+    allowed = LOCAL_KEYS if kind == "local" else BATCH_KEYS
+    unknown = sorted(k for k, v in options.items() if k not in allowed and v is not None)
+    if unknown:
+        raise ConfigError(
+            f"Option(s) {', '.join(unknown)} do not apply to a {kind} Dask cluster. "
+            f"Known options: {', '.join(sorted(allowed))}."
+        )
+
+
+def walltime_seconds(kind: str, walltime: str) -> int:
+    """Seconds in a walltime string as ``kind``'s batch system reads it."""
+    text = _check("walltime", walltime, _WALLTIME, "write it like 01:30:00")
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if kind == "lsf":  # [HH:]MM
+        units = [3600, 60][-len(parts):] if len(parts) <= 2 else None
+    elif days:  # Slurm: D-HH[:MM[:SS]]
+        units = [3600, 60, 1][: len(parts)]
+    elif kind == "slurm":  # MM, MM:SS, HH:MM:SS
+        units = {1: [60], 2: [60, 1], 3: [3600, 60, 1]}.get(len(parts))
+    else:  # PBS, SGE: [[HH:]MM:]SS
+        units = [3600, 60, 1][-len(parts):] if len(parts) <= 3 else None
+    if not units:
+        raise ConfigError(f"walltime={walltime!r} has too many fields for {kind}.")
+    return int(days or 0) * 86400 + sum(p * u for p, u in zip(parts, units, strict=True))
+
+
+def lifetime_args(kind: str, walltime: str | None, margin: float | None) -> list[str]:
+    """``--lifetime`` options that retire a worker gracefully before its walltime.
+
+    The margin (``kale.lifetime-margin``) shrinks to a fifth of short walltimes; the
+    stagger spreads retirements so that an adaptive cluster replaces workers one by one.
+    No ``--lifetime-restart``: a restarted worker would live on in a job about to end.
+    """
+    if not walltime:
+        return []
+    total = walltime_seconds(kind, walltime)
+    margin = float(config.get("lifetime-margin", 300) if margin is None else margin)
+    margin = min(margin, total / 5)
+    return ["--lifetime", f"{int(total - margin)}s", "--lifetime-stagger",
+            f"{int(margin / 2)}s"]
+
+
+def _worker_options(options: Mapping[str, Any]) -> list[str]:
+    raw = options.get("worker_options") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"worker_options must be a mapping of dask-worker options, but got {raw!r}; "
+            "for example {'resources': 'GPU=1'}."
+        )
+    args: list[str] = []
+    for name, value in raw.items():
+        name = _check("worker_options key", str(name).replace("_", "-"), _OPTION_NAME,
+                      "use a dask-worker option name such as 'resources'")
+        if value is True:
+            args.append(f"--{name}")
+        elif value not in (None, False):
+            args += [f"--{name}", shlex.quote(str(value))]
+    return args
+
+
+def job_kwargs(kind: str, options: Mapping[str, Any], *,
+               cluster_id: str = "dummy") -> dict[str, Any]:
+    """Keywords for ``dask_jobqueue.<System>Cluster`` (and its Job class), validated."""
+    system = SYSTEMS.get(kind)
+    if system is None:
+        raise ConfigError(f"No dask-jobqueue mapping for kind={kind!r}; known: "
+                          f"{', '.join(sorted(SYSTEMS))} (or 'local').")
+    check_keys(kind, options)
+    cores = _positive_int("cores", options.get("cores", 1))
+    processes = _positive_int("processes", options.get("processes", 1))
+    if processes > cores:
+        raise ConfigError(f"processes={processes} exceeds cores={cores}: each Dask worker "
+                          "process needs at least one core. Lower processes or raise cores.")
+    kw: dict[str, Any] = {
+        "cores": cores, "processes": processes,
+        "memory": _memory(options.get("memory", "2GiB")),
+        "python": shlex.quote(sys.executable),
+        "job_name": _check("job_name", options.get("job_name") or f"kale-{cluster_id}",
+                           _TOKEN, "use letters, digits and ._- only"),
+        "death_timeout": options.get("death_timeout", 60),
+    }
+    if options.get("queue") is not None:
+        kw["queue"] = _check("queue", options["queue"], _TOKEN, "a partition/queue name")
+    if options.get("account") is not None:
+        kw[system.account_keyword] = _check("account", options["account"], _TOKEN,
+                                            "an account/project name")
+    if options.get("walltime") is not None:
+        kw["walltime"] = _check("walltime", options["walltime"], _WALLTIME,
+                                "write it like 01:30:00")
+    for key in system.passthrough:
+        if options.get(key) is not None:
+            kw[key] = _check(key, options[key], _DIRECTIVE, "resource text without quotes")
+    if options.get("interface") is not None:
+        kw["interface"] = _check("interface", options["interface"], _HOST, "an interface name")
+    if options.get("local_directory") is not None:
+        kw["local_directory"] = shlex.quote(str(options["local_directory"]))
+
+    directives = [_check("job_extra item", d, _DIRECTIVE, "one directive's options, no quotes")
+                  for d in _lines("job_extra", options.get("job_extra"))]
+    for key, template in system.directives.items():
+        value = options.get(key)
+        if value is None:
+            continue
+        pattern = _CONSTRAINT if key == "constraint" else _TOKEN
+        directives.append(template.format(_check(key, value, pattern, f"a {key} value")))
+    for key in ("qos", "constraint", "gpus_per_worker"):
+        if options.get(key) is not None and key not in system.directives:
+            raise ConfigError(f"{key} has no {kind} equivalent here; pass the directive in "
+                              "job_extra (or resource_spec for PBS/SGE) instead.")
+    kw["job_extra_directives"] = directives
+
+    prologue = _lines("prologue", options.get("prologue"))
+    for line in prologue:
+        if any(c in line for c in "\r\n\x00"):
+            raise ConfigError(f"prologue item {line!r} spans several lines; give one shell "
+                              "line per list item.")
+    kw["job_script_prologue"] = prologue
+
+    extra = _worker_options(options)
+    gpus = options.get("gpus_per_worker")
+    if gpus:
+        # GPUs of one job shared by its worker processes; trials ask for resources={"GPU": 1}.
+        extra += ["--resources", f"GPU={_positive_int('gpus_per_worker', gpus) // processes}"]
+    extra += lifetime_args(kind, kw.get("walltime"), options.get("lifetime_margin"))
+    kw["worker_extra_args"] = extra
+    return kw
+
+
+def cluster_class(kind: str) -> type[Any]:
+    """The dask-jobqueue cluster class of ``kind``."""
+    return getattr(importlib.import_module("dask_jobqueue"), SYSTEMS[kind].cluster)
+
+
+def job_class(kind: str) -> type[Any]:
+    """The dask-jobqueue Job class of ``kind``."""
+    return cluster_class(kind).job_cls
+
+
+def job_script(kind: str, options: Mapping[str, Any], *, security_dir: str | Path | None = None,
+               scheduler: str = "tls://127.0.0.1:8786") -> str:
+    """The job script dask-jobqueue would submit for one job; starts nothing.
+
+    Parameters
+    ----------
+    kind
+        ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"lsf"``.
+    options
+        Resolved profile options (as ``config.resolve`` returns them).
+    security_dir
+        Folder of the TLS files; the script then carries the worker's TLS options.
+    scheduler
+        Scheduler address written into the worker command.
+    """
+    from kale_ext.clusters import _dask_tls
+
+    kw = job_kwargs(kind, options)
+    security = None
+    if security_dir is not None:
+        check_safe_path("security folder", security_dir)
+        security = _dask_tls.security(security_dir)
+    job = job_class(kind)(scheduler, name="dummy-name", security=security,
+                          protocol="tls://" if security else None, **kw)
+    return str(job.job_script())

@@ -1,0 +1,95 @@
+"""TLS credentials of a Dask cluster: a private CA and one certificate it signed.
+
+The files live in the cluster's private registry folder (0700, files 0600), so any
+process of the same user, and the workers of its batch jobs (the state directory is
+on the shared home on real sites), can connect by reading them; nothing without
+them can.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+CA_FILE = "ca.pem"
+CERT_FILE = "cert.pem"
+KEY_FILE = "key.pem"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def create_credentials(folder: Path, *, days: int = 365) -> Path:
+    """Write ``ca.pem``, ``cert.pem`` and ``key.pem`` into ``folder``; return it.
+
+    Every role (scheduler, worker, client) uses the one leaf certificate: what is
+    authenticated is possession of the files, i.e. being the user who owns them.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    valid = {"not_valid_before": now - datetime.timedelta(minutes=5),
+             "not_valid_after": now + datetime.timedelta(days=days)}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kale cluster CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid["not_valid_before"])
+        .not_valid_after(valid["not_valid_after"])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    # Dask checks no host names (workers connect by IP); the name is informative.
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dask-internal")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(leaf_name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid["not_valid_before"])
+        .not_valid_after(valid["not_valid_after"])
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("dask-internal")]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = serialization.Encoding.PEM
+    _write_private(folder / CA_FILE, ca_cert.public_bytes(pem))
+    _write_private(folder / CERT_FILE, cert.public_bytes(pem))
+    _write_private(
+        folder / KEY_FILE,
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption()),
+    )
+    return folder
+
+
+def security(folder: str | Path) -> Any:
+    """A ``distributed.Security`` for every role, reading the files in ``folder``."""
+    from distributed.security import Security
+
+    folder = Path(folder)
+    ca, cert, key = (str(folder / name) for name in (CA_FILE, CERT_FILE, KEY_FILE))
+    return Security(
+        tls_ca_file=ca,
+        tls_client_cert=cert, tls_client_key=key,
+        tls_scheduler_cert=cert, tls_scheduler_key=key,
+        tls_worker_cert=cert, tls_worker_key=key,
+        require_encryption=True,
+    )
