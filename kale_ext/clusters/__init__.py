@@ -7,6 +7,7 @@ package can add one without touching kale_ext.
 from __future__ import annotations
 
 import logging
+import shutil
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -137,6 +138,7 @@ def stop(cluster_id: str) -> None:
         if record.kind != "local":
             _batch.cancel(record.kind, record.job_ids)
         registry.remove("clusters", record.id)
+        shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
         return
     cluster.stop()
 
@@ -160,9 +162,15 @@ def clusters(*, clean: bool = True) -> list[ClusterStatus]:
         if clean and is_stale(record):
             logger.info("removing stale cluster record %s", record.id)
             registry.remove("clusters", record.id)
+            # Its private folder holds keys of a cluster that no longer exists.
+            shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
             continue
         try:
-            out.append(_backend(record.backend).connect(record).status())
+            cluster = _backend(record.backend).connect(record)
+            try:
+                out.append(cluster.status())
+            finally:
+                cluster.disconnect()
         except Exception as e:
             out.append(
                 ClusterStatus(record.id, record.backend, record.kind, "unreachable",

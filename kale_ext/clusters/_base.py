@@ -157,6 +157,9 @@ class Cluster(ABC):
     def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         """Run ``fn(*args)`` once on every worker; results by worker name."""
 
+    def disconnect(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+        """Drop this process's connection; the cluster keeps running."""
+
     def __enter__(self) -> Cluster:
         return self
 

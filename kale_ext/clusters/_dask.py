@@ -152,6 +152,11 @@ class DaskCluster(Cluster):
     def connect(cls, record: ClusterRecord) -> DaskCluster:
         from distributed import Client
 
+        if registry.pid_alive(record.owner_pid, record.owner_host) is False:
+            raise ClusterError(
+                f"The daemon (pid {record.owner_pid}) that ran cluster {record.id} has exited; "
+                f"nothing is left to connect to. Clean up with kale.stop({record.id!r})."
+            )
         security = _dask_tls.security(record.security) if record.security else None
         try:
             client = Client(record.address, security=security, timeout=10,
@@ -303,6 +308,6 @@ class DaskCluster(Cluster):
                                    n_workers=-1)["workers"].items()}
         return {names.get(a, a): v for a, v in by_addr.items()}
 
-    def close_client(self) -> None:
-        """Disconnect this process; the cluster keeps running."""
+    def disconnect(self) -> None:
+        """Drop this process's connection; the cluster keeps running."""
         self._client.close(timeout=5)

@@ -1,0 +1,162 @@
+"""A real local Dask cluster run by its detached daemon: work, scale, reconnect, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+
+import pytest
+
+import kale_ext as kale
+from kale_ext import registry
+from kale_ext._errors import ClusterNotFound, ConfigError
+from kale_ext.clusters._dask import DaskCluster
+
+pytestmark = pytest.mark.slow
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if registry.pid_alive(pid, os.uname().nodename) is False:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def cluster():
+    c = kale.start_cluster()
+    yield c
+    if registry.read("clusters", c.id) is not None:
+        c.stop()
+    with contextlib.suppress(ProcessLookupError):  # whatever the daemon left behind
+        os.killpg(c.record.owner_pid, signal.SIGKILL)
+
+
+def _python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=90, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_local_cluster_runs_work_scales_and_stops(cluster):
+    assert isinstance(cluster, DaskCluster)
+    assert cluster.n_workers() == 2
+    assert cluster.record.address.startswith("tls://127.0.0.1:")
+
+    future = cluster.submit(pow, 2, 10)
+    assert isinstance(future, Future)
+    seen: list[int] = []
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    assert future.result(timeout=30) == 1024
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [1024]
+
+    failing = cluster.submit(int, "not a number")
+    assert isinstance(failing.exception(timeout=30), ValueError)
+
+    cluster.scale(3)
+    cluster.wait_for_workers(3, timeout=60)
+    assert len(cluster.run_on_workers(os.getpid)) == 3
+    cluster.scale(1)
+    deadline = time.monotonic() + 30
+    while cluster.n_workers() > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = cluster.status()
+    assert status.state == "running" and len(status.workers) == 1
+    assert status.cores == 1 and status.memory > 0
+    assert status.dashboard and status.dashboard.startswith("http://")
+    assert cluster.id in cluster._repr_html_()
+
+    pid = cluster.record.owner_pid
+    cluster.stop()
+    assert registry.read("clusters", cluster.id) is None
+    assert _gone(pid), "the daemon outlived stop()"
+    assert not (registry.kind_dir("clusters") / cluster.id).exists()
+
+
+def test_cancel_a_running_task(cluster):
+    future = cluster.submit(time.sleep, 30)
+    time.sleep(0.5)
+    assert future.cancel()
+    assert future.cancelled()
+    assert cluster.submit(sum, [1, 2]).result(timeout=30) == 3
+
+
+def test_record_and_files_are_private(cluster):
+    record = registry.read("clusters", cluster.id)
+    assert record is not None
+    assert record["owner_pid"] == cluster.record.owner_pid != os.getpid()
+    assert record["backend"] == "dask" and record["kind"] == "local"
+    folder = registry.kind_dir("clusters")
+    assert (folder / f"{cluster.id}.json").stat().st_mode & 0o777 == 0o600
+    for name in ("ca.pem", "cert.pem", "key.pem", "spec.json", "daemon.log"):
+        assert (folder / cluster.id / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_plain_tcp_client_is_refused(cluster):
+    from distributed import Client
+
+    tcp = cluster.record.address.replace("tls://", "tcp://")
+    with pytest.raises((OSError, TimeoutError)):
+        Client(tcp, timeout=3, set_as_default=False)
+    with pytest.raises((OSError, TimeoutError, TypeError, ValueError)):
+        Client(cluster.record.address, timeout=3, set_as_default=False)  # no certificates
+
+
+def test_reconnect_from_a_second_process_and_stop_from_a_third(cluster):
+    out = _python(
+        "import json, kale_ext as kale\n"
+        f"c = kale.connect({cluster.id!r})\n"
+        "r = c.submit(lambda x: x * 3, 14).result(timeout=30)\n"
+        "c.scale(3); c.wait_for_workers(3, timeout=60)\n"
+        "print(json.dumps({'result': r, 'workers': c.n_workers()}))\n"
+    )
+    assert json.loads(out.strip().splitlines()[-1]) == {"result": 42, "workers": 3}
+    assert cluster.n_workers() == 3  # the first process sees the change
+
+    pid = cluster.record.owner_pid
+    _python(f"import kale_ext as kale; kale.stop({cluster.id!r})")
+    assert _gone(pid)
+    assert registry.read("clusters", cluster.id) is None
+    with pytest.raises(ClusterNotFound):
+        kale.connect(cluster.id)
+
+
+def test_cluster_outlives_the_process_that_started_it():
+    out = _python("import kale_ext as kale; c = kale.start_cluster(workers=1); print(c.id)")
+    cluster_id = out.strip().splitlines()[-1]
+    c = kale.connect(cluster_id)
+    try:
+        assert c.submit(abs, -5).result(timeout=30) == 5
+        assert [s.id for s in kale.clusters()] == [cluster_id]
+    finally:
+        pid = c.record.owner_pid
+        c.stop()
+        assert _gone(pid)
+
+
+def test_stale_record_is_cleaned(cluster):
+    pid = cluster.record.owner_pid
+    os.killpg(pid, signal.SIGKILL)  # the daemon and its workers die without cleaning up
+    assert _gone(pid)
+    assert registry.read("clusters", cluster.id) is not None
+    assert kale.clusters() == []
+    assert registry.read("clusters", cluster.id) is None
+    assert not (registry.kind_dir("clusters") / cluster.id).exists()
+
+
+def test_bad_local_option_fails_before_anything_starts():
+    with pytest.raises(ConfigError, match="queue"):
+        kale.start_cluster(queue="debug")
+    assert list(registry.records("clusters")) == []
