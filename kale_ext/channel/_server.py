@@ -1,0 +1,264 @@
+"""The driver's end of the metric channel: a zmq ROUTER served by one background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+import zmq
+
+from kale_ext import config
+from kale_ext._errors import ChannelError, ConfigError
+from kale_ext.channel._wire import (
+    HEARTBEAT_SEQ,
+    REJECT,
+    Message,
+    StreamKey,
+    decode_batch,
+    encode_ack,
+    sign,
+    verify,
+)
+from kale_ext.search._trial import CONTINUE, Decision
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[list[Message]], "Mapping[int, Decision] | None"]
+
+# Frames taken off the socket before the handler is called once for all of them: one
+# store transaction per drain rather than per frame is what makes batching pay.
+_MAX_FRAMES_PER_DRAIN = 256
+_POLL_MS = 500
+
+
+def channel_host(local: bool = False) -> str:
+    """The address the server binds and workers connect to.
+
+    The ``kale.channel-host`` config value wins; otherwise ``127.0.0.1`` for a local
+    cluster and the IP address of this host's name for workers on other nodes.
+    """
+    configured = config.get("channel-host")
+    if configured:
+        return str(configured)
+    if local:
+        return "127.0.0.1"
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        logger.warning("Cannot resolve this host's name %r; binding the metric channel to "
+                       "127.0.0.1. Set kale.channel-host to an address workers can reach.",
+                       socket.gethostname())
+        return "127.0.0.1"
+
+
+class ChannelServer:
+    """Receives reports from trials, hands new ones to ``handler``, acknowledges them.
+
+    Parameters
+    ----------
+    key : bytes
+        The search's key; frames not signed with it are rejected and logged.
+    handler : callable
+        Called on the server's own thread with each batch of new, in-order messages
+        (re-sent duplicates removed). It must persist them before returning, since the
+        acknowledgement sent afterwards tells the worker they are durable, and returns
+        the decisions it wants to send, by trial (trials left out keep theirs). If it
+        raises, nothing in the batch is acknowledged and the workers re-send.
+    host : str, optional
+        Address to bind and advertise; default :func:`channel_host`.
+    port : int
+        TCP port; 0 picks a free one.
+    delivered : mapping, optional
+        Last delivered ``seq`` per (trial, attempt, rank), from the store of a resumed
+        search, so that messages re-sent to the new server are not delivered twice.
+
+    Notes
+    -----
+    Decisions are sticky: once set for a trial (by :meth:`set_decision` or the handler)
+    it goes out in every acknowledgement to that trial until replaced. Set ``CONTINUE``
+    before restarting a paused or exploited trial.
+    """
+
+    def __init__(self, key: bytes, handler: Handler, *, host: str | None = None,
+                 port: int = 0, delivered: Mapping[StreamKey, int] | None = None) -> None:
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise ConfigError("The channel key must be at least 16 bytes; create one with "
+                              "kale_ext.channel.new_key().")
+        self._key = key
+        self._handler = handler
+        self._delivered: dict[StreamKey, int] = dict(delivered or {})
+        self._decisions: dict[int, Decision] = {}
+        self._last_seen: dict[StreamKey, float] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._rejected = 0
+        self._wake_r, self._wake_w = os.pipe()
+
+        host = host or channel_host()
+        bind_host = "*" if host in ("0.0.0.0", "*") else host
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        # A worker that reconnects under the same identity replaces its old pipe.
+        self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        try:
+            self._socket.bind(f"tcp://{bind_host}:{port or '*'}")
+        except zmq.ZMQError as e:
+            self._socket.close()
+            self._context.term()
+            raise ChannelError(
+                f"Cannot bind the metric channel to {host}:{port or '*'}: {e}. Pick another "
+                "port, or set kale.channel-host to an address of this machine."
+            ) from e
+        endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(endpoint.rsplit(":", 1)[1])
+        advertised = channel_host() if bind_host == "*" else host
+        self.address = f"tcp://{advertised}:{self.port}"
+
+    # --- public API ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start serving on a background thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._serve, name="kale-channel-server",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the port. Unacknowledged workers keep re-sending."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._thread is not None:
+            os.write(self._wake_w, b"x")
+            self._thread.join()
+        else:
+            self._socket.close()
+        self._context.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> ChannelServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def set_decision(self, trial: int, decision: Decision) -> None:
+        """Tell ``trial`` something; it hears it in the ack of its next message or heartbeat."""
+        with self._lock:
+            self._set_decision(trial, decision)
+
+    def decision(self, trial: int) -> Decision:
+        with self._lock:
+            return self._decisions.get(trial, CONTINUE)
+
+    def last_seen(self) -> dict[StreamKey, float]:
+        """Server time of the last authenticated message of each (trial, attempt, rank)."""
+        with self._lock:
+            return dict(self._last_seen)
+
+    def delivered(self) -> dict[StreamKey, int]:
+        """Last delivered seq of each (trial, attempt, rank)."""
+        with self._lock:
+            return dict(self._delivered)
+
+    # --- the server thread -----------------------------------------------------------
+
+    def _set_decision(self, trial: int, decision: Decision) -> None:
+        if decision == CONTINUE:
+            self._decisions.pop(trial, None)
+        else:
+            self._decisions[trial] = decision
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while not self._closing:
+                events = dict(poller.poll(_POLL_MS))
+                if self._socket not in events:
+                    continue
+                frames = []
+                for _ in range(_MAX_FRAMES_PER_DRAIN):
+                    try:
+                        frames.append(self._socket.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                try:
+                    self._process(frames)
+                except Exception:  # never let one bad batch end the server
+                    logger.exception("Metric channel failed to process %d frames", len(frames))
+        finally:
+            self._socket.close()
+
+    def _process(self, batch: list[list[bytes]]) -> None:
+        now = time.time()
+        new: list[Message] = []
+        tentative: dict[StreamKey, int] = {}
+        replies: dict[tuple[bytes, StreamKey], None] = {}  # ordered set
+        for frames in batch:
+            if len(frames) != 3 or not verify(self._key, frames[1], frames[2]):
+                self._reject(frames)
+                continue
+            identity, _, payload = frames
+            try:
+                stream, base, messages = decode_batch(payload)
+            except (ValueError, KeyError, TypeError) as e:
+                logger.warning("Dropped a malformed metric channel frame: %s", e)
+                continue
+            last = tentative.get(stream, self._delivered.get(stream, -1))
+            # Everything below base was acknowledged by some server, so is durable.
+            last = max(last, base - 1)
+            for message in messages:
+                if message.seq == HEARTBEAT_SEQ:
+                    new.append(message)
+                elif message.seq == last + 1:
+                    new.append(message)
+                    last = message.seq
+                elif message.seq > last + 1:
+                    break  # a gap: drop the rest; the client re-sends from the ack
+            tentative[stream] = last
+            replies[(identity, stream)] = None
+        if not replies:
+            return
+        try:
+            decisions = self._handler(new) if new else None
+        except Exception:
+            logger.exception("Metric channel handler failed on %d messages; they are not "
+                             "acknowledged and will be re-sent", len(new))
+            return
+        with self._lock:
+            self._delivered.update(tentative)
+            for stream in tentative:
+                self._last_seen[stream] = now
+            for trial, decision in (decisions or {}).items():
+                self._set_decision(trial, decision)
+            acks = [(identity, encode_ack(stream, self._delivered[stream],
+                                          self._decisions.get(stream[0], CONTINUE)))
+                    for identity, stream in replies]
+        for identity, payload in acks:
+            # A peer that is gone or whose queue is full re-sends later.
+            with contextlib.suppress(zmq.ZMQError):
+                self._socket.send_multipart([identity, sign(self._key, payload), payload],
+                                            zmq.NOBLOCK)
+
+    def _reject(self, frames: list[bytes]) -> None:
+        self._rejected += 1
+        # Log the first few and then sparsely, so a misconfigured worker cannot flood logs.
+        if self._rejected <= 5 or self._rejected % 1000 == 0:
+            logger.warning("Metric channel rejected a frame with a bad signature or shape "
+                           "(%d so far): a worker is using a different key", self._rejected)
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.send_multipart([frames[0], b"", REJECT], zmq.NOBLOCK)

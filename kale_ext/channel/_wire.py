@@ -1,0 +1,249 @@
+"""Message shapes, JSON conversion and HMAC signing of the metric channel's frames.
+
+Every zmq message on the channel has two frames: ``[signature, payload]`` where
+``signature = HMAC-SHA256(key, payload)`` and ``payload`` is UTF-8 JSON. No pickle
+ever crosses the wire, so a peer with a wrong key can waste cycles but never run code.
+
+A client's frame carries one batch of messages of one (trial, attempt, rank) stream::
+
+    {"v": 1, "trial": 3, "attempt": 0, "rank": 0, "base": 17,
+     "msgs": [[17, "report", 1712.5, {"epoch": 2, "loss": 0.31}], [-1, "heartbeat", ...]]}
+
+``base`` is the lowest sequence number the client has not seen acknowledged: every
+message below it was acknowledged (so is durable), which lets a restarted server that
+was not seeded with ``delivered`` pick up the stream without waiting for a gap to fill.
+Heartbeats carry ``seq = -1``: they are not sequenced, stored or re-sent.
+
+The server's reply acknowledges cumulatively and carries the trial's decision::
+
+    {"v": 1, "trial": 3, "attempt": 0, "rank": 0, "ack": 18, "decision": {...}}
+
+A frame whose signature does not verify is answered with ``[b"", b"reject"]`` so a
+client with the wrong key fails fast with a clear error instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kale_ext._errors import ChannelError
+from kale_ext.search._trial import Decision
+
+VERSION = 1
+KINDS = ("report", "heartbeat", "start", "end")
+REJECT = b"reject"
+HEARTBEAT_SEQ = -1
+
+ENV_ADDRESS = "KALE_CHANNEL_ADDRESS"
+ENV_KEY = "KALE_CHANNEL_KEY"
+
+StreamKey = tuple[int, int, int]
+"""(trial, attempt, rank): one ordered stream of messages."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One report, heartbeat, start or end message, as the driver sees it.
+
+    Attributes
+    ----------
+    trial : int
+        Trial number in the search.
+    attempt : int
+        Retry/restart count of the trial; a new attempt restarts ``seq`` at 0.
+    rank : int
+        Rank within a distributed trial (0 for a plain trial).
+    seq : int
+        Position in the (trial, attempt, rank) stream: 0, 1, 2, ... without gaps,
+        delivered in order exactly once. Heartbeats are not sequenced and carry -1.
+    kind : str
+        ``"report"``, ``"heartbeat"``, ``"start"`` or ``"end"``.
+    time : float
+        Worker wall clock when the message was sent.
+    data : dict
+        Metrics for a report; host/pid/worker for a start;
+        ``{"status": "ok" | "error", "traceback": ...}`` for an end.
+    """
+
+    trial: int
+    attempt: int
+    rank: int
+    seq: int
+    kind: str
+    time: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> StreamKey:
+        return (self.trial, self.attempt, self.rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial, "attempt": self.attempt, "rank": self.rank,
+                "seq": self.seq, "kind": self.kind, "time": self.time, "data": self.data}
+
+
+def new_key() -> bytes:
+    """A fresh random per-search key (32 bytes) for signing channel frames."""
+    return secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What a worker needs to report to a search: the server address and the key.
+
+    Serialisable with :meth:`to_dict`, passed through environment variables with
+    :meth:`to_env` / :meth:`from_env` (so a plain ``srun`` job can report), and kept on
+    disk with :meth:`save` in a file only its owner can read.
+    """
+
+    address: str
+    key_hex: str
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.key_hex)
+
+    @classmethod
+    def create(cls, address: str, key: bytes) -> ChannelInfo:
+        return cls(address, key.hex())
+
+    def to_dict(self) -> dict[str, str]:
+        return {"address": self.address, "key_hex": self.key_hex}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChannelInfo:
+        try:
+            info = cls(str(data["address"]), str(data["key_hex"]))
+            info.key  # noqa: B018 - validates the hex now rather than at first use
+        except (KeyError, ValueError) as e:
+            raise ChannelError(
+                f"Channel info must have 'address' and a hex 'key_hex', got {dict(data)!r}."
+            ) from e
+        return info
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_ADDRESS: self.address, ENV_KEY: self.key_hex}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ChannelInfo:
+        env = os.environ if environ is None else environ
+        missing = [name for name in (ENV_ADDRESS, ENV_KEY) if not env.get(name)]
+        if missing:
+            raise ChannelError(
+                f"Environment variable(s) {', '.join(missing)} not set: this process was not "
+                "started by a kale search. Export both from ChannelInfo.to_env() in the job."
+            )
+        return cls.from_dict({"address": env[ENV_ADDRESS], "key_hex": env[ENV_KEY]})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write to ``path`` as JSON, created with mode 0600 (it holds the key)."""
+        path = Path(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChannelInfo:
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+# --- JSON conversion ---------------------------------------------------------------
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _to_json(value: Any, name: str) -> Any:
+    """``value`` as plain JSON types; numpy/torch scalars become int/float/bool."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v, f"{name}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    # numpy scalars, 0-d arrays, one-element torch tensors: all have .item(); checked by
+    # module so that neither library is imported here.
+    module = type(value).__module__.split(".")[0]
+    if module in ("numpy", "torch") and getattr(value, "ndim", 0) == 0 and hasattr(value, "item"):
+        item = value.item()
+        if isinstance(item, _PLAIN):
+            return item
+    shape = getattr(value, "shape", None)
+    hint = f" of shape {tuple(shape)}" if shape is not None else ""
+    raise ChannelError(
+        f"Metric {name!r} has type {type(value).__module__}.{type(value).__qualname__}{hint}, "
+        "which cannot be sent as JSON. Report numbers, strings, bools, None, or lists/dicts "
+        "of them; convert tensors and arrays with float(x) or x.item()."
+    )
+
+
+def encode_body(kind: str, time: float, data: Mapping[str, Any]) -> bytes:
+    """A message without its seq, ``[kind, time, data]`` as JSON bytes.
+
+    numpy/torch scalars are converted; anything else raises ChannelError, so the error
+    surfaces in the trial's ``report()`` call. :func:`with_seq` completes the message.
+    """
+    if kind not in KINDS:
+        raise ChannelError(f"Message kind must be one of {', '.join(KINDS)}, got {kind!r}.")
+    if not isinstance(data, Mapping):
+        raise ChannelError(f"Message data must be a dict, got {type(data).__name__}.")
+    plain = {str(k): _to_json(v, str(k)) for k, v in data.items()}
+    # allow_nan: a diverged loss is reported as NaN/inf; both ends are Python's json.
+    return json.dumps([kind, time, plain], allow_nan=True, separators=(",", ":")).encode()
+
+
+def with_seq(seq: int, body: bytes) -> bytes:
+    """``[seq, kind, time, data]`` from a body of :func:`encode_body`."""
+    return b"[%d," % seq + body[1:]
+
+
+def encode_batch(stream: StreamKey, base: int, messages: list[bytes]) -> bytes:
+    trial, attempt, rank = stream
+    head = (f'{{"v":{VERSION},"trial":{trial},"attempt":{attempt},"rank":{rank},'
+            f'"base":{base},"msgs":[').encode()
+    return head + b",".join(messages) + b"]}"
+
+
+def decode_batch(payload: bytes) -> tuple[StreamKey, int, list[Message]]:
+    """Parse a client frame into its stream, base and messages; raises ValueError."""
+    body = json.loads(payload)
+    if not isinstance(body, dict) or body.get("v") != VERSION:
+        raise ValueError(f"not a version {VERSION} channel frame")
+    trial, attempt, rank = int(body["trial"]), int(body["attempt"]), int(body["rank"])
+    messages = []
+    for seq, kind, time, data in body["msgs"]:
+        if kind not in KINDS or not isinstance(data, dict):
+            raise ValueError(f"bad message kind {kind!r} or data {type(data).__name__}")
+        messages.append(Message(trial, attempt, rank, int(seq), kind, float(time), data))
+    return (trial, attempt, rank), int(body["base"]), messages
+
+
+def encode_ack(stream: StreamKey, ack: int, decision: Decision) -> bytes:
+    trial, attempt, rank = stream
+    return json.dumps({"v": VERSION, "trial": trial, "attempt": attempt, "rank": rank,
+                       "ack": ack, "decision": decision.to_dict()}).encode()
+
+
+def decode_ack(payload: bytes) -> tuple[StreamKey, int, Decision]:
+    body = json.loads(payload)
+    return ((int(body["trial"]), int(body["attempt"]), int(body["rank"])), int(body["ack"]),
+            Decision.from_dict(body["decision"]))
+
+
+# --- signing -------------------------------------------------------------------------
+
+def sign(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()
+
+
+def verify(key: bytes, signature: bytes, payload: bytes) -> bool:
+    return hmac.compare_digest(sign(key, payload), signature)

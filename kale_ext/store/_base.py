@@ -1,0 +1,184 @@
+"""The abstract search store and the frozen snapshots it hands out."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kale_ext._errors import StoreError
+from kale_ext.search._trial import TrialState
+
+if TYPE_CHECKING:
+    from kale_ext.channel import Message, StreamKey
+
+# Columns of a trial that ``Store.transition`` may set besides the state.
+TRIAL_FIELDS = ("params", "attempt", "worker", "job_id", "started", "ended", "error",
+                "checkpoint", "retries")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the store last recorded it.
+
+    ``last`` holds the values of the trial's latest report from rank 0, and ``best``
+    the best finite value of the search's metric (by its mode) over all attempts.
+    """
+
+    number: int
+    state: TrialState
+    params: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    worker: str | None = None
+    job_id: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    last: dict[str, Any] = field(default_factory=dict)
+    best: float | None = None
+    best_step: int | None = None
+    error: str | None = None
+    checkpoint: str | None = None
+    retries: int = 0
+    updated: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "state": self.state.label, "params": self.params,
+                "attempt": self.attempt, "worker": self.worker, "job_id": self.job_id,
+                "started": self.started, "ended": self.ended, "last": self.last,
+                "best": self.best, "best_step": self.best_step, "error": self.error,
+                "checkpoint": self.checkpoint, "retries": self.retries, "updated": self.updated}
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One report. ``rowid`` grows with every stored row: pass the last one seen as
+    ``since_rowid`` to read only newer rows."""
+
+    rowid: int
+    trial: int
+    attempt: int
+    rank: int
+    seq: int
+    step: int | None
+    time: float
+    values: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rowid": self.rowid, "trial": self.trial, "attempt": self.attempt,
+                "rank": self.rank, "seq": self.seq, "step": self.step, "time": self.time,
+                "values": self.values}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of a trial's state; ``source`` is None for the trial's creation."""
+
+    rowid: int
+    trial: int
+    source: TrialState | None
+    target: TrialState
+    reason: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rowid": self.rowid, "trial": self.trial,
+                "from": self.source.label if self.source is not None else None,
+                "to": self.target.label, "reason": self.reason, "time": self.time}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    rowid: int
+    trial: int
+    step: int | None
+    path: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rowid": self.rowid, "trial": self.trial, "step": self.step,
+                "path": self.path, "time": self.time}
+
+
+class Store(ABC):
+    """Everything one search records: its definition, trials, transitions, metrics and
+    checkpoints. Written by the search driver only; read by anyone.
+
+    Every write is one transaction. Readers get frozen snapshots.
+    """
+
+    readonly: bool
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Store:
+        """Open the store at ``path`` (a SQLite file), creating it unless ``readonly``."""
+        text = os.fspath(path)
+        if "://" in text and not text.startswith("sqlite://"):
+            raise StoreError(f"Unsupported store address {text!r}: only SQLite files (a path "
+                             "or sqlite:///path) are supported.")
+        from kale_ext.store._sqlite import SQLiteStore
+
+        return SQLiteStore(Path(text.removeprefix("sqlite://")), readonly=readonly)
+
+    # --- the search ------------------------------------------------------------------
+
+    @abstractmethod
+    def create_search(self, definition: dict[str, Any]) -> None:
+        """Record the search's definition (JSON: fn reference, space, metric, mode, ...)."""
+
+    @abstractmethod
+    def search(self) -> dict[str, Any]:
+        """``{"name", "definition", "created", "state"}`` of the search."""
+
+    @abstractmethod
+    def set_search_state(self, state: str) -> None: ...
+
+    # --- trials ----------------------------------------------------------------------
+
+    @abstractmethod
+    def add_trial(self, number: int, params: dict[str, Any]) -> None:
+        """Add a PENDING trial."""
+
+    @abstractmethod
+    def transition(self, number: int, to: TrialState, reason: str = "", **fields: Any) -> None:
+        """Move trial ``number`` to state ``to``, setting ``fields`` (see TRIAL_FIELDS)."""
+
+    @abstractmethod
+    def trials(self) -> list[TrialRecord]: ...
+
+    @abstractmethod
+    def trial(self, number: int) -> TrialRecord: ...
+
+    @abstractmethod
+    def transitions(self, number: int | None = None) -> list[Transition]: ...
+
+    # --- metrics and checkpoints -----------------------------------------------------
+
+    @abstractmethod
+    def append(self, messages: Sequence[Message]) -> None:
+        """Store a batch from the channel: a metric row per report, the last delivered
+        seq of every stream. Re-appending a message already stored changes nothing."""
+
+    @abstractmethod
+    def metrics(self, number: int | None = None, since_rowid: int = 0) -> list[MetricRow]: ...
+
+    @abstractmethod
+    def delivered(self) -> dict[StreamKey, int]:
+        """Last delivered seq per (trial, attempt, rank): seeds a resumed ChannelServer."""
+
+    @abstractmethod
+    def add_checkpoint(self, number: int, step: int | None, path: str) -> None: ...
+
+    @abstractmethod
+    def checkpoints(self, number: int | None = None) -> list[Checkpoint]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

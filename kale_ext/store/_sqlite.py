@@ -1,0 +1,372 @@
+"""The SQLite store: one file per search, WAL mode, one writer, many read-only readers."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from kale_ext import config
+from kale_ext._errors import StoreError
+from kale_ext.search._trial import TrialState
+from kale_ext.store._base import (
+    TRIAL_FIELDS,
+    Checkpoint,
+    MetricRow,
+    Store,
+    Transition,
+    TrialRecord,
+)
+
+if TYPE_CHECKING:
+    from kale_ext.channel import Message, StreamKey
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SUFFIX = ".kale.sqlite"
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph",
+                       "fuse.sshfs", "panfs", "wekafs")
+_STEP_KEYS = ("step", "epoch", "iteration", "training_iteration")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
+CREATE TABLE IF NOT EXISTS search (
+    id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT, definition TEXT NOT NULL,
+    created REAL NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY, state INTEGER NOT NULL, params TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0, worker TEXT, job_id TEXT, started REAL, ended REAL,
+    last TEXT, last_attempt INTEGER, last_seq INTEGER, best REAL, best_step INTEGER,
+    error TEXT, checkpoint TEXT, retries INTEGER NOT NULL DEFAULT 0, updated REAL);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, source INTEGER, target INTEGER NOT NULL,
+    reason TEXT NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS transitions_trial ON transitions (trial);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    rank INTEGER NOT NULL, seq INTEGER NOT NULL, step INTEGER, time REAL NOT NULL,
+    "values" TEXT NOT NULL, UNIQUE (trial, attempt, rank, seq));
+CREATE TABLE IF NOT EXISTS delivered (
+    trial INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (trial, attempt, rank)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, step INTEGER, path TEXT NOT NULL,
+    time REAL NOT NULL);
+"""
+
+_TRIAL_COLUMNS = ("number, state, params, attempt, worker, job_id, started, ended, last, best, "
+                  "best_step, error, checkpoint, retries, updated")
+
+
+def default_path(name: str) -> Path:
+    """Where the store of search ``name`` goes by default: kale's store dir, on local disk."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise StoreError(f"Search name {name!r} must be letters, digits, '.', '_' or '-' "
+                         "(it names a file); pick a name like 'mnist-tpe'.")
+    return config.store_dir() / f"{name}{SUFFIX}"
+
+
+def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
+    """The file system type of ``path`` when it is a network/parallel one, else None."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, fstype = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, fstype = mount, parts[2]
+    return fstype if fstype in NETWORK_FILESYSTEMS else None
+
+
+def _step(values: dict[str, Any]) -> int | None:
+    for key in _STEP_KEYS:
+        value = values.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class SQLiteStore(Store):
+    """A search store in one SQLite file.
+
+    Opened for writing, it takes an exclusive lock (``<path>.lock``) so a second driver
+    cannot corrupt it; opened ``readonly``, any number of processes read concurrently
+    while the writer appends (WAL mode).
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._lock = threading.Lock()  # one connection, shared by the driver's threads
+        self._lock_fd: int | None = None
+        self._objective: tuple[str, str] | None = None
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"No search store at {path}: check the path, or list stores "
+                                 "with `kale searches`.")
+            self._conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                                         check_same_thread=False, isolation_level=None)
+        else:
+            self._conn = self._open_writer(path)
+        self._conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise StoreError(f"{path} is not a kale search store: {e}.") from e
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            self.close()
+            raise StoreError(f"{path} has store schema {version and version[0]}; this kale_ext "
+                             f"reads schema {SCHEMA_VERSION}. Open it with a matching version.")
+
+    def _open_writer(self, path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fstype = network_filesystem(path.parent)
+        if fstype:
+            logger.warning("Search store %s is on a %s file system; SQLite is unreliable there. "
+                           "Put it on local disk (kale.store-dir).", path, fstype)
+        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise StoreError(f"Search store {path} is open for writing in another process (one "
+                             "driver per search). Open it with readonly=True to read it.") from e
+        # The store holds the search's params and tracebacks: only its owner reads it.
+        # SQLite gives the -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a commit survives the death of this process (the WAL is in the
+        # OS page cache) but the last commits may roll back on power loss or an OS crash;
+        # the database itself stays consistent. FULL would fsync every commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    # --- plumbing --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"Search store {self.path} was opened read-only; only the search "
+                             "driver writes it.")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- the search ------------------------------------------------------------------
+
+    def create_search(self, definition: dict[str, Any]) -> None:
+        try:
+            text = json.dumps(definition)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"The search definition must be JSON serialisable: {e}.") from e
+        try:
+            with self._write() as conn:
+                conn.execute("INSERT INTO search VALUES (1, ?, ?, ?, ?)",
+                             (definition.get("name"), text, time.time(), "created"))
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"Search store {self.path} already holds a search; resume it or "
+                             "use a new path.") from e
+
+    def search(self) -> dict[str, Any]:
+        rows = self._read("SELECT name, definition, created, state FROM search")
+        if not rows:
+            raise StoreError(f"Search store {self.path} holds no search yet.")
+        name, definition, created, state = rows[0]
+        return {"name": name, "definition": json.loads(definition), "created": created,
+                "state": state}
+
+    def set_search_state(self, state: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE search SET state = ?", (state,))
+
+    def _objective_of_search(self) -> tuple[str, str] | None:
+        if self._objective is None:
+            rows = self._read("SELECT definition FROM search")
+            definition = json.loads(rows[0][0]) if rows else {}
+            if definition.get("metric"):
+                self._objective = (definition["metric"], definition.get("mode") or "max")
+        return self._objective
+
+    # --- trials ----------------------------------------------------------------------
+
+    def add_trial(self, number: int, params: dict[str, Any]) -> None:
+        now = time.time()
+        try:
+            with self._write() as conn:
+                conn.execute("INSERT INTO trials (number, state, params, updated) "
+                             "VALUES (?, ?, ?, ?)",
+                             (number, int(TrialState.PENDING), json.dumps(params), now))
+                conn.execute("INSERT INTO transitions (trial, source, target, reason, time) "
+                             "VALUES (?, NULL, ?, 'added', ?)", (number, int(TrialState.PENDING),
+                                                                 now))
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"Trial {number} already exists in {self.path}.") from e
+
+    def transition(self, number: int, to: TrialState, reason: str = "", **fields: Any) -> None:
+        unknown = sorted(set(fields) - set(TRIAL_FIELDS))
+        if unknown:
+            raise StoreError(f"Unknown trial field(s) {', '.join(unknown)}; transition() sets "
+                             f"{', '.join(TRIAL_FIELDS)}.")
+        to = TrialState(to)
+        now = time.time()
+        if to == TrialState.RUNNING:
+            fields.setdefault("started", now)
+            fields.setdefault("ended", None)
+        elif to.is_finished():
+            fields.setdefault("ended", now)
+        if "params" in fields:
+            fields["params"] = json.dumps(fields["params"])
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM trials WHERE number = ?", (number,)).fetchone()
+            if row is None:
+                raise StoreError(f"No trial {number} in {self.path}; add it with add_trial().")
+            names = ", ".join(f"{name} = ?" for name in fields)
+            conn.execute(f"UPDATE trials SET state = ?, updated = ?{', ' if names else ''}{names} "
+                         "WHERE number = ?", (int(to), now, *fields.values(), number))
+            conn.execute("INSERT INTO transitions (trial, source, target, reason, time) "
+                         "VALUES (?, ?, ?, ?, ?)", (number, row[0], int(to), reason, now))
+
+    def trials(self) -> list[TrialRecord]:
+        return [_trial(r) for r in self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials "
+                                              "ORDER BY number")]
+
+    def trial(self, number: int) -> TrialRecord:
+        rows = self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE number = ?", (number,))
+        if not rows:
+            raise StoreError(f"No trial {number} in {self.path}.")
+        return _trial(rows[0])
+
+    def transitions(self, number: int | None = None) -> list[Transition]:
+        sql = "SELECT id, trial, source, target, reason, time FROM transitions"
+        rows = self._read(sql + " WHERE trial = ? ORDER BY id", (number,)) if number is not None \
+            else self._read(sql + " ORDER BY id")
+        return [Transition(i, t, TrialState(s) if s is not None else None, TrialState(g), r, tm)
+                for i, t, s, g, r, tm in rows]
+
+    # --- metrics and checkpoints -----------------------------------------------------
+
+    def append(self, messages: Sequence[Message]) -> None:
+        objective = self._objective_of_search()
+        rows: list[tuple[Any, ...]] = []
+        delivered: dict[StreamKey, int] = {}
+        last: dict[int, tuple[int, int, str]] = {}
+        best: dict[int, tuple[float, int | None]] = {}
+        for m in messages:
+            if m.seq < 0:  # heartbeats are not sequenced and leave no row
+                continue
+            delivered[m.stream] = max(delivered.get(m.stream, -1), m.seq)
+            if m.kind != "report":
+                continue
+            step = _step(m.data)
+            values = json.dumps(m.data)
+            rows.append((m.trial, m.attempt, m.rank, m.seq, step, m.time, values))
+            if m.rank != 0:
+                continue
+            if m.trial not in last or (m.attempt, m.seq) > last[m.trial][:2]:
+                last[m.trial] = (m.attempt, m.seq, values)
+            value = m.data.get(objective[0]) if objective else None
+            if objective and _finite(value):
+                value = float(value)  # type: ignore[arg-type]
+                old = best.get(m.trial)
+                if old is None or (value > old[0] if objective[1] == "max" else value < old[0]):
+                    best[m.trial] = (value, step)
+        if not delivered:
+            return
+        cmp = ">" if objective is None or objective[1] == "max" else "<"
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany('INSERT OR IGNORE INTO metrics (trial, attempt, rank, seq, step, '
+                             'time, "values") VALUES (?, ?, ?, ?, ?, ?, ?)', rows)
+            conn.executemany("INSERT INTO delivered VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (trial, attempt, rank) DO UPDATE "
+                             "SET seq = max(seq, excluded.seq)",
+                             [(*stream, seq) for stream, seq in delivered.items()])
+            conn.executemany(
+                "UPDATE trials SET last = ?, last_attempt = ?, last_seq = ?, updated = ? "
+                "WHERE number = ? AND (last_attempt IS NULL OR last_attempt < ? "
+                "OR (last_attempt = ? AND last_seq < ?))",
+                [(v, a, s, now, t, a, a, s) for t, (a, s, v) in last.items()])
+            conn.executemany(f"UPDATE trials SET best = ?, best_step = ? WHERE number = ? "
+                             f"AND (best IS NULL OR ? {cmp} best)",
+                             [(v, step, t, v) for t, (v, step) in best.items()])
+
+    def metrics(self, number: int | None = None, since_rowid: int = 0) -> list[MetricRow]:
+        sql = 'SELECT id, trial, attempt, rank, seq, step, time, "values" FROM metrics WHERE id > ?'
+        rows = self._read(sql + " AND trial = ? ORDER BY id", (since_rowid, number)) \
+            if number is not None else self._read(sql + " ORDER BY id", (since_rowid,))
+        return [MetricRow(i, t, a, r, s, step, tm, json.loads(v))
+                for i, t, a, r, s, step, tm, v in rows]
+
+    def delivered(self) -> dict[StreamKey, int]:
+        return {(t, a, r): s for t, a, r, s in self._read("SELECT * FROM delivered")}
+
+    def add_checkpoint(self, number: int, step: int | None, path: str) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.execute("INSERT INTO checkpoints (trial, step, path, time) VALUES (?, ?, ?, ?)",
+                         (number, step, os.fspath(path), now))
+            conn.execute("UPDATE trials SET checkpoint = ?, updated = ? WHERE number = ?",
+                         (os.fspath(path), now, number))
+
+    def checkpoints(self, number: int | None = None) -> list[Checkpoint]:
+        sql = "SELECT id, trial, step, path, time FROM checkpoints"
+        rows = self._read(sql + " WHERE trial = ? ORDER BY id", (number,)) if number is not None \
+            else self._read(sql + " ORDER BY id")
+        return [Checkpoint(*r) for r in rows]
+
+
+def _trial(row: Sequence[Any]) -> TrialRecord:
+    (number, state, params, attempt, worker, job_id, started, ended, last, best, best_step,
+     error, checkpoint, retries, updated) = row
+    return TrialRecord(number, TrialState(state), json.loads(params), attempt, worker, job_id,
+                       started, ended, json.loads(last) if last else {}, best, best_step, error,
+                       checkpoint, retries, updated)

@@ -1,0 +1,246 @@
+"""The metric channel over real zmq sockets on tcp loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from kale_ext._errors import ChannelError
+from kale_ext.channel import ChannelClient, ChannelInfo, ChannelServer, new_key
+from kale_ext.search._trial import Action, Decision
+from kale_ext.store import Store
+from tests.channel.conftest import Collector, free_port, spawn
+
+STOP = Decision(Action.STOP, "stop button")
+
+
+def assert_exactly_once(collector: Collector, stream: tuple[int, int, int], count: int) -> None:
+    seqs = [m.seq for m in collector.stream(stream, kind=None) if m.seq >= 0]
+    assert seqs == list(range(len(seqs)))  # in order, no gap, no duplicate
+    reports = collector.stream(stream)
+    assert [m.data["step"] for m in reports] == list(range(count))
+
+
+def test_ordered_exactly_once_from_threads(server, key, collector):
+    count, trials = 400, 4
+
+    def worker(trial: int) -> None:
+        with ChannelClient(server.address, key, trial, rank=trial % 2) as client:
+            client.send("start", {"pid": os.getpid()})
+            for i in range(count):
+                # Mix queued and acknowledged sends on the same stream.
+                client.send("report", {"step": i, "loss": 1 / (i + 1)}, block=i % 50 == 0)
+            client.flush(timeout=20)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(trials)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for trial in range(trials):
+        assert_exactly_once(collector, (trial, 0, trial % 2), count)
+
+
+def test_ordered_exactly_once_from_processes(server, key, collector):
+    count = 3000
+    procs = [spawn("report", server.address, key.hex(), str(trial), "--rank", str(trial),
+                   "--count", str(count)) for trial in range(3)]
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0 and "done" in out
+    for trial in range(3):
+        assert_exactly_once(collector, (trial, 0, trial), count)
+
+
+def test_set_decision_reaches_the_next_send(server, key):
+    with ChannelClient(server.address, key, trial=7) as client:
+        assert client.send("report", {"step": 0}).action is Action.CONTINUE
+        server.set_decision(7, STOP)
+        assert client.send("report", {"step": 1}) == STOP
+        assert client.decision == STOP  # sticky until replaced
+        server.set_decision(7, Decision())
+        assert client.send("report", {"step": 2}).action is Action.CONTINUE
+
+
+def test_handler_decision_comes_back_in_the_ack(server, key, collector):
+    prune = Decision(Action.PRUNE, "below median")
+    collector.decide = lambda m: prune if m.data.get("loss", 0) > 5 else None
+    with ChannelClient(server.address, key, trial=3) as client:
+        assert client.send("report", {"step": 0, "loss": 1.0}).action is Action.CONTINUE
+        assert client.send("report", {"step": 1, "loss": 9.0}) == prune
+
+
+def test_decision_reaches_an_idle_trial_through_heartbeats(server, key):
+    with ChannelClient(server.address, key, trial=2, heartbeat=0.05) as client:
+        client.send("start", {})
+        server.set_decision(2, STOP)
+        deadline = time.monotonic() + 5
+        while client.decision != STOP and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.decision == STOP
+
+
+def test_wrong_key_is_rejected_and_the_server_keeps_serving(server, key, collector, caplog):
+    caplog.set_level(logging.WARNING, logger="kale_ext.channel")
+    with ChannelClient(server.address, new_key(), trial=9) as intruder, \
+            pytest.raises(ChannelError, match="rejected this client's signature"):
+        intruder.send("report", {"step": 0}, timeout=10)
+    # Garbage frames from a raw socket are dropped as well.
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(server.address)
+    raw.send_multipart([b"not a signature", b"{not json"])
+    raw.send(b"one frame")
+    assert raw.poll(5000) and raw.recv_multipart() == [b"", b"reject"]
+    raw.close()
+    assert not any(m.trial == 9 for m in collector.messages)
+    assert "bad signature" in caplog.text
+    with ChannelClient(server.address, key, trial=1) as client:
+        client.send("report", {"step": 0}, timeout=10)
+    assert_exactly_once(collector, (1, 0, 0), 1)
+
+
+def test_server_killed_and_restarted_loses_and_duplicates_nothing(key, tmp_path):
+    port, store_path, dups = free_port(), tmp_path / "s.kale.sqlite", tmp_path / "dups.txt"
+
+    def start_server(delay: float):
+        proc = spawn("serve", key.hex(), str(port), str(store_path), str(dups),
+                     "--delay", str(delay))
+        assert proc.stdout is not None
+        return proc, proc.stdout.readline().strip()
+
+    first, address = start_server(delay=0.02)
+    count = 20_000
+    client = ChannelClient(address, key, trial=0, resend_after=0.3)
+
+    def report() -> None:  # keeps reporting while the server dies and comes back
+        for i in range(count):
+            client.send("report", {"step": i}, block=False)
+            if i % 500 == 0:
+                time.sleep(0.01)
+
+    sender = threading.Thread(target=report)
+    try:
+        sender.start()
+        with Store.open(store_path, readonly=True) as reader:
+            deadline = time.monotonic() + 20
+            while len(reader.metrics()) < 2000 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            stored_at_kill = len(reader.metrics())
+        assert 0 < stored_at_kill < count
+        with pytest.raises(ChannelError, match="No acknowledgement"):
+            client.flush(timeout=0.5)  # unacknowledged messages are still queued
+        second, _ = start_server(delay=0.0)
+        try:
+            sender.join(30)
+            client.flush(timeout=60)
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+    finally:
+        client.close(timeout=0)
+    with Store.open(store_path, readonly=True) as reader:
+        assert [r.seq for r in reader.metrics()] == list(range(count))
+        assert reader.delivered() == {(0, 0, 0): count - 1}
+    assert not dups.exists(), dups.read_text()[:500]
+
+
+def test_killed_client_stops_advancing_last_seen(server, key):
+    proc = spawn("idle", server.address, key.hex(), "5")
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    time.sleep(0.3)
+    before = server.last_seen()[(5, 0, 0)]
+    time.sleep(0.3)
+    assert server.last_seen()[(5, 0, 0)] > before  # heartbeats keep it fresh
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)  # a heartbeat in flight may still land
+    frozen = server.last_seen()[(5, 0, 0)]
+    time.sleep(0.5)
+    assert server.last_seen()[(5, 0, 0)] == frozen
+
+
+def test_heartbeats_arrive_without_reports(server, key, collector):
+    with ChannelClient(server.address, key, trial=4, attempt=1, heartbeat=0.05):
+        assert collector.wait_for(lambda: len(collector.stream((4, 1, 0), "heartbeat")) >= 3,
+                                  timeout=5)
+    beats = collector.stream((4, 1, 0), "heartbeat")
+    assert all(m.seq == -1 and m.data == {} for m in beats)
+    assert (4, 1, 0) in server.last_seen()
+
+
+def test_non_json_metric_raises_a_clear_error(server, key, collector):
+    with ChannelClient(server.address, key, trial=6) as client:
+        with pytest.raises(ChannelError, match=r"'weights'.*numpy\.ndarray of shape \(3,\)"):
+            client.send("report", {"loss": 0.1, "weights": np.ones(3)})
+        with pytest.raises(ChannelError, match=r"'model'.*object"):
+            client.send("report", {"model": object()}, block=False)
+        # Scalars of numpy and torch become plain numbers; non-finite floats pass.
+        torch = pytest.importorskip("torch")
+        client.send("report", {"step": np.int64(0), "loss": np.float32(0.5),
+                               "acc": np.array(0.25), "lr": torch.tensor(0.125),
+                               "nan": float("nan"), "inf": np.float64("inf"),
+                               "ok": np.bool_(True), "tags": ["a", 1]})
+    (m,) = collector.stream((6, 0, 0))
+    assert m.seq == 0  # the rejected sends used no sequence number
+    assert m.data["step"] == 0 and type(m.data["step"]) is int
+    assert m.data["loss"] == 0.5 and m.data["acc"] == 0.25 and m.data["lr"] == 0.125
+    assert math.isnan(m.data["nan"]) and m.data["inf"] == math.inf and m.data["ok"] is True
+
+
+def test_send_times_out_clearly_without_a_server(key):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with ChannelClient(address, key, trial=0) as client:
+        with pytest.raises(ChannelError, match=f"No acknowledgement .* at {address}"):
+            client.send("report", {"step": 0}, timeout=0.3)
+        client.close(timeout=0)
+
+
+def test_client_refuses_use_after_fork(server, key):
+    with ChannelClient(server.address, key, trial=8) as client:
+        client.send("start", {})
+        pid = os.fork()
+        if pid == 0:  # child: must fail fast, not send a second stream
+            try:
+                client.send("report", {"step": 0})
+            except ChannelError as e:
+                os._exit(0 if "forked child" in str(e) else 2)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_channel_info_round_trips(key, tmp_path, monkeypatch):
+    info = ChannelInfo.create("tcp://10.0.0.1:5555", key)
+    assert ChannelInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    assert info.key == key
+    for name, value in info.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert ChannelInfo.from_env() == info
+    path = tmp_path / "channel.json"
+    info.save(path)
+    assert ChannelInfo.load(path) == info
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with pytest.raises(ChannelError, match="KALE_CHANNEL_ADDRESS"):
+        ChannelInfo.from_env({})
+
+
+def test_server_rejects_a_short_key_and_a_busy_port(collector):
+    from kale_ext._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        ChannelServer(b"short", collector)
+    with ChannelServer(new_key(), collector, host="127.0.0.1") as first, \
+            pytest.raises(ChannelError, match="Cannot bind"):
+        ChannelServer(new_key(), collector, host="127.0.0.1", port=first.port)
