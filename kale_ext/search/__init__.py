@@ -1,0 +1,52 @@
+"""Hyperparameter searches: spaces, samplers, early-stopping schedulers and trial states."""
+
+from __future__ import annotations
+
+from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
+from kale_ext.search._space import (
+    Domain,
+    Space,
+    choice,
+    grid,
+    integer,
+    loguniform,
+    uniform,
+)
+from kale_ext.search._trial import Action, Decision, TrialState
+from kale_ext.search.schedulers import (
+    ASHA,
+    FIFO,
+    PBT,
+    Hyperband,
+    MedianStopping,
+    Scheduler,
+)
+from kale_ext.search.schedulers import from_dict as scheduler_from_dict
+
+# The public name is ``int`` (kale.int(1, 8)); modules here say ``integer`` to keep the builtin.
+int = integer
+
+__all__ = [
+    "ALGORITHMS",
+    "ASHA",
+    "FIFO",
+    "PBT",
+    "Action",
+    "Decision",
+    "Domain",
+    "Hyperband",
+    "MedianStopping",
+    "Sampler",
+    "Scheduler",
+    "Space",
+    "Suggestion",
+    "TrialState",
+    "choice",
+    "grid",
+    "int",
+    "integer",
+    "loguniform",
+    "make_sampler",
+    "scheduler_from_dict",
+    "uniform",
+]
