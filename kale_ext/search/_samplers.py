@@ -146,17 +146,21 @@ class OptunaSampler(Sampler):
         return f"<{type(self).__name__} {self.algorithm!r} mode={self.mode!r} seed={self.seed}>"
 
     def ask(self) -> Suggestion:
+        queued = self._queue.popleft() if self._queue else None
         with _quiet():
-            if self._queue:
-                params, _ = self.space.optuna_params(self._queue.popleft())
+            if queued is not None:
+                params, _ = self.space.optuna_params(queued)
                 self.study.enqueue_trial(params)
             trial = self.study.ask()
             config = self.space.suggest(trial)
+        if queued is not None:
+            config = queued  # the same params, and its constants may differ from the space's
         self._asked[trial.number] = trial
         return Suggestion(trial.number, config, Space.flatten(config))
 
     def tell(self, number: int, value: float | None, state: TrialState, *,
              step: int | None = None) -> None:
+        optuna_state, last = _optuna_state(value, state)
         trial = self._asked.pop(number, None)
         if trial is None:
             done = "was already told" if number in self._told else "was never asked"
@@ -164,7 +168,6 @@ class OptunaSampler(Sampler):
                 f"Trial {number} {done}; a trial ends once. Use add(config, value, state) for "
                 "a trial re-run with other params."
             )
-        optuna_state, last = _optuna_state(value, state)
         with _quiet():
             if optuna_state.name == "PRUNED":
                 trial.report(last, step if step is not None else 0)  # type: ignore[arg-type]

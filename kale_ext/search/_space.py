@@ -130,10 +130,15 @@ class Domain(ABC):
         return f"{self.kind}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Domain) and _canon(self.to_dict()) == _canon(other.to_dict())
+        # Plain dict equality: works on domains not yet checked (NaN bounds, sets...).
+        try:
+            return isinstance(other, Domain) and type(self) is type(other) \
+                and self.to_dict() == other.to_dict()
+        except TypeError:  # e.g. choice(5): options not a list
+            return self is other
 
     def __hash__(self) -> int:
-        return hash(_canon(self.to_dict()))
+        return hash(repr(self))
 
 
 class Uniform(Domain):
@@ -268,7 +273,8 @@ class Choice(Domain):
                         f"{_where(sub)}: option {i} of {self.kind}() must be a JSON value "
                         f"(configs are stored as JSON): {problem}."
                     )
-                key = _canon(["value", option])
+                number = isinstance(option, int | float) and not isinstance(option, bool)
+                key = _canon(["value", float(option) if number else option])  # 1 == 1.0
             if key in seen:
                 raise SpaceError(
                     f"{_where(path)}: options {seen[key]} and {i} of {self.kind}() are the same "
