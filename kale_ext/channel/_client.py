@@ -234,7 +234,8 @@ class ChannelClient:
                         poller.register(sock, zmq.POLLIN)
                         sent_upto, waiting_since = acked, now
                     start = sent_upto - acked  # index in pending of the first unsent
-                    room = min(_MAX_BATCH, _WINDOW - start)
+                    # After a rejection nothing more is sent; send() raises the error.
+                    room = min(_MAX_BATCH, _WINDOW - start) if self._error is None else 0
                     batch = [m for _, m in itertools.islice(self._pending, start, start + room)]
                     base = acked + 1
                 if batch:
