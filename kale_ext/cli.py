@@ -1,0 +1,328 @@
+"""The ``kale`` command line: clusters, profiles and the development Slurm.
+
+Each subcommand group is a function that takes argparse's subparsers object and adds
+its parsers, each with ``set_defaults(func=handler)``; a handler takes the parsed
+arguments and returns the exit code. Groups are listed in ``COMMAND_GROUPS``
+(``"module:function"``, imported only when the command line runs) and may also come
+from the ``kale_ext.cli`` entry-point group, so other modules and packages add
+``kale search ...`` or ``kale kernels ...`` without touching this file's logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kale_ext._errors import ConfigError, KaleError
+
+COMMAND_GROUPS: tuple[str, ...] = (
+    "kale_ext.cli:register_cluster_commands",
+    "kale_ext.cli:register_profile_commands",
+    "kale_ext.cli:register_slurm_dev_commands",
+)
+
+Registrar = Callable[[Any], None]
+
+
+# -- output helpers, shared by every group ---------------------------------------
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` the ``--json`` flag (machine-readable output)."""
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON instead of a table")
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def print_json(data: Any) -> None:
+    def default(o: Any) -> Any:
+        if is_dataclass(o) and not isinstance(o, type):
+            return o.to_dict() if hasattr(o, "to_dict") else asdict(o)
+        return str(o)
+
+    print(json.dumps(data, indent=2, default=default, sort_keys=True))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain text table with left-aligned columns."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r]
+                                             for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+# -- kale cluster ...-----------------------------------------------------------
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--option {text!r} is not KEY=VALUE, "
+                                         "for example --option job_extra='[--exclusive]'")
+    # YAML gives numbers, booleans and lists their types: cores=4, prologue=[a, b].
+    return key.replace("-", "_"), yaml.safe_load(value)
+
+
+def register_cluster_commands(sub: Any) -> None:
+    """``kale cluster start|list|status|scale|adapt|stop``."""
+    group = sub.add_parser("cluster", help="start, list, scale and stop clusters")
+    csub = group.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
+
+    p = csub.add_parser("start", help="start a cluster (it keeps running after kale exits)")
+    p.add_argument("kind", nargs="?", help="local, slurm, pbs, sge, lsf, or a profile name")
+    p.add_argument("--backend", help="dask or ipyparallel (default: the profile's)")
+    p.add_argument("-n", "--workers", type=int, help="number of workers to start")
+    p.add_argument("-p", "--profile", help="site profile (see 'kale profiles')")
+    for name in ("queue", "account", "walltime", "memory"):
+        p.add_argument(f"--{name}", help=f"batch {name} (overrides the profile)")
+    p.add_argument("--cores", type=int, help="cores per batch job")
+    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="any other profile key; VALUE is YAML")
+    add_json_flag(p)
+    p.set_defaults(func=_cluster_start)
+
+    p = csub.add_parser("list", help="registered clusters with their live state")
+    add_json_flag(p)
+    p.set_defaults(func=_cluster_list)
+
+    for name, helptext, func in (("status", "workers and batch jobs of a cluster", _cluster_status),
+                                 ("stop", "stop a cluster and cancel its jobs", _cluster_stop)):
+        p = csub.add_parser(name, help=helptext)
+        p.add_argument("id", help="cluster id (see 'kale cluster list')")
+        add_json_flag(p)
+        p.set_defaults(func=func)
+
+    p = csub.add_parser("scale", help="ask for N workers")
+    p.add_argument("id")
+    p.add_argument("n", type=int)
+    add_json_flag(p)
+    p.set_defaults(func=_cluster_scale)
+
+    p = csub.add_parser("adapt", help="scale between MIN and MAX workers with the load")
+    p.add_argument("id")
+    p.add_argument("minimum", type=int, metavar="MIN")
+    p.add_argument("maximum", type=int, metavar="MAX")
+    add_json_flag(p)
+    p.set_defaults(func=_cluster_adapt)
+
+
+def _status_rows(statuses: Sequence[Any]) -> str:
+    rows = [(s.id, s.backend, s.kind, s.state, len(s.workers), s.cores, size(s.memory),
+             ",".join(j.job_id for j in s.jobs if j.state not in ("CANCELLED", "COMPLETED",
+                                                                     "GONE")) or "-",
+             s.dashboard or "-") for s in statuses]
+    return table(rows, ("ID", "BACKEND", "KIND", "STATE", "WORKERS", "CORES", "MEMORY",
+                        "JOBS", "DASHBOARD"))
+
+
+def _cluster_start(args: argparse.Namespace) -> int:
+    from kale_ext.clusters import start_cluster
+
+    overrides = dict(args.option)
+    for name in ("queue", "account", "walltime", "memory", "cores"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    cluster = start_cluster(args.kind, backend=args.backend, workers=args.workers,
+                            profile=args.profile, **overrides)
+    try:
+        status = cluster.status()
+    finally:
+        cluster.disconnect()
+    if wants_json(args):
+        print_json(status.to_dict())
+    else:
+        print(f"started {status.id}: {len(status.workers)} workers at {status.address}")
+        print(f"dashboard: {status.dashboard or '-'}")
+        print(f"stop it with: kale cluster stop {status.id}")
+    return 0
+
+
+def _cluster_list(args: argparse.Namespace) -> int:
+    from kale_ext.clusters import clusters
+
+    statuses = clusters()
+    if wants_json(args):
+        print_json([s.to_dict() for s in statuses])
+    elif statuses:
+        print(_status_rows(statuses))
+    else:
+        print("no clusters; start one with: kale cluster start")
+    return 0
+
+
+def _with_cluster(cluster_id: str, action: Callable[[Any], Any]) -> Any:
+    from kale_ext.clusters import connect
+
+    cluster = connect(cluster_id)
+    try:
+        return action(cluster)
+    finally:
+        cluster.disconnect()
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    status = _with_cluster(args.id, lambda c: c.status())
+    if wants_json(args):
+        print_json(status.to_dict())
+        return 0
+    print(_status_rows([status]))
+    if status.jobs:
+        print("\n" + table([(j.job_id, j.state, j.reason) for j in status.jobs],
+                           ("JOB", "STATE", "REASON")))
+    if status.workers:
+        print("\n" + table([(w.name, w.address, w.cores, size(w.memory), w.job_id or "-")
+                            for w in status.workers],
+                           ("WORKER", "ADDRESS", "CORES", "MEMORY", "JOB")))
+    if status.detail:
+        print(f"\n{status.detail}")
+    return 0
+
+
+def _cluster_scale(args: argparse.Namespace) -> int:
+    if args.n < 0:
+        raise ConfigError(f"N must be 0 or more, but got {args.n}.")
+    _with_cluster(args.id, lambda c: c.scale(args.n))
+    _report(args, {"id": args.id, "requested": args.n},
+            f"{args.id}: asked for {args.n} workers")
+    return 0
+
+
+def _cluster_adapt(args: argparse.Namespace) -> int:
+    _with_cluster(args.id, lambda c: c.adapt(args.minimum, args.maximum))
+    _report(args, {"id": args.id, "minimum": args.minimum, "maximum": args.maximum},
+            f"{args.id}: adapting between {args.minimum} and {args.maximum} workers")
+    return 0
+
+
+def _cluster_stop(args: argparse.Namespace) -> int:
+    from kale_ext.clusters import stop
+
+    stop(args.id)
+    _report(args, {"id": args.id, "stopped": True}, f"{args.id}: stopped")
+    return 0
+
+
+def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if wants_json(args):
+        print_json(data)
+    else:
+        print(text)
+
+
+# -- kale profiles ------------------------------------------------------------
+def register_profile_commands(sub: Any) -> None:
+    """``kale profiles``."""
+    p = sub.add_parser("profiles", help="site profiles start_cluster can use")
+    add_json_flag(p)
+    p.set_defaults(func=_profiles)
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from kale_ext import config
+
+    known = config.profiles()
+    default = config.get("default-profile") or "local"
+    if wants_json(args):
+        print_json({"default": default, "profiles": known})
+        return 0
+    rows = [(f"{name}{' *' if name == default else ''}", p.get("kind", "-"),
+             p.get("backend", "-"), p.get("workers", "-"), p.get("queue") or "-",
+             p.get("cores", "-"), p.get("memory", "-"), p.get("walltime", "-"))
+            for name, p in sorted(known.items())]
+    print(table(rows, ("PROFILE", "KIND", "BACKEND", "WORKERS", "QUEUE", "CORES", "MEMORY",
+                       "WALLTIME")))
+    print("\n* default profile (kale.default-profile)")
+    return 0
+
+
+# -- kale slurm-dev -----------------------------------------------------------
+def slurm_dev_dir() -> Path:
+    """The deploy/slurm-dev folder: $KALE_SLURM_DEV_DIR, the source tree, or the cwd."""
+    if os.environ.get("KALE_SLURM_DEV_DIR"):  # an explicit choice is the only one tried
+        candidates = [Path(os.environ["KALE_SLURM_DEV_DIR"])]
+    else:
+        candidates = [Path(__file__).resolve().parent.parent / "deploy" / "slurm-dev",
+                      Path.cwd() / "deploy" / "slurm-dev"]
+    for path in candidates:
+        if (path / "up.sh").is_file():
+            return path
+    raise KaleError(
+        "Cannot find deploy/slurm-dev/up.sh (looked in "
+        f"{', '.join(str(c) for c in candidates)}). It ships with the kale_ext source "
+        "tree: run kale from a checkout or set KALE_SLURM_DEV_DIR to its deploy/slurm-dev."
+    )
+
+
+def register_slurm_dev_commands(sub: Any) -> None:
+    """``kale slurm-dev up|down|status``."""
+    p = sub.add_parser("slurm-dev", help="the one-node development Slurm on loopback")
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.set_defaults(func=_slurm_dev)
+
+
+def _slurm_dev(args: argparse.Namespace) -> int:
+    script = slurm_dev_dir() / f"{args.action}.sh"
+    return subprocess.run(["bash", str(script)], check=False).returncode
+
+
+# -- entry point ----------------------------------------------------------------
+def _registrars() -> list[Registrar]:
+    found: list[Registrar] = []
+    for target in COMMAND_GROUPS:
+        module, _, name = target.partition(":")
+        found.append(getattr(importlib.import_module(module), name))
+    for ep in entry_points(group="kale_ext.cli"):
+        found.append(ep.load())
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kale", description="Clusters, searches and training for interactive HPC.")
+    parser.add_argument("--debug", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        # A CLI client connecting and leaving is not worth distributed's warnings.
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except KaleError as e:
+        print(f"kale: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
