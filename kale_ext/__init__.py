@@ -3,9 +3,18 @@
 Start Dask or ipyparallel clusters on a batch queue (or locally), run
 hyperparameter searches and distributed training on them, and steer it all live
 from a notebook, the JupyterLab sidebar or the ``kale`` command line.
+
+    import kale_ext as kale
+    cluster = kale.start_cluster()
+    search = kale.Search(train, {"lr": kale.loguniform(1e-4, 1e-1)}, metric="val_acc",
+                         scheduler=kale.ASHA(max_t=16), trials=32, cluster=cluster)
+    search.start()
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from kale_ext._errors import (
     ClusterError,
@@ -18,6 +27,27 @@ from kale_ext._errors import (
 from kale_ext.clusters import Cluster, clusters, connect, start_cluster, stop
 
 __version__ = "0.1.0"
+
+# Search names load on first use: Optuna and pandas are slow to import and a kernel
+# that only manages clusters should not pay for them.
+_LAZY = {
+    "Search": "kale_ext.search",
+    "uniform": "kale_ext.search",
+    "loguniform": "kale_ext.search",
+    "int": "kale_ext.search",
+    "choice": "kale_ext.search",
+    "grid": "kale_ext.search",
+    "FIFO": "kale_ext.search",
+    "ASHA": "kale_ext.search",
+    "Hyperband": "kale_ext.search",
+    "MedianStopping": "kale_ext.search",
+    "PBT": "kale_ext.search",
+    "searches": "kale_ext.search",
+    "report": "kale_ext.search._runner",
+    "report_nowait": "kale_ext.search._runner",
+    "save_checkpoint": "kale_ext.search._runner",
+    "load_checkpoint": "kale_ext.search._runner",
+}
 
 __all__ = [
     "Cluster",
@@ -32,4 +62,17 @@ __all__ = [
     "connect",
     "start_cluster",
     "stop",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kale_ext' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

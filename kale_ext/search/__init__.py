@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
+from kale_ext.search._search import Search
 from kale_ext.search._space import (
     Domain,
     Space,
@@ -38,6 +40,7 @@ __all__ = [
     "MedianStopping",
     "Sampler",
     "Scheduler",
+    "Search",
     "Space",
     "Suggestion",
     "TrialState",
@@ -48,5 +51,6 @@ __all__ = [
     "loguniform",
     "make_sampler",
     "scheduler_from_dict",
+    "searches",
     "uniform",
 ]

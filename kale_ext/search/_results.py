@@ -1,0 +1,89 @@
+"""Reading a search back from its store: results tables, histories, the best trial.
+
+Works on a live search and on a store opened read-only by another process alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kale_ext.search._space import Space
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kale_ext.store import Store
+
+_METRIC_ORDER = ("epoch", "step", "loss", "val_loss", "acc", "val_acc")
+
+
+def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
+    """One row per trial: number, state, flattened params, last metrics, best value,
+    duration, worker, attempt and retries."""
+    import pandas as pd
+
+    rows = []
+    for t in store.trials():
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.label}
+        row.update(Space.flatten(t.params))
+        last = dict(t.last)
+        for name in _METRIC_ORDER:
+            if name in last:
+                row[name] = last.pop(name)
+        row.update(last)
+        row[f"best_{metric}"] = t.best
+        row["duration"] = (t.ended or t.updated or 0) - t.started if t.started else None
+        row.update(worker=t.worker, attempt=t.attempt, retries=t.retries, error=t.error)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values("trial").reset_index(drop=True)
+    return frame
+
+
+def history_frame(store: Store, trial: int) -> pd.DataFrame:
+    """Every metric row of ``trial`` with its attempt, rank, step and time."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"attempt": m.attempt, "rank": m.rank, "seq": m.seq, "step": m.step, "time": m.time,
+         **m.values}
+        for m in store.metrics(trial)
+    ])
+
+
+def best_trial(store: Store, metric: str, mode: str) -> dict[str, Any] | None:
+    """The trial with the best reported ``metric``: number, value, step, config, state."""
+    scored = [t for t in store.trials() if t.best is not None]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    t = pick(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+    return {"trial": t.number, "value": t.best, "step": t.best_step, "config": t.params,
+            "state": t.state.label}
+
+
+def searches() -> list[dict[str, Any]]:
+    """Every search in the registry with its state and trial counts, newest last.
+
+    Reads each store read-only, so it works from any kernel or process.
+    """
+    from kale_ext import registry
+    from kale_ext.store import Store
+
+    out = []
+    for record in registry.records("searches"):
+        entry = dict(record)
+        try:
+            with Store.open(record["store"], readonly=True) as store:
+                entry["state"] = store.search().get("state")
+                counts: dict[str, int] = {}
+                for t in store.trials():
+                    counts[t.state.label] = counts.get(t.state.label, 0) + 1
+                entry["trials"] = counts
+                definition = store.search()["definition"]
+                entry["best"] = best_trial(store, definition["metric"], definition["mode"])
+        except Exception as e:  # a store deleted or unreadable: say so, list the rest
+            entry["state"] = f"unreadable: {e}"
+        out.append(entry)
+    return out

@@ -1,0 +1,405 @@
+"""``kale.Search``: a load-balanced hyperparameter search over a kale cluster."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from kale_ext import config, registry
+from kale_ext._errors import SearchError
+from kale_ext.search._driver import Driver, TrialRun, checkpoint_root
+from kale_ext.search._trial import Action, Decision, TrialState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kale_ext.clusters import Cluster
+    from kale_ext.search._space import Space
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _ClassOrInstance:
+    """``Search.resume(store)`` continues a search from its store; ``search.resume()``
+    resumes a paused search or trial: one word, as users say it, for both."""
+
+    def __init__(self, on_class: Any, on_instance: Callable[..., Any]) -> None:
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = f"{on_class.__func__.__doc__}\n\nOn an instance: {on_instance.__doc__}"
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        if obj is None:
+            return self.on_class.__get__(None, cls)
+        return self.on_instance.__get__(obj, cls)
+
+
+class Search:
+    """A hyperparameter search: trials of ``fn(config)`` run on ``cluster``'s workers.
+
+    Parameters
+    ----------
+    fn
+        The trial: an ordinary function ``train(config)`` that calls ``kale.report``.
+    space
+        Names to domains (``kale.uniform``, ``kale.choice``, ...), constants or nested dicts.
+    metric, mode
+        The reported metric to optimise, and ``"max"`` or ``"min"``.
+    algorithm
+        The sampler: ``"random"``, ``"grid"``, ``"tpe"``, ``"cmaes"``, ``"qmc"``.
+    scheduler
+        Early stopping: ``kale.FIFO()`` (default), ``ASHA``, ``Hyperband``,
+        ``MedianStopping`` or ``PBT``.
+    trials
+        How many trials to run (a grid search stops earlier when its grid is exhausted).
+    max_concurrent
+        Trials at once; default: as many as the cluster has workers (re-read as it scales).
+    retries
+        How often a trial whose worker died (killed, job cancelled, walltime) is retried.
+        A trial whose own code raises fails at once, with its traceback.
+    cluster
+        A kale cluster; default: ``kale.start_cluster()`` (the local default).
+    store
+        The SQLite file; default: ``<kale store dir>/<name>.kale.sqlite`` on local disk.
+    name
+        A short name (letters, digits, ``._-``); default: a generated one.
+    seed
+        Seed of the sampler, for repeatable searches.
+    heartbeat_timeout
+        Seconds without a message from a running trial before its worker counts as lost.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[dict[str, Any]], Any],
+        space: Mapping[str, Any] | Space,
+        *,
+        metric: str,
+        mode: str = "max",
+        algorithm: str = "random",
+        scheduler: Any = None,
+        trials: int = 16,
+        max_concurrent: int | None = None,
+        retries: int = 1,
+        cluster: Cluster | None = None,
+        store: str | Path | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        heartbeat_timeout: float = 10.0,
+        workers_per_trial: int = 1,
+        _store: Any = None,
+    ) -> None:
+        from kale_ext.search import FIFO, Space, make_sampler
+
+        if not callable(fn):
+            raise SearchError(f"fn must be a callable train(config), but got {fn!r}.")
+        if mode not in ("min", "max"):
+            raise SearchError(f"mode must be 'min' or 'max', but got mode={mode!r}.")
+        for label, value, low in (("trials", trials, 1), ("retries", retries, 0),
+                                  ("workers_per_trial", workers_per_trial, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise SearchError(f"{label} must be an integer >= {low}, but got {value!r}.")
+        if max_concurrent is not None and (not isinstance(max_concurrent, int)
+                                           or max_concurrent < 1):
+            raise SearchError(
+                f"max_concurrent must be a positive integer or None, but got {max_concurrent!r}."
+            )
+        if not isinstance(metric, str) or not metric:
+            raise SearchError(f"metric must name a reported metric, but got {metric!r}.")
+        self.name = name or f"search-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        if not _NAME.match(self.name):
+            raise SearchError(
+                f"Search name {self.name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit."
+            )
+        self.fn = fn
+        self.fn_pickle = _pickle_fn(fn)
+        self.space = space if isinstance(space, Space) else Space(space)
+        self.metric, self.mode, self.algorithm, self.seed = metric, mode, algorithm, seed
+        self.scheduler = scheduler if scheduler is not None else FIFO()
+        self.scheduler.setup(metric, mode)
+        self.sampler = make_sampler(algorithm, self.space, mode=mode, seed=seed)
+        self.n_trials, self.max_concurrent, self.retries = trials, max_concurrent, retries
+        self.workers_per_trial = workers_per_trial
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self._cluster = cluster
+        self.channel_host: str | None = None
+        self.runs: dict[int, TrialRun] = {}
+        self.store_path = Path(store).expanduser() if store else \
+            config.store_dir() / f"{self.name}.kale.sqlite"
+        self.checkpoint_dir = checkpoint_root(self.store_path)
+        self.store = _store if _store is not None else self._create_store()
+        self._driver: Driver | None = None
+
+    # -- construction ----------------------------------------------------------------
+
+    def _definition(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fn": getattr(self.fn, "__qualname__", repr(self.fn)),
+            "fn_pickle": base64.b64encode(self.fn_pickle).decode(),
+            "space": self.space.to_dict(),
+            "metric": self.metric,
+            "mode": self.mode,
+            "algorithm": self.algorithm,
+            "scheduler": self.scheduler.to_dict(),
+            "trials": self.n_trials,
+            "max_concurrent": self.max_concurrent,
+            "retries": self.retries,
+            "seed": self.seed,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "workers_per_trial": self.workers_per_trial,
+            "created": time.time(),
+        }
+
+    def _create_store(self) -> Any:
+        from kale_ext.store import Store
+
+        if self.store_path.exists():
+            raise SearchError(
+                f"Store {self.store_path} already exists. Resume it with "
+                f"kale.Search.resume({str(self.store_path)!r}) or pass another store= or name=."
+            )
+        self.store_path.parent.mkdir(parents=True, exist_ok=True)
+        store = Store.open(self.store_path)
+        store.create_search(self._definition())
+        return store
+
+    def _new_trial(self) -> TrialRun:
+        suggestion = self.sampler.ask()
+        run = TrialRun(number=len(self.runs), config=suggestion.config, token=suggestion.number)
+        self.runs[run.number] = run
+        self.store.add_trial(run.number, run.config)
+        self.scheduler.on_trial_add(run.number, run.config)
+        return run
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            from kale_ext.clusters import start_cluster
+
+            self._cluster = start_cluster()
+        return self._cluster
+
+    # -- running -----------------------------------------------------------------------
+
+    def start(self) -> Search:
+        """Start the search in the background and return at once."""
+        if self._driver is not None and not self._driver.done.is_set():
+            raise SearchError(f"Search {self.name!r} is already running.")
+        cluster = self.cluster
+        if self.channel_host is None:
+            from kale_ext.channel import channel_host
+
+            self.channel_host = channel_host(local=cluster.kind == "local")
+        _no_dask_rescheduling(cluster)
+        self._driver = Driver(self)
+        self._driver.start()
+        self.store.set_search_state("running")
+        registry.write("searches", self.name, {
+            "name": self.name, "store": str(self.store_path), "cluster": cluster.id,
+            "control": self._driver.channel["address"], "started": time.time(),
+        })
+        return self
+
+    def wait(self, timeout: float | None = None) -> Search:
+        """Block until the search ends; re-raise a driver failure."""
+        driver = self._require_driver()
+        if not driver.done.wait(timeout):
+            raise TimeoutError(f"Search {self.name!r} still running after {timeout} s.")
+        if driver.error is not None:
+            raise SearchError(f"The driver of search {self.name!r} failed: {driver.error}") \
+                from driver.error
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._driver is not None and not self._driver.done.is_set()
+
+    def _require_driver(self) -> Driver:
+        if self._driver is None:
+            raise SearchError(f"Search {self.name!r} is not started; call search.start().")
+        return self._driver
+
+    def _run(self, trial: int) -> TrialRun:
+        if trial not in self.runs:
+            raise SearchError(
+                f"Search {self.name!r} has no trial {trial}; trials are "
+                f"{sorted(self.runs) or 'none yet'}."
+            )
+        return self.runs[trial]
+
+    def _control(self, fn: Callable[[Driver], None]) -> None:
+        driver = self._require_driver()
+        with driver.lock:
+            fn(driver)
+
+    # -- control: the whole search or one trial ------------------------------------------
+
+    def stop(self, trial: int | None = None) -> None:
+        """Stop one running trial, or the whole search when ``trial`` is None."""
+        if trial is None:
+            def stop_all(d: Driver) -> None:
+                d.stopping = True
+                for run in self.runs.values():
+                    if run.state is TrialState.RUNNING:
+                        d.tell_trial(run, Decision(Action.STOP, "search stopped by the user"))
+                    elif run.state in (TrialState.PENDING, TrialState.PAUSED):
+                        d._transition(run, TrialState.STOPPED, "search stopped by the user")
+            self._control(stop_all)
+            return
+        self._control(lambda d: self._stop_trial(d, self._run(trial)))
+
+    def _stop_trial(self, d: Driver, run: TrialRun) -> None:
+        if run.state is TrialState.RUNNING:
+            d.tell_trial(run, Decision(Action.STOP, "stopped by the user"))
+        elif run.state in (TrialState.PENDING, TrialState.PAUSED):
+            d._transition(run, TrialState.STOPPED, "stopped by the user")
+            d._tell(run)
+        else:
+            raise SearchError(f"Trial {run.number} is {run.state.label}; only pending, running "
+                              "or paused trials can be stopped.")
+
+    def pause(self, trial: int | None = None) -> None:
+        """Pause one trial (it checkpoints and leaves its worker), or the whole search:
+        no new trials start and running ones pause."""
+        def pause(d: Driver) -> None:
+            targets = list(self.runs.values()) if trial is None else [self._run(trial)]
+            if trial is None:
+                d.paused = True
+            for run in targets:
+                if run.state is TrialState.RUNNING:
+                    d.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
+                elif run.state is TrialState.PENDING and trial is not None:
+                    d._transition(run, TrialState.PAUSED, "paused by the user")
+                elif trial is not None:
+                    raise SearchError(f"Trial {run.number} is {run.state.label}; only running "
+                                      "or pending trials can be paused.")
+        self._control(pause)
+
+    def _resume_running(self, trial: int | None = None) -> None:
+        """Resume a paused trial from its checkpoint, or the whole paused search."""
+        def resume(d: Driver) -> None:
+            targets = list(self.runs.values()) if trial is None else [self._run(trial)]
+            if trial is None:
+                d.paused = False
+            for run in targets:
+                if run.state is TrialState.PAUSED:
+                    d._transition(run, TrialState.PENDING, "resumed by the user")
+                elif trial is not None:
+                    raise SearchError(f"Trial {run.number} is {run.state.label}, not paused.")
+        self._control(resume)
+
+    def restart(self, trial: int, **params: Any) -> None:
+        """Run trial ``trial`` again from scratch, with some parameters changed.
+
+        The new values are checked against the search space first.
+        """
+        run = self._run(trial)
+        new_config = self.space.validate_config(_merge(run.config, params))
+
+        def restart(d: Driver) -> None:
+            run.config = new_config
+            run.checkpoint = None
+            self.store.transition(run.number, run.state, "parameters edited by the user",
+                                  params=new_config)
+            if run.state is TrialState.RUNNING:
+                d.tell_trial(run, Decision(Action.STOP, "restarted by the user"), requeue=True)
+            else:
+                run.retries = 0
+                d._transition(run, TrialState.PENDING, "restarted by the user")
+        self._control(restart)
+
+    # -- results -------------------------------------------------------------------------
+
+    def results(self) -> pd.DataFrame:
+        """One row per trial: params, state, last and best metrics, durations, worker."""
+        from kale_ext.search._results import results_frame
+
+        return results_frame(self.store, self.metric, self.mode)
+
+    def history(self, trial: int) -> pd.DataFrame:
+        """Every metric row trial ``trial`` reported, in order."""
+        from kale_ext.search._results import history_frame
+
+        return history_frame(self.store, trial)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best trial so far: number, config and best metric value."""
+        from kale_ext.search._results import best_trial
+
+        return best_trial(self.store, self.metric, self.mode)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            counts[run.state.label] = counts.get(run.state.label, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"
+        return f"<kale.Search {self.name!r} {self.metric}/{self.mode}: {summary}>"
+
+    # -- resume --------------------------------------------------------------------------
+
+    @classmethod
+    def _resume_store(cls, store: str | Path, *, cluster: Cluster | None = None,
+                      fn: Callable[[dict[str, Any]], Any] | None = None,
+                      start: bool = True) -> Search:
+        """Continue a search from its store after the kernel (or driver) died.
+
+        Completed, pruned, stopped and failed trials are kept, not rerun; trials that
+        were pending or running are queued again and continue from their latest
+        checkpoint; every stored metric row stays.
+        """
+        from kale_ext.search._resume import load_search
+
+        search = load_search(cls, Path(store).expanduser(), cluster=cluster, fn=fn)
+        if start:
+            search.start()
+        return search
+
+    resume = _ClassOrInstance(_resume_store, _resume_running)
+
+
+def _pickle_fn(fn: Callable[..., Any]) -> bytes:
+    try:
+        return bytes(cloudpickle.dumps(fn))
+    except Exception as e:
+        raise SearchError(
+            f"The trial function {fn!r} cannot be pickled to send it to the workers ({e}). "
+            "Define it at the top level of a module or notebook cell, and keep unpicklable "
+            "objects (open files, clients, locks) out of its closure."
+        ) from e
+
+
+def _merge(config: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(config)
+    for key, value in params.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _no_dask_rescheduling(cluster: Cluster) -> None:
+    """kale retries trials itself (as new attempts, with their reports kept apart), so a
+    Dask scheduler must not silently rerun a trial whose worker died."""
+    if cluster.backend != "dask":
+        return
+
+    def no_retries(dask_scheduler: Any) -> None:
+        dask_scheduler.allowed_failures = 0
+
+    try:
+        cluster.client.run_on_scheduler(no_retries)
+    except Exception as e:  # a scheduler that refuses still runs trials; retries then double up
+        logger.warning("could not turn off Dask's task rescheduling: %s", e)
