@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import inspect
 import math
+import random
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -262,6 +263,8 @@ def _optuna_factory(algorithm: str, kwargs: dict[str, Any]
     options = {**defaults[algorithm], **kwargs}
 
     def factory(seed: int | None) -> optuna.samplers.BaseSampler:
+        if seed is None and algorithm == "qmc":  # else Optuna warns on every unseeded search
+            seed = random.SystemRandom().randrange(2**31)
         with _quiet():
             sampler: optuna.samplers.BaseSampler = classes[algorithm](seed=seed, **options)
             return sampler
