@@ -162,7 +162,8 @@ class IPyParallelCluster(Cluster):
             profile=opts.pop("profile", None), options={**opts, "engine_sets": {}},
         )
         profile_dir = registry.private_dir("clusters", record.id) / "ipython"
-        (profile_dir / "security").mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (profile_dir, profile_dir / "security"):
+            folder.mkdir(exist_ok=True, mode=0o700)
         ip = opts.get("interface_host") or ("127.0.0.1" if kind == "local" else "*")
         loop = _Loop.get()
         ipp = loop.call(lambda: ipyparallel.Cluster(
@@ -276,6 +277,7 @@ class IPyParallelCluster(Cluster):
         """Ask for ``n`` engines: add engine sets, or stop sets and shut engines down."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"scale needs a non-negative integer, but got n={n!r}.")
+        self._stop_adapting()  # an explicit size ends adaptive scaling
         self._scale(Decision(n))
 
     def _scale(self, decision: Decision) -> None:
@@ -364,8 +366,11 @@ class IPyParallelCluster(Cluster):
 
     def _snapshot(self) -> QueueSnapshot:
         with self._lock:
+            ids = set(self.client.ids)
             queues = dict(self.client.queue_status())
             unassigned = int(queues.pop("unassigned", 0))
+            # The controller keeps queues of engines that have left; count live ones only.
+            queues = {e: q for e, q in queues.items() if e in ids}
             idle = tuple(sorted(e for e, q in queues.items() if not q["queue"] and not q["tasks"]))
             return QueueSnapshot(engines=len(queues), requested=sum(self._sets.values()),
                                  unassigned=unassigned, busy=len(queues) - len(idle),
@@ -491,6 +496,15 @@ class IPyParallelCluster(Cluster):
                              None, workers=workers, jobs=jobs)
 
     # ------------------------------------------------------------------------- stop
+    def disconnect(self) -> None:
+        """Close this process's client; the controller and engines keep running."""
+        with self._lock:
+            self._stop_adapting()
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = self._view = None
+
     def stop(self) -> None:
         """Shut engines down, stop the controller, cancel batch jobs, drop the record."""
         with self._lock:

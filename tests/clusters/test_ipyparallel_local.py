@@ -1,0 +1,150 @@
+"""A real local ipyparallel cluster: work, scaling, adapting, reconnecting and stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+
+import cloudpickle
+import ipyparallel
+import pytest
+
+import kale_ext as kale
+from kale_ext import registry
+from kale_ext.clusters._ipyparallel import IPyParallelCluster
+
+pytestmark = pytest.mark.slow
+
+OFFSET = 100  # a module global, reachable on engines because functions travel by cloudpickle
+
+# Engines cannot import this test module by name; ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def add(a: int, b: int) -> int:
+    return a + b + OFFSET
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if registry.pid_alive(pid, os.uname().nodename) is False:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=90, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture
+def started():
+    clusters: list[IPyParallelCluster] = []
+
+    def start(**kwargs) -> IPyParallelCluster:
+        c = kale.start_cluster("local", backend="ipyparallel", **kwargs)
+        assert isinstance(c, IPyParallelCluster)
+        clusters.append(c)
+        return c
+
+    yield start
+    for c in clusters:
+        if registry.read("clusters", c.id) is not None:
+            c.stop()
+
+
+def test_local_cluster_runs_scales_reconnects_and_is_stopped_elsewhere(started):
+    c = started(workers=2)
+    assert len(c.client.ids) == 2
+    assert isinstance(c.client, ipyparallel.Client)
+    assert isinstance(c.view, ipyparallel.LoadBalancedView)
+
+    # submit: a concurrent future, with callbacks and the original exception type.
+    fut = c.submit(add, 1, b=2)
+    assert isinstance(fut, Future)
+    seen = threading.Event()
+    fut.add_done_callback(lambda f: seen.set())
+    assert fut.result(timeout=30) == 103
+    assert seen.wait(5)
+    assert c.submit(lambda x: x * OFFSET, 3).result(timeout=30) == 300
+    bad = c.submit(fail, "no good")
+    with pytest.raises(ValueError, match="no good") as info:
+        bad.result(timeout=30)
+    assert "Remote traceback" in "".join(info.value.__notes__)
+
+    # run_on_workers: once per engine, keyed by engine name.
+    pids = c.run_on_workers(os.getpid)
+    assert sorted(pids) == ["engine-0", "engine-1"]
+    assert len(set(pids.values())) == 2
+
+    status = c.status()
+    assert status.state == "running" and len(status.workers) == 2
+    assert all(w.cores >= 1 and w.memory > 0 and w.host for w in status.workers)
+    assert c.id in c._repr_html_()
+    # The record names the controller as owner, and its keys stay private.
+    assert c.record.owner_pid != os.getpid()
+    assert os.stat(c.record.security).st_mode & 0o077 == 0
+    assert os.stat(c.record.address).st_mode & 0o077 == 0
+
+    c.scale(3)
+    c.wait_for_workers(3, timeout=60)
+    assert len(c.client.ids) == 3
+    c.scale(2)
+    assert len(c.client.ids) == 2
+    assert sum(registry.read("clusters", c.id)["options"]["engine_sets"].values()) == 2
+
+    # Reconnect from another process through the registry and run work there.
+    out = _python(
+        "import json, os, kale_ext as kale\n"
+        f"c = kale.connect({c.id!r})\n"
+        "print(json.dumps({'n': len(c.status().workers), "
+        "'r': c.submit(pow, 2, 10).result(30)}))\n"
+    )
+    assert json.loads(out.strip().splitlines()[-1]) == {"n": 2, "r": 1024}
+    assert [s.id for s in kale.clusters()] == [c.id]
+
+    # Stop it from a third process: controller and engines exit, the record goes.
+    controller = c.record.owner_pid
+    engines = list(pids.values())
+    _python(f"import kale_ext as kale; kale.stop({c.id!r})")
+    assert _gone(controller)
+    assert all(_gone(pid) for pid in engines)
+    assert registry.read("clusters", c.id) is None
+    assert not os.path.exists(c.record.security)
+
+
+def test_cancel_and_adapt(started):
+    c = started(workers=1)
+    slow = [c.submit(time.sleep, 1.5) for _ in range(2)]
+    queued = slow[1]
+    assert queued.cancel()
+    assert queued.cancelled()
+    assert slow[0].result(timeout=30) is None
+
+    # Adaptive: four waiting tasks grow the cluster to its maximum, quiet shrinks it back.
+    c.adapt(1, 3, interval=0.3, wait_count=2)
+    futures = [c.submit(time.sleep, 3) for _ in range(4)]
+    deadline = time.monotonic() + 60
+    while len(c.client.ids) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(c.client.ids) == 3
+    for f in futures:
+        f.result(timeout=60)
+    while len(c.client.ids) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(c.client.ids) == 1
+    c.scale(1)  # an explicit scale takes over from adapting
+    assert c._adaptor is None
