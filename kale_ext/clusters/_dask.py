@@ -186,9 +186,12 @@ class DaskCluster(Cluster):
                                f"minimum={minimum}, maximum={maximum}.")
         self._call("kale_adapt", minimum=int(minimum), maximum=int(maximum))
 
-    def jobs(self) -> dict[str, Any]:
-        """The daemon's view: jobs with batch states, submission errors, requested size."""
-        return dict(self._call("kale_jobs"))
+    def jobs(self, *, states: bool = True) -> dict[str, Any]:
+        """The daemon's view: jobs with batch states, submission errors, requested size.
+
+        ``states=False`` leaves out the batch system's query (state ``UNKNOWN``).
+        """
+        return dict(self._call("kale_jobs", states=states))
 
     def stop(self) -> None:
         record = self.record
@@ -255,13 +258,18 @@ class DaskCluster(Cluster):
         timeout = float(config.get("start-timeout", 120) if timeout is None else timeout)
         interval = float(config.get("job-check-interval", 0.5))
         deadline = time.monotonic() + timeout
-        jobs: dict[str, Any] = {"jobs": []}
+        next_queue_check = 0.0
         while True:
             if self.n_workers() >= n:
                 return
-            jobs = self.jobs()
+            # Rejected submissions are known to the daemon at once; asking the queue
+            # about job states costs a squeue, so that happens every `interval` only.
+            now = time.monotonic()
+            jobs = self.jobs(states=now >= next_queue_check)
+            if now >= next_queue_check:
+                next_queue_check = now + interval
             self._raise_for_jobs(jobs)
-            if time.monotonic() > deadline:
+            if now > deadline:
                 states = ", ".join(f"{j['job_id']} {j['state']} {j['reason']}".strip()
                                    for j in jobs["jobs"] if j["active"]) or "none"
                 raise ClusterError(
@@ -269,7 +277,7 @@ class DaskCluster(Cluster):
                     f"{timeout:.0f} s. Jobs: {states}. Raise kale.start-timeout or check the "
                     "queue (a PENDING reason such as Resources or Priority means waiting)."
                 )
-            time.sleep(interval)
+            time.sleep(0.05)
 
     def _raise_for_jobs(self, jobs: dict[str, Any]) -> None:
         """Raise BatchJobError for a rejected submission or a job that ended early."""

@@ -138,21 +138,22 @@ class KalePlugin(SchedulerPlugin):
         self.adaptive = {"minimum": int(minimum), "maximum": int(maximum)}
         return self.adaptive
 
-    async def jobs(self, **_: Any) -> dict[str, Any]:
+    async def jobs(self, states: bool = True, **_: Any) -> dict[str, Any]:
+        """Jobs, submission errors, requested size; ``states=False`` skips the queue query."""
         now = time.time()
         shown = [e for e in self.book.entries
                  if e.job_id and (e.ended is None or now - e.ended < HISTORY_S)]
-        states: dict[str, tuple[str, str]] = {}
-        if shown and self.kind != "local":
+        queue: dict[str, tuple[str, str]] = {}
+        if states and shown and self.kind != "local":
             try:
-                states = await asyncio.to_thread(
+                queue = await asyncio.to_thread(
                     _batch.job_states, self.kind, [str(e.job_id) for e in shown])
             except Exception as e:  # the queue may be briefly unreachable
                 logger.warning("job state query failed: %s", e)
         return {
             "jobs": [{"job_id": e.job_id, "worker": e.worker, "active": e.ended is None,
-                      "state": states.get(str(e.job_id), ("UNKNOWN", ""))[0],
-                      "reason": states.get(str(e.job_id), ("", ""))[1]} for e in shown],
+                      "state": queue.get(str(e.job_id), ("UNKNOWN", ""))[0],
+                      "reason": queue.get(str(e.job_id), ("", ""))[1]} for e in shown],
             "errors": [{"worker": e.worker, "error": e.error} for e in self.book.entries
                        if e.error],
             "requested": len(getattr(self.cluster, "worker_spec", {}) or {}),
