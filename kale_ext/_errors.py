@@ -15,6 +15,22 @@ class BackendNotFound(ConfigError):
     """No installed backend or batch system has the requested name."""
 
 
+class LayoutError(ConfigError):
+    """A model layout string broke the grammar or its shapes do not fit.
+
+    Carries the offending token, its index among the layers, its character offset in
+    the layout string and the rule it broke.
+    """
+
+    def __init__(self, message: str, *, token: str = "", index: int = -1, offset: int = -1,
+                 rule: str = "") -> None:
+        super().__init__(message)
+        self.token = token
+        self.index = index
+        self.offset = offset
+        self.rule = rule
+
+
 class ClusterError(KaleError):
     """A cluster could not be started, reached, scaled or stopped."""
 

@@ -1,0 +1,129 @@
+"""A classifier whose architecture is a searchable layout string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from kale_ext._errors import ConfigError
+from kale_ext.models import _loop
+from kale_ext.models._builder import build_model
+from kale_ext.models._layout import plan
+
+DATASETS = ("digits", "jets")
+
+DEFAULT_LAYOUTS = {
+    "digits": "CONV|16|3|3|1|1|1|1|RELU,MAXPOOL|2|2|2|2,FLAT,DENSE|64|RELU,DENSE|10|LINEAR",
+    "jets": ("CONV|8|3|3|1|1|1|1|RELU,MAXPOOL|2|2|2|2,CONV|16|3|3|1|1|1|1|RELU,"
+             "MAXPOOL|2|2|2|2,FLAT,DENSE|32|RELU,DENSE|2|LINEAR"),
+}
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, val_fraction: float) -> dict[str, Any]:
+    n_val = max(int(len(x) * val_fraction), 1)
+    return {"train": (x[n_val:], y[n_val:]), "val": (x[:n_val], y[:n_val])}
+
+
+def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train / validation tensors of a named dataset, scaled for training.
+
+    Parameters
+    ----------
+    name
+        ``"digits"`` (scikit-learn's 8x8 digits, 10 classes) or ``"jets"``
+        (:func:`kale_ext.models.jet_images`, 2 classes, ``log1p``-scaled energies).
+    config
+        ``n`` (jets: events, default 2000), ``size`` (jets: image side, default 32),
+        ``data_seed`` (default 0), ``val_fraction`` (jets, default 0.25).
+
+    Returns
+    -------
+    dict
+        ``train`` and ``val`` as (x, y) tensors, ``input_shape``, ``n_classes``.
+    """
+    config = config or {}
+    seed = int(config.get("data_seed", 0))
+    if name == "digits":
+        from kale_ext.models._digits import digits_data
+
+        data = digits_data(seed)
+        return {"train": data["train"], "val": data["val"], "input_shape": (1, 8, 8),
+                "n_classes": 10}
+    if name == "jets":
+        from kale_ext.models._physics import jet_images
+
+        size = int(config.get("size", 32))
+        x, y = jet_images(int(config.get("n", 2000)), size=size, seed=seed)
+        data = _split(torch.log1p(x), y, float(config.get("val_fraction", 0.25)))
+        return {**data, "input_shape": (1, size, size), "n_classes": 2}
+    raise ConfigError(f"dataset {name!r} is not one of {list(DATASETS)}; pass "
+                      "config['dataset'] = 'digits' or 'jets'")
+
+
+def with_head(layout: str, input_shape: tuple[int, ...], n_classes: int) -> str:
+    """``layout`` with a linear output layer of ``n_classes`` units unless it has one."""
+    layers = plan(layout, input_shape).parts.get("model")
+    if layers is None:
+        raise ConfigError(f"a classifier layout must be a plain list of layers, not an "
+                          f"autoencoder or GAN: {layout!r}")
+    if layers[-1].out_shape == (n_classes,):
+        return layout
+    return f"{layout},DENSE|{n_classes}|LINEAR"
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, Any]:
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    return (float(nn.functional.cross_entropy(out, y)),
+            float((out.argmax(1) == y).float().mean()), out)
+
+
+def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
+    """A trial: train a classifier built from ``config["layout"]``, reporting every epoch.
+
+    Config keys (all optional): ``layout`` (a layout string; a linear output layer is
+    appended unless the layout already ends with ``n_classes`` outputs), ``dataset``
+    (``"digits"`` or ``"jets"``), ``epochs`` (5), ``lr`` (1e-3), ``optimizer`` ("Adam"),
+    ``batch_size`` (64), ``seed`` (0), plus :func:`load_dataset`'s keys. Layout strings
+    are plain strings, so ``kale.choice([layout_a, layout_b])`` searches over them.
+
+    Reports ``loss, acc, val_loss, val_acc`` (and ``val_auc`` for two classes); returns
+    the last epoch's metrics. Checkpoints every epoch and resumes from the trial's
+    checkpoint.
+    """
+    generator = _loop.setup(config)
+    name = str(config.get("dataset", "digits"))
+    data = load_dataset(name, config)
+    layout = with_head(str(config.get("layout", DEFAULT_LAYOUTS.get(name, ""))),
+                       data["input_shape"], data["n_classes"])
+    model = build_model(layout, data["input_shape"])
+    opt = _loop.optimizer(model.parameters(), config)
+    modules = {"model": model, "optimizer": opt}
+    start = _loop.resume(modules, generator)
+    (x_train, y_train), (x_val, y_val) = data["train"], data["val"]
+    metrics: dict[str, float] = {}
+    for epoch in range(start, int(config.get("epochs", 5))):
+        model.train()
+        running, correct = 0.0, 0
+        for idx in _loop.batches(len(x_train), int(config.get("batch_size", 64)), generator):
+            opt.zero_grad()
+            out = model(x_train[idx])
+            loss = nn.functional.cross_entropy(out, y_train[idx])
+            loss.backward()
+            opt.step()
+            running += float(loss.detach()) * len(idx)
+            correct += int((out.argmax(1) == y_train[idx]).sum())
+        val_loss, val_acc, out = _evaluate(model, x_val, y_val)
+        metrics = {"loss": running / len(x_train), "acc": correct / len(x_train),
+                   "val_loss": val_loss, "val_acc": val_acc}
+        if data["n_classes"] == 2:
+            from sklearn.metrics import roc_auc_score
+
+            scores = torch.softmax(out, 1)[:, 1]
+            metrics["val_auc"] = float(roc_auc_score(y_val.numpy(), scores.numpy()))
+        _loop.checkpoint(modules, epoch, generator)
+        _loop.report(epoch, metrics)
+    return metrics
