@@ -399,18 +399,22 @@ class IPyParallelCluster(Cluster):
         interval = float(config.get("job-check-interval", 0.5))
         deadline = time.monotonic() + timeout
         client = self.client
+        next_check = 0.0
         while True:
             have = len(client.ids)
             if have >= n:
                 return
-            self._check_alive(n, have)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= next_check:  # ask the batch queue less often than the controller
+                self._check_alive(n, have)
+                next_check = now + interval
+            if now >= deadline:
                 raise ClusterError(
                     f"Cluster {self.id}: only {have} of {n} engines registered within "
                     f"{timeout:.0f} s. Batch jobs: {self._jobs_text() or 'none'}. "
                     "Raise start_timeout or check the queue (kale status)."
                 )
-            time.sleep(interval)
+            time.sleep(0.05)
 
     def _jobs_text(self) -> str:
         if self.kind == "local":
