@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kale_ext.models._layout import LayerPlan, Shape, plan
+from kale_ext.models._layout import Shape
+from kale_ext.models._shapes import LayerPlan, plan
 
 
 class Reshape(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from kale_ext._errors import ConfigError
 from kale_ext.models import _loop
 from kale_ext.models._builder import build_model
-from kale_ext.models._layout import plan
+from kale_ext.models._shapes import plan
 
 DATASETS = ("digits", "jets")
 

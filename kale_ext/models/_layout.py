@@ -1,4 +1,4 @@
-"""Layout strings in the TMVA ``MethodDL`` style: parsing and shape inference (no torch).
+"""Layout strings in the TMVA ``MethodDL`` style: the grammar and its parser (no torch).
 
 A layout is a comma-separated list of layers, each a ``|``-separated token whose first
 field names the layer. Shapes exclude the batch dimension: ``(C, H, W)`` for images,
@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kale_ext._errors import LayoutError
@@ -54,8 +54,6 @@ Shape = tuple[int, ...]
 ACTIVATIONS = ("TANH", "RELU", "SIGMOID", "LEAKYRELU", "ELU", "GELU", "IDENTITY", "LINEAR",
                "SOFTMAX", "SOFTSIGN", "SYMMRELU", "GAUSS")
 MAX_FIELD = 1 << 20  # widths, filters and kernel sizes above this are typos, not models
-MAX_ELEMENTS = 1 << 26  # per-sample output size of one layer
-MAX_PARAMS = 200_000_000  # weights of one layer: guards against allocating by mistake
 
 
 @dataclass(frozen=True)
@@ -76,27 +74,6 @@ class Token:
         return LayoutError(f"token {self.index} {self.text!r} at offset {self.offset}{where}: "
                            f"{rule}", token=self.text, index=self.index, offset=self.offset,
                            rule=rule)
-
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """A checked layer: its kind, parameters and input and output shapes."""
-
-    token: Token
-    kind: str
-    params: dict[str, Any]
-    in_shape: Shape
-    out_shape: Shape
-    weights: int
-
-
-@dataclass
-class Plan:
-    """A checked layout: ``kind`` is "sequential", "autoencoder" or "gan"."""
-
-    kind: str
-    input_shape: Shape
-    parts: dict[str, list[LayerPlan]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- splitting the string
@@ -333,138 +310,3 @@ def read_token(tok: Token) -> tuple[str, dict[str, Any]]:
     known = "DENSE CONV DECONV MAXPOOL RESHAPE FLAT PADDING2D UPSAMPLE BNORM DROPOUT RNN LSTM GRU"
     raise tok.error(f"unknown layer {fields[0]!r}; known layers: {known} and the "
                     f"activations {' '.join(ACTIVATIONS)}")
-
-
-# ---------------------------------------------------------------- shape inference
-
-
-def _need_image(tok: Token, kind: str, shape: Shape) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise tok.error(f"{kind} needs an image input (C, H, W), got shape {shape}; "
-                        "use RESHAPE|d|h|w first")
-    return shape[0], shape[1], shape[2]
-
-
-def _sequence(tok: Token, kind: str, shape: Shape) -> tuple[int, int]:
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    if len(shape) == 3 and shape[0] == 1:
-        return shape[1], shape[2]
-    raise tok.error(f"{kind} needs a sequence input (T, F) or (1, T, F), got shape {shape}")
-
-
-def _conv_out(size: int, k: int, s: int, p: int) -> int:
-    return (size + 2 * p - k) // s + 1
-
-
-def out_shape(tok: Token, kind: str, p: dict[str, Any], shape: Shape) -> tuple[Shape, int]:
-    """The output shape of a layer on input ``shape`` and its weight count, or LayoutError."""
-    size = math.prod(shape)
-    if kind == "DENSE":
-        if len(shape) not in (1, 2):
-            raise tok.error(f"DENSE needs a flat input, got shape {shape}; insert FLAT or "
-                            f"RESHAPE|d|h|w|FLAT before it")
-        return (*shape[:-1], p["units"]), (shape[-1] + 1) * p["units"]
-    if kind in ("CONV", "DECONV"):
-        c, h, w = _need_image(tok, kind, shape)
-        (fh, fw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
-        if kind == "CONV":
-            if fh > h + 2 * ph or fw > w + 2 * pw:
-                raise tok.error(f"CONV filter {fh}x{fw} is larger than the padded input "
-                                f"{h + 2 * ph}x{w + 2 * pw} (input shape {shape})")
-            oh, ow = _conv_out(h, fh, sh, ph), _conv_out(w, fw, sw, pw)
-        else:
-            oh, ow = (h - 1) * sh - 2 * ph + fh, (w - 1) * sw - 2 * pw + fw
-            if oh < 1 or ow < 1:
-                raise tok.error(f"DECONV padding {ph}x{pw} leaves no output on input {shape}")
-        return (p["depth"], oh, ow), (c * fh * fw + 1) * p["depth"]
-    if kind == "MAXPOOL":
-        c, h, w = _need_image(tok, kind, shape)
-        (kh, kw), (sh, sw) = p["kernel"], p["stride"]
-        if kh > h or kw > w:
-            raise tok.error(f"MAXPOOL window {kh}x{kw} is larger than the input {h}x{w} "
-                            f"(input shape {shape})")
-        return (c, _conv_out(h, kh, sh, 0), _conv_out(w, kw, sw, 0)), 0
-    if kind == "RESHAPE":
-        dims = p["dims"]
-        if dims is not None and math.prod(dims) != size:
-            raise tok.error(f"RESHAPE to {'x'.join(map(str, dims))} = {math.prod(dims)} "
-                            f"elements, but the input {shape} has {size}")
-        return ((size,) if p["flat"] else tuple(dims)), 0
-    if kind == "PADDING2D":
-        c, h, w = _need_image(tok, kind, shape)
-        top, bottom, left, right = p["pad"]
-        return (c, h + top + bottom, w + left + right), 0
-    if kind == "UPSAMPLE":
-        c, h, w = _need_image(tok, kind, shape)
-        return (c, h * p["factor"][0], w * p["factor"][1]), 0
-    if kind in ("RNN", "LSTM", "GRU"):
-        t, f = _sequence(tok, kind, shape)
-        for key, actual in (("input_size", f), ("time_steps", t)):
-            if p[key] not in (0, actual):
-                raise tok.error(f"{kind} {key} {p[key]} does not match the input shape "
-                                f"{shape} (T={t}, F={f}); use 0 to take it from the input")
-        gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
-        units = p["units"]
-        shape_out = (t, units) if p["return_sequence"] else (units,)
-        return shape_out, gates * units * (f + units + 2)
-    if kind == "BNORM":
-        return shape, 2 * (shape[0] if len(shape) == 3 else shape[-1])
-    return shape, 0  # DROPOUT, ACT
-
-
-def plan_layers(tokens: list[Token], shape: Shape) -> list[LayerPlan]:
-    """Read and shape-check a list of tokens starting from ``shape``."""
-    plans: list[LayerPlan] = []
-    for tok in tokens:
-        kind, params = read_token(tok)
-        new, weights = out_shape(tok, kind, params, shape)
-        if min(new) < 1:
-            raise tok.error(f"{kind} turns input {shape} into an empty output {new}")
-        if math.prod(new) > MAX_ELEMENTS:
-            raise tok.error(f"{kind} output {new} has {math.prod(new)} elements per sample "
-                            f"(limit {MAX_ELEMENTS}); shrink the layer")
-        if weights > MAX_PARAMS:
-            raise tok.error(f"{kind} would have {weights} weights (limit {MAX_PARAMS}); "
-                            "shrink the layer or pool/stride before it")
-        plans.append(LayerPlan(tok, kind, params, shape, new, weights))
-        shape = new
-    return plans
-
-
-def check_shape(shape: Any) -> Shape:
-    """An input shape as a tuple of positive ints, or LayoutError."""
-    try:
-        dims = tuple(int(d) for d in shape)
-        ok = all(int(d) == d for d in shape)
-    except (TypeError, ValueError):
-        dims, ok = (), False
-    if not ok or not 1 <= len(dims) <= 3 or min(dims) < 1:
-        raise LayoutError(f"input_shape must be 1 to 3 positive ints without the batch "
-                          f"dimension, e.g. (1, 28, 28), but got {shape!r}",
-                          rule="input shape (C, H, W), (T, F) or (F,)")
-    return dims
-
-
-def plan(layout: str, input_shape: Any) -> Plan:
-    """Parse ``layout`` and check every layer's shapes from ``input_shape``."""
-    shape = check_shape(input_shape)
-    kind, parts = parse(layout)
-    result = Plan(kind, shape)
-    current = shape
-    for name, tokens in parts.items():
-        layers = plan_layers(tokens, current)
-        result.parts[name] = layers
-        current = layers[-1].out_shape
-    if kind == "autoencoder" and current != shape:
-        last = result.parts["decoder"][-1].token
-        raise last.error(f"an autoencoder's decoder must end at the input shape {shape}, but "
-                         f"ends at {current}; end it with RESHAPE|{'|'.join(map(str, shape))}"
-                         if len(shape) == 3 else
-                         f"an autoencoder's decoder must end at the input shape {shape}, but "
-                         f"ends at {current}")
-    if kind == "gan" and current != (1,):
-        last = result.parts["discriminator"][-1].token
-        raise last.error(f"a GAN discriminator must end in one logit, but ends at {current}; "
-                         "end it with DENSE|1|LINEAR")
-    return result

@@ -18,7 +18,8 @@ from torch import nn
 from kale_ext._errors import ConfigError, LayoutError
 from kale_ext.models import _loop
 from kale_ext.models._builder import AutoEncoder, build_model, sequential
-from kale_ext.models._layout import check_shape, parse, plan_layers
+from kale_ext.models._layout import parse
+from kale_ext.models._shapes import check_shape, plan_layers
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
