@@ -96,7 +96,7 @@ class GANPair(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` generated samples from standard normal latent vectors."""
         z = torch.randn(n, *self.latent_shape, generator=generator)
-        return self.generator(z)
+        return self.generator(z.to(next(self.generator.parameters()).device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.discriminator(self.generator(z))

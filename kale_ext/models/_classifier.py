@@ -87,8 +87,9 @@ def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
     Config keys (all optional): ``layout`` (a layout string; a linear output layer is
     appended unless the layout already ends with ``n_classes`` outputs), ``dataset``
     (``"digits"`` or ``"jets"``), ``epochs`` (5), ``lr`` (1e-3), ``optimizer`` ("Adam"),
-    ``batch_size`` (64), ``seed`` (0), plus :func:`load_dataset`'s keys. Layout strings
-    are plain strings, so ``kale.choice([layout_a, layout_b])`` searches over them.
+    ``batch_size`` (64), ``seed`` (0), ``device`` ("cpu"; "cuda" or "auto"), plus
+    :func:`load_dataset`'s keys. Layout strings are plain strings, so
+    ``kale.choice([layout_a, layout_b])`` searches over them.
 
     Reports ``loss, acc, val_loss, val_acc`` (and ``val_auc`` for two classes); returns
     the last epoch's metrics. Checkpoints every epoch and resumes from the trial's
@@ -99,11 +100,13 @@ def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
     data = load_dataset(name, config)
     layout = with_head(str(config.get("layout", DEFAULT_LAYOUTS.get(name, ""))),
                        data["input_shape"], data["n_classes"])
-    model = build_model(layout, data["input_shape"])
+    dev = _loop.device(config)
+    model = build_model(layout, data["input_shape"]).to(dev)
     opt = _loop.optimizer(model.parameters(), config)
     modules = {"model": model, "optimizer": opt}
     start = _loop.resume(modules, generator)
-    (x_train, y_train), (x_val, y_val) = data["train"], data["val"]
+    (x_train, y_train), (x_val, y_val) = ((t.to(dev) for t in pair)
+                                          for pair in (data["train"], data["val"]))
     metrics: dict[str, float] = {}
     for epoch in range(start, int(config.get("epochs", 5))):
         model.train()
@@ -123,7 +126,8 @@ def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
             from sklearn.metrics import roc_auc_score
 
             scores = torch.softmax(out, 1)[:, 1]
-            metrics["val_auc"] = float(roc_auc_score(y_val.numpy(), scores.numpy()))
+            metrics["val_auc"] = float(roc_auc_score(y_val.cpu().numpy(),
+                                                     scores.cpu().numpy()))
         _loop.checkpoint(modules, epoch, generator)
         _loop.report(epoch, metrics)
     return metrics

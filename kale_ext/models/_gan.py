@@ -55,7 +55,8 @@ def train_gan(config: dict[str, Any]) -> dict[str, float]:
     generator reads ``(latent_dim,)`` and must produce (1, size, size)), ``size`` (16,
     divisible by 4 for the default layout), ``n`` (2048 training showers), ``latent_dim``
     (16), ``epochs`` (5), ``batch_size`` (64), ``lr`` (1e-3; ``g_lr``/``d_lr`` override
-    it per network), ``seed`` (0), ``energy_scale`` (10 GeV: cells are divided by it).
+    it per network), ``seed`` (0), ``device`` ("cpu"; "cuda" or "auto"),
+    ``energy_scale`` (10 GeV: cells are divided by it).
 
     Reports ``d_loss, g_loss, loss`` (= g_loss), ``ks`` and ``ks_pvalue`` (total energy,
     generated vs held-out real), ``energy_real, energy_fake`` (mean total energies in
@@ -79,6 +80,9 @@ def train_gan(config: dict[str, Any]) -> dict[str, float]:
     if tuple(shape) != tuple(x_train.shape[1:]):
         raise ConfigError(f"the generator makes {tuple(shape)} showers but the data are "
                           f"{tuple(x_train.shape[1:])}; change the layout or config['size']")
+    dev = _loop.device(config)
+    gan.to(dev)
+    x_train = x_train.to(dev)
     betas = (0.5, 0.999)  # the DCGAN setting: less momentum keeps the two players stable
     lr = float(config.get("lr", 1e-3))
     g_opt = _loop.optimizer(gan.generator.parameters(), config, "g_", lr=lr, betas=betas)
@@ -92,7 +96,7 @@ def train_gan(config: dict[str, Any]) -> dict[str, float]:
         sums, count = {"d_loss": 0.0, "g_loss": 0.0}, 0
         for idx in _loop.batches(n, int(config.get("batch_size", 64)), generator):
             real = x_train[idx]
-            fake = gan.generator(torch.randn(len(idx), latent, generator=generator))
+            fake = gan.generator(torch.randn(len(idx), latent, generator=generator).to(dev))
             d_real, d_fake = gan.discriminator(real), gan.discriminator(fake.detach())
             d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
             d_opt.zero_grad()
@@ -111,7 +115,7 @@ def train_gan(config: dict[str, Any]) -> dict[str, float]:
         metrics["loss"] = metrics["g_loss"]
         gan.eval()
         with torch.no_grad():
-            fake = gan.sample(len(x_val), generator) * scale
+            fake = gan.sample(len(x_val), generator).cpu() * scale
         metrics["ks"], metrics["ks_pvalue"] = energy_ks(x_val, fake)
         metrics["energy_real"] = float(x_val.flatten(1).sum(1).mean())
         metrics["energy_fake"] = float(fake.flatten(1).sum(1).mean())

@@ -21,6 +21,22 @@ def setup(config: dict[str, Any]) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def device(config: dict[str, Any]) -> torch.device:
+    """The device named by ``config["device"]``: "cpu" (default), "cuda", "cuda:1", "auto"."""
+    name = str(config.get("device", "cpu"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"config['device'] = {name!r} is not a torch device; use 'cpu', "
+                          "'cuda', 'cuda:N' or 'auto'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config['device'] = {name!r} but torch sees no CUDA GPU here; use "
+                          "'cpu', or 'auto' to take a GPU only where there is one")
+    return dev
+
+
 def optimizer(params: Any, config: dict[str, Any], prefix: str = "",
               **defaults: Any) -> torch.optim.Optimizer:
     """The optimizer named by ``config[prefix + "optimizer"]`` at ``config[prefix + "lr"]``."""

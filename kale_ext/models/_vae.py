@@ -178,7 +178,7 @@ def train_vae(config: dict[str, Any]) -> dict[str, float]:
     ``reduction`` ("sum", see :func:`vae_loss`), ``layout`` (``"Encoder={...}Decoder={...}"``;
     for a VAE the encoder ends flat and the decoder starts from the latent code),
     ``epochs`` (20), ``lr`` (3e-3),
-    ``batch_size`` (64), ``seed`` (0).
+    ``batch_size`` (64), ``seed`` (0), ``device`` ("cpu"; "cuda" or "auto").
 
     Reports ``loss, mse, kl, val_loss, val_mse, val_kl, val_auc`` (ROC AUC of the
     reconstruction error against the anomaly labels) and, for a VAE, ``latent_mean``,
@@ -198,10 +198,13 @@ def train_vae(config: dict[str, Any]) -> dict[str, float]:
     if not isinstance(model, VAE | AutoEncoder):
         raise ConfigError(f"an autoencoder layout must be 'Encoder={{...}}Decoder={{...}}', "
                           f"got {layout!r}")
+    dev = _loop.device(config)
+    model.to(dev)
     opt = _loop.optimizer(model.parameters(), config, lr=3e-3)
     modules = {"model": model, "optimizer": opt}
     start = _loop.resume(modules, generator)
-    x_train, (x_val, is_anomaly) = data["train"], data["val"]
+    x_train, (x_val, is_anomaly) = data["train"].to(dev), data["val"]
+    x_val = x_val.to(dev)
     metrics: dict[str, float] = {}
     for epoch in range(start, int(config.get("epochs", 20))):
         model.train()
@@ -218,7 +221,7 @@ def train_vae(config: dict[str, Any]) -> dict[str, float]:
         with torch.no_grad():
             val = _step_loss(model, x_val, beta, reduction)
         metrics.update({f"val_{key}": float(value) for key, value in val.items()})
-        scores = anomaly_scores(model, x_val)
+        scores = anomaly_scores(model, x_val).cpu()
         metrics["val_auc"] = float(roc_auc_score(is_anomaly.numpy(), scores.numpy()))
         if isinstance(model, VAE):
             metrics.update(latent_stats(model, x_val))

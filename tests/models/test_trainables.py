@@ -138,3 +138,15 @@ def test_gan_layout_must_fit_the_showers() -> None:
     bad = "DENSE|64|RELU,RESHAPE|1|8|8##FLAT,DENSE|1|LINEAR"
     with pytest.raises(ConfigError, match="generator makes"):
         train_gan({"epochs": 1, "n": 64, "size": 12, "latent_dim": 4, "layout": bad})
+
+
+def test_device_choice() -> None:
+    metrics = train_layout_classifier({"dataset": "digits", "epochs": 2, "device": "auto",
+                                       "lr": 1e-2,
+                                       "layout": "FLAT,DENSE|16|RELU"})
+    assert metrics["val_acc"] > 0.5
+    with pytest.raises(ConfigError, match="device"):
+        train_vae({"epochs": 1, "device": "tpu9"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            train_gan({"epochs": 1, "n": 64, "size": 8, "device": "cuda"})
