@@ -120,6 +120,26 @@ class KalePlugin(SchedulerPlugin):
             kale_scale=self.scale, kale_adapt=self.adapt, kale_jobs=self.jobs,
             kale_stop=self.stop,
         )
+        self._replacer = asyncio.create_task(self._replace_lost_workers())
+
+    async def close(self) -> None:
+        self._replacer.cancel()
+
+    async def _replace_lost_workers(self) -> None:
+        """Resubmit jobs of an adaptive cluster whose workers retired or died.
+
+        A worker that reaches its ``--lifetime`` (or whose job ended) leaves the cluster's
+        workers but stays in its plan, so ``Adaptive`` sees nothing to do; correcting the
+        cluster's state submits a job for every planned worker that is missing.
+        """
+        while True:
+            await asyncio.sleep(1)
+            spec = getattr(self.cluster, "worker_spec", {}) or {}
+            if self.adaptive and set(spec) - set(self.cluster.workers):
+                try:
+                    await self.cluster._correct_state()
+                except Exception as e:
+                    logger.warning("replacing lost workers failed: %s", e)
 
     def _stop_adaptive(self) -> None:
         adaptive = getattr(self.cluster, "_adaptive", None)

@@ -42,7 +42,9 @@ def _python(code: str) -> str:
 
 
 @pytest.fixture
-def cluster():
+def cluster(monkeypatch):
+    # The daemon forgets a departed worker after 1 s instead of 15 s.
+    monkeypatch.setenv("DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT", "1s")
     c = kale.start_cluster("slurm-dev", walltime="00:10:00")
     yield c
     if registry.read("clusters", c.id) is not None:
@@ -141,3 +143,26 @@ def test_stale_record_is_cleaned(cluster):
     assert [s.id for s in kale.clusters(clean=False)] == [cluster.id]
     assert kale.clusters() == []
     assert registry.read("clusters", cluster.id) is None
+
+
+def test_adaptive_cluster_replaces_workers_retiring_before_walltime(monkeypatch):
+    monkeypatch.setenv("DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT", "1s")
+    # A 30 s walltime: the lifetime margin shrinks to 6 s, so the worker retires at ~24 s.
+    c = kale.start_cluster("slurm-dev", workers=1, walltime="00:30")
+    try:
+        (first,) = c.record.job_ids
+        lifetimes = c.run_on_workers(lambda dask_worker: dask_worker.lifetime)
+        assert all(18 <= t <= 30 for t in lifetimes.values()), lifetimes
+        c.adapt(1, 1)
+
+        def replaced() -> bool:
+            active = registry.read("clusters", c.id)["job_ids"]
+            return bool(active) and first not in active and c.n_workers() == 1
+
+        _until(replaced, 75, "a new job to replace the retired worker")
+        assert c.submit(max, 3, 4).result(timeout=30) == 4
+        states = {j.job_id: j.state for j in c.status().jobs}
+        assert states[first] in ("COMPLETED", "GONE", "CANCELLED"), states
+    finally:
+        c.stop()
+    _until(lambda: not _queue(c.id), 30, "every job to leave squeue")
