@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import ipyparallel
+import psutil
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError, ConfigError
@@ -338,6 +339,10 @@ class IPyParallelCluster(Cluster):
             self._info.pop(eid, None)
 
     def _stop_set(self, set_id: str) -> None:
+        es = self._ipp.engines.get(set_id)
+        procs = [la.process for la in getattr(es, "launchers", {}).values() if la.process]
+        if procs:  # local engines asked to shut down: let them exit before any SIGTERM
+            psutil.wait_procs(procs, timeout=3)
         if set_id in self._ipp.engines:
             try:
                 self._loop.run(self._ipp.stop_engines(set_id), timeout=120)

@@ -145,8 +145,8 @@ def test_job_that_dies_before_engines_register_fails_fast_with_its_output():
 def test_stale_record_is_cleaned_by_clusters(started):
     c = started()
     assert [s.state for s in kale.clusters()] == ["running"]
-    # The controller and the jobs die behind kale's back.
-    os.kill(c.record.owner_pid, signal.SIGKILL)
+    # The controller (with its scheduler processes) and the jobs die behind kale's back.
+    os.killpg(c.record.owner_pid, signal.SIGKILL)
     subprocess.run(["scancel", *c.record.job_ids], check=True)
     assert _wait_gone(c.record.job_ids)
     deadline = time.monotonic() + 10
