@@ -141,6 +141,7 @@ class DaskCluster(Cluster):
                 raise ClusterError(
                     f"The Dask cluster daemon of {cluster_id} exited with code "
                     f"{proc.returncode} before its scheduler came up:\n{why}\n"
+                    f"Options: {json.loads((folder / 'spec.json').read_text())['options']}\n"
                     f"Full log: {folder / 'daemon.log'}"
                 )
             time.sleep(0.02)

@@ -266,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(spec))
     except Exception as e:
         logger.exception("cluster %s failed", spec["id"])
-        (spec_path.parent / ERROR_FILE).write_text(f"{type(e).__name__}: {e}")
+        chain: list[str] = []
+        cause: BaseException | None = e
+        while cause is not None and len(chain) < 5:  # the root cause says the most
+            chain.append(f"{type(cause).__name__}: {cause}")
+            cause = cause.__cause__ or cause.__context__
+        (spec_path.parent / ERROR_FILE).write_text("\n  caused by ".join(chain))
         return 1
     return 0
 

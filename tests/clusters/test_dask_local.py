@@ -160,3 +160,16 @@ def test_bad_local_option_fails_before_anything_starts():
     with pytest.raises(ConfigError, match="queue"):
         kale.start_cluster(queue="debug")
     assert list(registry.records("clusters")) == []
+
+
+def test_daemon_that_fails_early_reports_why():
+    from kale_ext._errors import ClusterError
+
+    # 192.0.2.0/24 is reserved for documentation: no interface here has that address.
+    with pytest.raises(ClusterError) as err:
+        kale.start_cluster(interface_host="192.0.2.123")
+    text = str(err.value)
+    assert "exited with code 1 before its scheduler came up" in text
+    assert "Cannot assign requested address" in text  # the root cause, not just a wrapper
+    assert "'interface_host': '192.0.2.123'" in text
+    assert list(registry.records("clusters")) == []

@@ -166,3 +166,13 @@ def test_adaptive_cluster_replaces_workers_retiring_before_walltime(monkeypatch)
     finally:
         c.stop()
     _until(lambda: not _queue(c.id), 30, "every job to leave squeue")
+
+
+def test_stop_cancels_the_jobs_of_a_cluster_whose_daemon_died(cluster):
+    os.killpg(cluster.record.owner_pid, signal.SIGKILL)
+    assert len(_queue(cluster.id)) == 2  # orphaned workers keep their jobs
+    start = time.monotonic()
+    kale.stop(cluster.id)
+    assert time.monotonic() - start < 10
+    _until(lambda: not _queue(cluster.id), 30, "the orphaned jobs to be cancelled")
+    assert registry.read("clusters", cluster.id) is None
