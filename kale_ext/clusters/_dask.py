@@ -4,6 +4,11 @@
 folder, starts the daemon detached (its own session, so a kernel restart does not
 kill it), waits for the daemon's registry record and then for the workers, raising
 the batch system's own message when a job is rejected or dies first.
+
+Every cluster, local ones included, speaks TLS with ``require_encryption``: one code
+path, and on a shared login node other users cannot reach a local scheduler either.
+Set ``tls: false`` in a profile for plain TCP (for a site whose workers cannot read
+the state directory).
 """
 
 from __future__ import annotations

@@ -173,3 +173,13 @@ def test_daemon_that_fails_early_reports_why():
     assert "Cannot assign requested address" in text  # the root cause, not just a wrapper
     assert "'interface_host': '192.0.2.123'" in text
     assert list(registry.records("clusters")) == []
+
+
+def test_tls_can_be_turned_off_for_plain_tcp():
+    c = kale.start_cluster(workers=1, tls=False)
+    try:
+        assert c.record.address.startswith("tcp://127.0.0.1:")
+        assert c.record.security is None
+        assert c.submit(len, "abc").result(timeout=30) == 3
+    finally:
+        c.stop()
