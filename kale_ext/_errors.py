@@ -75,7 +75,7 @@ class StoreError(KaleError):
     """The search store could not be read or written."""
 
 
-class TrialStopped(KaleError):  # noqa: N818 - a control signal named as users read it
+class TrialStopped(KaleError):
     """Raised inside trial code by ``kale.report`` when the driver ends the trial."""
 
     def __init__(self, reason: str = "stopped by the search driver") -> None:

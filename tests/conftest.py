@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(config, items):
     if slurm_available():
         return
     skip = pytest.mark.skip(
-        reason="no running Slurm on this machine: start it with deploy/slurm-dev/up.sh (make test does)"
+        reason="no running Slurm on this machine: start it with deploy/slurm-dev/up.sh "
+        "(make test does)"
     )
     for item in items:
         if "slurm" in item.keywords:

@@ -149,6 +149,10 @@ class Cluster(ABC):
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on some worker; a ``concurrent.futures.Future``."""
 
+    def n_workers(self) -> int:
+        """Workers connected now; backends override this with a cheaper query."""
+        return len(self.status().workers)
+
     @abstractmethod
     def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
         """Block until ``n`` workers are connected; raise with the batch system's words."""

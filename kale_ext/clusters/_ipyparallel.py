@@ -476,6 +476,10 @@ class IPyParallelCluster(Cluster):
                 logger.debug("engine %s did not describe itself: %s", eid, e)
         return dict(self._info)
 
+    def n_workers(self) -> int:
+        """Engines registered with the controller now."""
+        return len(self.client.ids)
+
     def status(self) -> ClusterStatus:
         """Engines (host, cores, memory, job) and batch jobs with their states."""
         jobs = []

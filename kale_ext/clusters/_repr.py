@@ -34,7 +34,8 @@ def status_html(s: ClusterStatus) -> str:
         f"({escape(s.backend)} on {escape(s.kind)}, {escape(s.state)})<br>"
         f"address: <code>{escape(s.address)}</code> &middot; dashboard: {dash}<br>"
         f"{len(s.workers)} workers, {s.cores} cores, {_size(s.memory)}"
-        + (f"<table><tr><th>job</th><th>state</th><th>reason</th></tr>{jobs}</table>" if jobs else "")
+        + (f"<table><tr><th>job</th><th>state</th><th>reason</th></tr>{jobs}</table>"
+           if jobs else "")
         + (f"<table><tr><th>worker</th><th>host</th><th>cores</th><th>memory</th><th>job</th></tr>"
            f"{workers}</table>" if workers else "")
         + (f"<br><em>{escape(s.detail)}</em>" if s.detail else "")

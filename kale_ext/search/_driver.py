@@ -8,6 +8,7 @@ and futures to detect lost workers. All mutable state is guarded by one lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from kale_ext.search._trial import CONTINUE, Action, Decision, TrialState
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25  # seconds between housekeeping passes of the loop
+_WORKERS_EVERY = 2.0  # seconds between counts of the cluster's workers
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Driver:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.server: Any = None
+        self._workers = 1
+        self._workers_read = -_WORKERS_EVERY
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -97,17 +101,20 @@ class Driver:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        with self.lock:
-            for run in self.s.runs.values():
-                if run.future is not None and not run.future.done():
-                    run.future.cancel()
-                if run.state in (TrialState.RUNNING, TrialState.PENDING) and self.stopping:
-                    self._transition(run, TrialState.STOPPED, "search stopped")
-            final = "failed" if self.error else ("stopped" if self.stopping else "completed")
-            self.s.store.set_search_state(final)
-        if self.server is not None:
-            self.server.close()
-        self.done.set()
+        try:
+            with self.lock:
+                for run in self.s.runs.values():
+                    if run.future is not None and not run.future.done():
+                        with contextlib.suppress(Exception):  # a closed client cannot cancel
+                            run.future.cancel()
+                    if run.state in (TrialState.RUNNING, TrialState.PENDING) and self.stopping:
+                        self._transition(run, TrialState.STOPPED, "search stopped")
+                final = "failed" if self.error else ("stopped" if self.stopping else "completed")
+                self.s.store.set_search_state(final)
+            if self.server is not None:
+                self.server.close()
+        finally:
+            self.done.set()
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the driver thread (control actions from the kernel)."""
@@ -118,11 +125,14 @@ class Driver:
     def _capacity(self) -> int:
         if self.s.max_concurrent:
             return int(self.s.max_concurrent)
-        try:
-            n = len(self.s.cluster.status().workers)
-        except Exception:
-            n = 1
-        return max(1, n // self.s.workers_per_trial)
+        now = time.monotonic()
+        if now - self._workers_read > _WORKERS_EVERY:  # follows scaling, without a query a tick
+            self._workers_read = now
+            try:
+                self._workers = self.s.cluster.n_workers()
+            except Exception as e:
+                logger.warning("could not count the cluster's workers: %s", e)
+        return max(1, self._workers // self.s.workers_per_trial)
 
     def _fill(self) -> None:
         if self.stopping or self.paused:
@@ -152,7 +162,7 @@ class Driver:
         ctx = TrialContext(
             trial=run.number, attempt=run.attempt, rank=0, config=run.config,
             checkpoint_dir=str(self.s.checkpoint_dir / f"trial-{run.number}"),
-            restore_from=run.checkpoint,
+            restore_from=run.checkpoint, report_timeout=self.s.report_timeout,
         )
         run.submitted = time.time()
         run.started = None
@@ -171,8 +181,8 @@ class Driver:
             return True
         if self.paused:
             return False
-        if any(r.state is TrialState.PENDING for r in self.s.runs.values()):
-            return False
+        if any(r.state in (TrialState.PENDING, TrialState.PAUSED) for r in self.s.runs.values()):
+            return False  # a paused trial waits for resume() or stop()
         return not self._can_ask()
 
     # -- outcomes --------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kale_ext._errors import KaleError, TrialPruned, TrialStopped
+from kale_ext._errors import ChannelError, KaleError, TrialPruned, TrialStopped
 from kale_ext.search._trial import Action, Decision
 
 
@@ -34,6 +34,9 @@ class TrialContext:
     checkpoint_dir: str
     client: Any = None  # ChannelClient; None outside a search
     restore_from: str | None = None  # a checkpoint file to start from (resume, pause, PBT)
+    # Seconds a report waits for the driver's acknowledgement. Past it the driver is taken
+    # for dead: the trial ends and frees its worker, and a resumed search re-runs it.
+    report_timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
     _auto_step: int = 0
 
@@ -96,8 +99,20 @@ def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
         clean["step"] = step
     if isinstance(step, int | float) and not (isinstance(step, float) and math.isnan(step)):
         ctx._auto_step = int(step) + 1
-    decision: Decision = ctx.client.send("report", clean, block=block)
+    decision = _send(ctx, "report", clean, block=block)
     _raise_for(decision)
+    return decision
+
+
+def _send(ctx: TrialContext, kind: str, data: dict[str, Any], *, block: bool = True) -> Decision:
+    """Send to the driver; a driver silent for ``report_timeout`` s ends the trial."""
+    try:
+        decision: Decision = ctx.client.send(kind, data, block=block,
+                                             timeout=ctx.report_timeout)
+    except ChannelError as e:
+        stop = TrialStopped(f"lost contact with the search driver: {e}")
+        stop.action = Action.STOP  # type: ignore[attr-defined]
+        raise stop from e
     return decision
 
 
@@ -146,7 +161,7 @@ def save_checkpoint(state: Any, step: int) -> str | None:
     save(state, str(tmp))
     os.replace(tmp, path)
     if ctx.client is not None:
-        ctx.client.send("checkpoint", {"step": int(step), "path": str(path)}, block=True)
+        _send(ctx, "checkpoint", {"step": int(step), "path": str(path)})
     ctx.restore_from = str(path)
     return str(path)
 
@@ -186,7 +201,8 @@ def run_trial(
     outcome: dict[str, Any]
     try:
         client.send("start", {"host": socket.gethostname(), "pid": os.getpid(),
-                              "worker": _worker_name()}, block=True)
+                              "worker": _worker_name()}, block=True,
+                    timeout=context.report_timeout)
         value = fn(dict(context.config))
         outcome = {"status": "ok", "return": _plain(value)}
     except TrialStopped as e:
@@ -198,10 +214,11 @@ def run_trial(
     finally:
         _current.reset(token)
     try:
-        client.send("end", outcome, block=True)
-        client.flush()
+        client.send("end", outcome, block=True, timeout=context.report_timeout)
+    except ChannelError as e:  # the driver is gone; a resumed search re-runs this trial
+        outcome.setdefault("channel", str(e))
     finally:
-        client.close()
+        client.close(timeout=0 if "channel" in outcome else 10.0)
     return outcome
 
 

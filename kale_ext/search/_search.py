@@ -76,6 +76,11 @@ class Search:
         Seed of the sampler, for repeatable searches.
     heartbeat_timeout
         Seconds without a message from a running trial before its worker counts as lost.
+    report_timeout
+        Seconds a trial's ``report`` waits for the driver. Past it the trial takes the
+        driver for dead and ends, freeing its worker; ``Search.resume`` re-runs it.
+    workers_per_trial
+        Workers each trial runs on (a distributed trial when more than one).
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Search:
         name: str | None = None,
         seed: int | None = None,
         heartbeat_timeout: float = 10.0,
+        report_timeout: float = 60.0,
         workers_per_trial: int = 1,
         _store: Any = None,
     ) -> None:
@@ -131,6 +137,7 @@ class Search:
         self.n_trials, self.max_concurrent, self.retries = trials, max_concurrent, retries
         self.workers_per_trial = workers_per_trial
         self.heartbeat_timeout = float(heartbeat_timeout)
+        self.report_timeout = float(report_timeout)
         self._cluster = cluster
         self.channel_host: str | None = None
         self.runs: dict[int, TrialRun] = {}
@@ -157,6 +164,7 @@ class Search:
             "retries": self.retries,
             "seed": self.seed,
             "heartbeat_timeout": self.heartbeat_timeout,
+            "report_timeout": self.report_timeout,
             "workers_per_trial": self.workers_per_trial,
             "created": time.time(),
         }

@@ -1,0 +1,136 @@
+"""Faults lose nothing: a killed worker, a cancelled Slurm job, a killed driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import kale_ext as kale
+from kale_ext.search import TrialState
+from tests.search import trainables
+from tests.search.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _acknowledged(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _slow_search(cluster, tmp_path, **kwargs):
+    (tmp_path / "pids").mkdir()
+    space = {"log": str(tmp_path / "log.jsonl"), "pids": str(tmp_path / "pids"),
+             "epochs": 12, "sleep": 0.2, "q": 1.0, "tag": kale.choice(["a"])}
+    return kale.Search(trainables.slow_checkpointed, space, metric="acc", trials=1,
+                       cluster=cluster, retries=2, **kwargs).start()
+
+
+def _check_retried(search, log):
+    frame = search.results()
+    assert frame.loc[0, "state"] == "completed"
+    assert frame.loc[0, "retries"] == 1
+    reasons = [t.reason for t in search.store.transitions(0)]
+    assert any(r.startswith("worker lost") or "no heartbeat" in r for r in reasons), reasons
+    assert any("retry 1 of 2" in r for r in reasons), reasons
+    history = search.history(0)
+    first = history[history["attempt"] == 0]
+    # Every report acknowledged before the kill is in the store.
+    for entry in _acknowledged(log)[: len(first)]:
+        assert entry["epoch"] in set(history["epoch"])
+    assert len(first) >= 2
+    retried = history[history["attempt"] == history["attempt"].max()]
+    # The retry continued from the last checkpoint rather than from scratch.
+    assert retried["resumed_from"].iloc[0] > 1
+    assert sorted(set(history["epoch"])) == list(range(1, 13))
+
+
+@pytest.mark.parametrize("backend", ["dask", "ipyparallel"])
+def test_killed_worker_fails_the_attempt_and_the_trial_is_retried(backend, tmp_path):
+    with kale.start_cluster("local", backend=backend, workers=2) as cluster:
+        search = _slow_search(cluster, tmp_path)
+        wait_for(lambda: search.runs.get(0) and search.runs[0].last_step >= 3,
+                 what="three reports")
+        pid = int(next((tmp_path / "pids").iterdir()).name)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: search.runs[0].retries == 1, timeout=30, what="the retry")
+        detected = time.monotonic() - killed
+        search.wait(120)
+        _check_retried(search, tmp_path / "log.jsonl")
+        assert detected < 15, f"a dead worker took {detected:.1f} s to notice"
+
+
+@pytest.mark.slurm
+def test_scancel_of_a_worker_job_mid_trial(tmp_path):
+    with kale.start_cluster(profile="slurm-dev", backend="dask", workers=2) as cluster:
+        search = _slow_search(cluster, tmp_path, heartbeat_timeout=5)
+        wait_for(lambda: search.runs.get(0) and search.runs[0].last_step >= 3,
+                 what="three reports")
+        host_worker = search.runs[0].worker
+        jobs = {w.name: w.job_id for w in cluster.status().workers}
+        job = jobs.get(host_worker) or next(iter(jobs.values()))
+        subprocess.run(["scancel", str(job)], check=True)
+        wait_for(lambda: search.runs[0].retries == 1, timeout=30, what="the retry")
+        search.wait(120)
+        _check_retried(search, tmp_path / "log.jsonl")
+
+
+def test_killed_driver_resumes_without_rerun_or_loss(tmp_path):
+    (tmp_path / "pids").mkdir()
+    store = tmp_path / "s.kale.sqlite"
+    with kale.start_cluster("local", backend="dask", workers=2) as cluster:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.search.driver_proc", cluster.id,
+                                 str(store), str(tmp_path)], env=env, cwd=ROOT)
+        try:
+            def progress():
+                if not store.exists():
+                    return False
+                from kale_ext.store import Store
+
+                with Store.open(store, readonly=True) as s:
+                    trials = s.trials()
+                done = [t for t in trials if t.state is TrialState.COMPLETED]
+                running = [t for t in trials if t.state is TrialState.RUNNING
+                           and t.last.get("epoch", 0) >= 2]
+                return len(done) >= 1 and running
+            wait_for(progress, timeout=90, what="a completed and a running trial")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        acked = _acknowledged(tmp_path / "log.jsonl")
+        from kale_ext.store import Store
+
+        with Store.open(store, readonly=True) as s:
+            before = {t.number: t for t in s.trials()}
+            rows_before = {(m.trial, m.attempt, m.seq) for m in s.metrics()}
+        completed = {n for n, t in before.items() if t.state is TrialState.COMPLETED}
+
+        search = kale.Search.resume(store, cluster=cluster)
+        search.wait(180)
+        after = {t.number: t for t in search.store.trials()}
+        assert len(after) == 6
+        assert all(t.state is TrialState.COMPLETED for t in after.values()), after
+        for n in completed:  # not rerun
+            assert after[n].attempt == before[n].attempt
+            assert after[n].ended == before[n].ended
+        rows_after = {(m.trial, m.attempt, m.seq) for m in search.store.metrics()}
+        assert rows_before <= rows_after  # nothing stored was lost
+        by_tag: dict[int, set[int]] = {}
+        for m in search.store.metrics():
+            by_tag.setdefault(search.store.trial(m.trial).params["tag"], set()).add(
+                m.values["epoch"])
+        for entry in acked:  # every report acknowledged to a trial is in the store
+            assert entry["epoch"] in by_tag[entry["tag"]]
+        resumed = [n for n, t in before.items() if t.state is TrialState.RUNNING]
+        for n in resumed:
+            assert after[n].attempt > before[n].attempt
+            reasons = [t.reason for t in search.store.transitions(n)]
+            assert any("re-queued" in r for r in reasons)
