@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -30,6 +31,7 @@ def _raw_seconds() -> float:
     cluster = SLURMCluster(
         cores=1, processes=1, memory="1GiB", queue="debug", walltime="00:10:00",
         security=Security.temporary(), shared_temp_directory="/tmp",
+        log_directory=tempfile.mkdtemp(prefix="kale-bench-"),
         scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"}, n_workers=2,
     )
     client = Client(cluster)
