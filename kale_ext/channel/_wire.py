@@ -38,7 +38,7 @@ from kale_ext._errors import ChannelError
 from kale_ext.search._trial import Decision
 
 VERSION = 1
-KINDS = ("report", "heartbeat", "start", "end", "checkpoint")
+KINDS = ("report", "heartbeat", "start", "end", "checkpoint", "control")
 REJECT = b"reject"
 HEARTBEAT_SEQ = -1
 

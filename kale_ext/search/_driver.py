@@ -9,6 +9,7 @@ and futures to detect lost workers. All mutable state is guarded by one lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kale_ext.search._control import apply as apply_control
+from kale_ext.search._control import channel_file
 from kale_ext.search._runner import TrialContext, run_trial
 from kale_ext.search._trial import CONTINUE, Action, Decision, TrialState
 
@@ -75,7 +78,9 @@ class Driver:
         key = new_key()
         self.server = ChannelServer(key, self._on_messages, host=self.s.channel_host)
         self.server.start()
-        self.channel = ChannelInfo.create(self.server.address, key).to_dict()
+        info = ChannelInfo.create(self.server.address, key)
+        info.save(channel_file(self.s.name))  # 0600: lets the owner's other processes steer
+        self.channel = info.to_dict()
         self.thread = threading.Thread(target=self._loop, name=f"kale-search-{self.s.name}",
                                        daemon=True)
         self.thread.start()
@@ -113,6 +118,7 @@ class Driver:
                 self.s.store.set_search_state(final)
             if self.server is not None:
                 self.server.close()
+            channel_file(self.s.name).unlink(missing_ok=True)
         finally:
             self.done.set()
 
@@ -283,7 +289,10 @@ class Driver:
     def _on_messages(self, batch: list[Any]) -> Mapping[int, Decision]:
         decisions: dict[int, Decision] = {}
         with self.lock:
-            self.s.store.append(batch)
+            commands = [m for m in batch if m.kind == "control"]
+            for msg in commands:
+                decisions[msg.trial] = self._on_control(msg.data)
+            self.s.store.append([m for m in batch if m.kind != "control"])
             for msg in batch:
                 run = self.s.runs.get(msg.trial)
                 if run is None or msg.attempt != run.attempt:
@@ -305,6 +314,13 @@ class Driver:
                 if run.pending_action is not None and run.state is TrialState.RUNNING:
                     decisions.setdefault(run.number, run.pending_action)
         return decisions
+
+    def _on_control(self, data: dict[str, Any]) -> Decision:
+        try:
+            answer = {"ok": True, "message": apply_control(self.s, data)}
+        except Exception as e:  # the caller reads why; the search goes on
+            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        return Decision(Action.CONTINUE, json.dumps(answer))
 
     def _on_report(self, run: TrialRun, data: Mapping[str, Any]) -> Decision | None:
         run.metrics.update(data)

@@ -1,0 +1,70 @@
+"""Controlling a running search from another process: the CLI, the Jupyter server, a
+second kernel. Commands travel over the search's own authenticated metric channel;
+the channel key lives in a 0600 file beside the search's registry record."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from kale_ext import registry
+from kale_ext._errors import ChannelError, SearchError
+
+ACTIONS = ("stop", "pause", "resume", "restart")
+
+
+def channel_file(name: str) -> Path:
+    return registry.private_dir("searches", name) / "channel.json"
+
+
+def control(name: str, action: str, trial: int | None = None, *, timeout: float = 10.0,
+            **params: Any) -> str:
+    """Ask the driver of search ``name`` to ``stop``/``pause``/``resume`` the search or
+    one trial, or to ``restart`` a trial with new params; return the driver's answer.
+
+    Raises :class:`SearchError` when no live driver answers, with the reason, or when
+    the driver refused (the message says why, e.g. the trial already completed).
+    """
+    from kale_ext.channel import ChannelClient, ChannelInfo
+
+    if action not in ACTIONS:
+        raise SearchError(f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
+    if action == "restart" and trial is None:
+        raise SearchError("restart needs a trial number.")
+    path = channel_file(name)
+    if not path.exists():
+        raise SearchError(f"Search {name!r} has no running driver here (no {path}); "
+                          f"resume it with kale.Search.resume(<store>) first.")
+    info = ChannelInfo.load(path)
+    # A fresh negative stream id per command: never a trial's, never reused.
+    stream = -1 - secrets.randbelow(2**31)
+    client = ChannelClient(info.address, info.key, stream, heartbeat=3600.0)
+    try:
+        decision = client.send("control", {"action": action, "trial": trial,
+                                           "params": params}, timeout=timeout)
+    except ChannelError as e:
+        raise SearchError(f"The driver of search {name!r} did not answer within {timeout} s "
+                          f"({e}); it may have exited. Resume it with kale.Search.resume().") from e
+    finally:
+        client.close(timeout=0)
+    answer = json.loads(decision.reason or "{}")
+    if not answer.get("ok"):
+        raise SearchError(answer.get("error", f"The driver refused {action}."))
+    return str(answer.get("message", "ok"))
+
+
+def apply(search: Any, data: dict[str, Any]) -> str:
+    """Run one control command on ``search`` (on the driver's side); return a message."""
+    action, trial, params = data.get("action"), data.get("trial"), data.get("params") or {}
+    if action not in ACTIONS:
+        raise SearchError(f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
+    if trial is not None and not isinstance(trial, int):
+        raise SearchError(f"trial must be an integer, but got {trial!r}.")
+    if action == "restart":
+        search.restart(trial, **params)
+    else:
+        getattr(search, action)(trial)
+    target = f"trial {trial}" if trial is not None else f"search {search.name}"
+    return f"{action} {target}: done"
