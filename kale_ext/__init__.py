@@ -43,6 +43,7 @@ _LAZY = {
     "MedianStopping": "kale_ext.search",
     "PBT": "kale_ext.search",
     "searches": "kale_ext.search",
+    "control": "kale_ext.search._control",
     "report": "kale_ext.search._runner",
     "report_nowait": "kale_ext.search._runner",
     "save_checkpoint": "kale_ext.search._runner",
