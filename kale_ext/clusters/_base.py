@@ -173,6 +173,19 @@ class Cluster(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} kind={self.kind} address={self.record.address}>"
 
+    def _ipython_display_(self) -> None:
+        """A live widget (status, scale, stop) when ipywidgets is there, else the HTML."""
+        from IPython.display import HTML, display
+
+        try:
+            from kale_ext.widgets import ClusterWidget
+
+            widget = ClusterWidget(self)
+        except Exception:  # no widget packages (KaleError names them) or no front end
+            display(HTML(self._repr_html_()))
+            return
+        widget._ipython_display_()
+
     def _repr_html_(self) -> str:
         from kale_ext.clusters._repr import status_html
 

@@ -348,6 +348,24 @@ class Search:
 
         return best_trial(self.store, self.metric, self.mode)
 
+    def panel(self, **kwargs: Any) -> Any:
+        """The live control panel: trial table, curves, parameters, resources, controls.
+
+        Keyword arguments go to :class:`kale_ext.widgets.SearchPanel`. Needs the widget
+        extras: ``pip install 'kale-ext[widgets]'``.
+        """
+        from kale_ext.widgets import SearchPanel
+
+        return SearchPanel(self, **kwargs)
+
+    def _ipython_display_(self) -> None:
+        try:
+            panel = self.panel()
+        except Exception as e:  # no widget packages (the KaleError names them): text
+            print(f"{self!r}\n({e})")
+            return
+        panel._ipython_display_()
+
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
         for run in self.runs.values():

@@ -1,0 +1,164 @@
+"""The live trial table: an ipydatagrid grid, coloured by state, sortable and filterable.
+
+Reports update only the cells that changed (small messages that keep the user's
+selection and sort); new trials or columns replace the grid's data, after which the
+selection is put back by trial number.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from kale_ext.widgets._bokeh import require
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Row colours by trial state (light, so the text stays readable).
+STATE_COLOURS = {
+    "pending": "#f1f3f5", "running": "#d0ebff", "paused": "#fff3bf", "completed": "#d3f9d8",
+    "pruned": "#e9ecef", "stopped": "#ffe8cc", "failed": "#ffc9c9",
+}
+_ECHO_WINDOW = 2.0  # seconds in which an emptied selection is the grid's echo of a reload
+
+
+def _state_expr() -> str:
+    branches = "".join(f"cell.value == '{s}' ? '{c}' : " for s, c in STATE_COLOURS.items())
+    return branches + "'white'"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+class TrialTable:
+    """A grid of trials indexed by trial number; select rows to act on them."""
+
+    def __init__(self, frame: pd.DataFrame, *, height: int = 320) -> None:
+        ipydatagrid = require("ipydatagrid")
+        self.lock = threading.RLock()
+        self.selected: list[int] = []
+        self._on_select: list[Callable[[list[int]], None]] = []
+        self._reloaded = 0.0
+        state = ipydatagrid.TextRenderer(
+            background_color=ipydatagrid.VegaExpr(_state_expr()))
+        self.grid = ipydatagrid.DataGrid(
+            frame, selection_mode="row", renderers={"status": state},
+            base_column_size=90, base_row_size=22, auto_fit_columns=True,
+            layout={"height": f"{height}px"})
+        self._store(frame)
+        self.grid.observe(self._on_selections, names="selections")
+        self.grid.on_cell_click(self._on_click)
+
+    @property
+    def widget(self) -> Any:
+        return self.grid
+
+    def _store(self, frame: pd.DataFrame) -> None:
+        self.columns: list[str] = [str(c) for c in frame.columns]
+        self.order: list[int] = [int(n) for n in frame.index]
+        self.positions = {n: i for i, n in enumerate(self.order)}
+        self.rows: dict[int, dict[str, Any]] = {
+            int(n): {str(k): _plain(v) for k, v in row.items()}
+            for n, row in zip(frame.index, frame.to_dict("records"), strict=True)}
+
+    def frame(self) -> pd.DataFrame:
+        """The rows the grid holds now, indexed by trial."""
+        import pandas as pd
+
+        with self.lock:
+            return pd.DataFrame([self.rows[n] for n in self.order], columns=self.columns,
+                                index=pd.Index(self.order, name="trial"))
+
+    # -- updates from the panel's thread -------------------------------------------------
+
+    def reload(self, frame: pd.DataFrame) -> None:
+        """Replace the grid's data (new trials or columns); the selection is kept."""
+        with self.lock:
+            keep = list(self.selected)
+            self._reloaded = time.monotonic()
+            self.grid.data = frame
+            self._store(frame)
+            if keep:
+                self.select_trials(keep)
+
+    def update_rows(self, rows: dict[int, dict[str, Any]]) -> int:
+        """Set the cells of ``rows`` (trial to row dict) that changed; returns how many."""
+        changed = 0
+        with self.lock:
+            for number, row in rows.items():
+                old = self.rows.get(number)
+                if old is None:
+                    continue
+                for column, value in row.items():
+                    value = _plain(value)
+                    if column in old and not _same(value, old[column]):
+                        old[column] = value
+                        self.grid.set_cell_value_by_index(column, self.positions[number], value)
+                        changed += 1
+        return changed
+
+    # -- selection -----------------------------------------------------------------------
+
+    def on_select(self, callback: Callable[[list[int]], None]) -> None:
+        """Call ``callback(trial_numbers)`` whenever the selection changes."""
+        self._on_select.append(callback)
+
+    def select_trials(self, numbers: Iterable[int]) -> None:
+        """Select the rows of trials ``numbers`` (as a click on them would)."""
+        with self.lock:
+            order = self._visible_order()
+            rows = sorted(order.index(n) for n in numbers if n in order)
+            self.grid.selections = [
+                {"r1": r, "r2": r, "c1": 0, "c2": len(self.columns)} for r in rows]
+            self.grid.send_state("selections")
+            self._set_selected([order[r] for r in rows])
+
+    def _visible_order(self) -> list[int]:
+        """Trial numbers in the order the grid shows them (after its sort and filter)."""
+        visible = list(self.grid._visible_rows or [])
+        if visible and max(visible) < len(self.order):
+            return [self.order[i] for i in visible]
+        return list(self.order)
+
+    def _on_selections(self, change: dict[str, Any]) -> None:
+        with self.lock:
+            if not change["new"] and self.selected and \
+                    time.monotonic() - self._reloaded < _ECHO_WINDOW:
+                return  # the grid cleared it while reloading data; reload() restored it
+            order = self._visible_order()
+            rows: set[int] = set()
+            for rect in change["new"]:
+                rows.update(range(int(rect["r1"]), int(rect["r2"]) + 1))
+            self._set_selected([order[r] for r in sorted(rows) if 0 <= r < len(order)])
+
+    def _on_click(self, event: dict[str, Any]) -> None:
+        # The clicked row's dataset position is exact even while the grid is sorted.
+        row = event.get("primary_key_row")
+        if event.get("region") != "body" or not isinstance(row, int):
+            return
+        with self.lock:
+            if 0 <= row < len(self.order) and self.order[row] not in self.selected:
+                self._set_selected([self.order[row]])
+
+    def _set_selected(self, numbers: list[int]) -> None:
+        if numbers == self.selected:
+            return
+        self.selected = numbers
+        for callback in self._on_select:
+            callback(list(numbers))
+
+
+def _plain(value: Any) -> Any:
+    """A cell value the grid's JSON accepts (numpy scalars to Python ones)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
