@@ -100,7 +100,8 @@ class Controls:
             except KaleError as e:
                 errors.append(f"trial {t}: {e}")
         lines = [f"{verb}: asked trial(s) {', '.join(map(str, done))}"] if done else []
-        self._show("<br>".join(html.escape(x) for x in lines + errors), ok=not errors)
+        self._show("<br>".join(html.escape(x) for x in lines + errors), ok=not errors,
+                   escaped=True)
         self.after()
 
     def _restart(self) -> None:
@@ -131,9 +132,9 @@ class Controls:
 
     # -- display ---------------------------------------------------------------------
 
-    def _show(self, text: str, *, ok: bool) -> None:
+    def _show(self, text: str, *, ok: bool, escaped: bool = False) -> None:
         colour = "#2b8a3e" if ok else "#c92a2a"
-        body = text if "<br>" in text else html.escape(text)
+        body = text if escaped else html.escape(text)
         self.message.value = f'<span style="color:{colour}">{body}</span>'
 
     def _on_select(self, trials: list[int]) -> None:
