@@ -48,6 +48,15 @@ _LAZY = {
     "report_nowait": "kale_ext.search._runner",
     "save_checkpoint": "kale_ext.search._runner",
     "load_checkpoint": "kale_ext.search._runner",
+    "train_distributed": "kale_ext.training",
+    "rank": "kale_ext.training",
+    "world_size": "kale_ext.training",
+    "local_rank": "kale_ext.training",
+    "device": "kale_ext.training",
+    "shard": "kale_ext.training",
+    "ShardSampler": "kale_ext.training",
+    "scale_lr": "kale_ext.training",
+    "lr_warmup": "kale_ext.training",
 }
 
 __all__ = [

@@ -1,0 +1,210 @@
+"""One rank: a task on its worker that runs the training function in a child process.
+
+The task (:func:`run_rank`) starts ``python -m kale_ext.training._rank`` with the rank's
+environment and waits for it. A child process per rank gives each rank a fresh
+process group (torch.distributed and Horovod are process-global and set up once),
+its own ``RANK``/``MASTER_*``/``HOROVOD_*`` environment and GPU, and lets a stuck rank
+be ended without taking its worker down.
+
+In the child, :func:`kale_ext.search._runner.run_trial` sends ``start``, runs the
+function with ``kale.report`` wired to the metric channel, and sends ``end`` with the
+outcome (its traceback on failure). A watchdog thread ends the child when its worker
+dies, and at once when the run is aborted (another rank failed): an abort decision
+arrives with the acknowledgement of the next heartbeat, so a rank blocked in a
+collective is freed within a heartbeat too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kale_ext.search._trial import Action, Decision
+
+ABORT = "kale.abort"  # key in Decision.params that marks an abort: end now, not at a report
+
+
+def abort_decision(reason: str) -> Decision:
+    """The decision that ends every rank of a run at once."""
+    return Decision(Action.STOP, reason, params={ABORT: True})
+
+
+def is_abort(decision: Decision) -> bool:
+    return decision.action is Action.STOP and bool(decision.params.get(ABORT))
+
+
+@dataclass
+class RankTask:
+    """Everything a rank needs, shipped to its worker."""
+
+    fn_pickle: bytes
+    context: Any  # kale_ext.search._runner.TrialContext with this rank's number
+    channel: dict[str, Any]
+    engine: str  # "torch", "horovod" or "none"
+    env: dict[str, str] = field(default_factory=dict)
+    backend: str = "gloo"  # torch process-group backend
+    timeout: float = 300.0  # torch process-group timeout, seconds
+
+
+def run_rank(task: RankTask) -> dict[str, Any]:
+    """Run one rank in a child process on this worker; its outcome.
+
+    The outcome is ``run_trial``'s (``status`` ok / stopped / error with ``traceback``)
+    plus ``value`` (the function's return value), ``rank``, ``host``, ``pid`` and
+    ``log`` (the tail of the rank's output). A child killed by a signal or dying without
+    an outcome gives ``status="error"`` naming the exit code or signal.
+    """
+    import pickle
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    import cloudpickle
+
+    from kale_ext.search._runner import _worker_name
+
+    rank = task.context.rank
+    folder = tempfile.mkdtemp(prefix=f"kale-rank{rank}-")
+    spec, result, log = (os.path.join(folder, n) for n in ("task.pkl", "result.pkl", "rank.log"))
+    with open(os.open(spec, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+        cloudpickle.dump(task, f)
+    env = {"KALE_WORKER_NAME": _worker_name(), **os.environ, **task.env, "PYTHONUNBUFFERED": "1",
+           # The worker's import path, so the child unpickles what the worker could.
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    host = socket.gethostname()
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "kale_ext.training._rank", spec, result],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    env=env, cwd=os.getcwd())
+        try:
+            code = proc.wait()
+        except BaseException:  # the task itself is being torn down: take the child along
+            proc.kill()
+            proc.wait()
+            raise
+        tail = _tail(log)
+        try:
+            with open(result, "rb") as f:
+                outcome: dict[str, Any] = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                   else f"exited with code {code}")
+            outcome = {"status": "error",
+                       "error": f"rank {rank} process (pid {proc.pid} on {host}) {how} before "
+                                "it finished",
+                       "traceback": f"Last output of rank {rank}:\n{tail or '(none)'}",
+                       "killed": True}
+        outcome.update(rank=rank, host=host, pid=proc.pid, log=tail, exit_code=code)
+        return outcome
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tail(path: str, n: int = 3000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+# What the rank's child process keeps between run_trial and writing its result: run_trial
+# runs a copy of _Body (it unpickles it), so the return value is left here.
+_holder: dict[str, Any] = {}
+
+
+class _Body:
+    """The function run_trial calls in the child: engine set-up around the user's code."""
+
+    def __init__(self, task: RankTask) -> None:
+        self.task = task
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        import cloudpickle
+
+        from kale_ext.search._runner import current
+
+        ctx = current()
+        assert ctx is not None and ctx.client is not None
+        _watch(ctx.client)
+        fn = cloudpickle.loads(self.task.fn_pickle)
+        if self.task.engine == "torch":
+            from kale_ext.training import _torch
+
+            _torch.init_process_group(self.task.backend, self.task.timeout)
+        try:
+            value = fn(config)
+        finally:
+            if self.task.engine == "torch":
+                from kale_ext.training import _torch
+
+                _torch.destroy_process_group()
+        _holder["value"] = value
+        return value
+
+
+def _watch(client: Any) -> None:
+    """End this process when its worker dies or the run is aborted."""
+    parent = os.getppid()
+
+    def loop() -> None:
+        while True:
+            time.sleep(0.1)
+            if os.getppid() != parent:  # the worker died: nothing would collect this rank
+                os._exit(1)
+            decision = client.decision
+            if is_abort(decision):
+                _write_result(_holder["result"], {"status": "stopped", "action": "stop",
+                                                 "reason": decision.reason, "aborted": True})
+                os._exit(0)
+
+    threading.Thread(target=loop, daemon=True, name="kale-rank-watchdog").start()
+
+
+def _write_result(path: str, outcome: dict[str, Any]) -> None:
+    import pickle
+
+    import cloudpickle
+
+    tmp = f"{path}.tmp"
+    try:
+        data = cloudpickle.dumps(outcome)
+    except Exception:  # an unpicklable return value travels as its repr
+        outcome = {**outcome, "value": repr(outcome.get("value"))[:2000]}
+        data = pickle.dumps(outcome)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def main(spec_path: str, result_path: str) -> None:
+    import cloudpickle
+
+    from kale_ext.search import _runner
+    from kale_ext.search._runner import run_trial
+
+    with open(spec_path, "rb") as f:
+        task: RankTask = cloudpickle.load(f)
+    _holder["result"] = result_path
+    context = replace(task.context, client=None)
+    # The launcher named the worker; asking Dask would import distributed (a second).
+    _runner._worker_name = lambda: os.environ.get("KALE_WORKER_NAME", "")
+    outcome = run_trial(cloudpickle.dumps(_Body(task)), context, task.channel)
+    outcome["value"] = _holder.get("value")
+    _write_result(result_path, outcome)
+
+
+if __name__ == "__main__":
+    # Run the module's own copy, not __main__'s: _Body must pickle by reference.
+    from kale_ext.training._rank import main as module_main
+
+    module_main(sys.argv[1], sys.argv[2])

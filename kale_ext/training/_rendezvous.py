@@ -1,0 +1,129 @@
+"""Rendezvous: where each rank runs, which rank is which, and how they find each other.
+
+Before any rank starts, every chosen worker is probed (:func:`probe`): its host name,
+the address and network interface through which it reaches the kernel, its GPUs, and
+a free port. Ranks are then numbered so that ranks of one host are contiguous
+(:func:`assign`), and rank 0's address and free port become ``MASTER_ADDR`` and
+``MASTER_PORT`` (torch) while Horovod's ranks meet at a gloo rendezvous server in the
+kernel (:mod:`._horovod`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def probe(target_host: str) -> dict[str, Any]:
+    """Describe the worker this runs on; runs as a task on every chosen worker.
+
+    ``target_host`` is the kernel's metric-channel address: the local address of the
+    route to it is one the other ranks can reach too (all of them reach the kernel).
+    """
+    import os
+    import socket
+
+    def route_address(host: str) -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((host, 9))  # UDP connect sends nothing; it only picks a route
+                return str(s.getsockname()[0])
+            except OSError:
+                return socket.gethostbyname(socket.gethostname())
+
+    def interface_of(address: str) -> str:
+        try:
+            import psutil
+
+            for name, addrs in psutil.net_if_addrs().items():
+                if any(a.family == socket.AF_INET and a.address == address for a in addrs):
+                    return str(name)
+        except ImportError:
+            pass
+        return "lo" if address.startswith("127.") else ""
+
+    def free_port(address: str) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+            return int(s.getsockname()[1])
+
+    def visible_gpus() -> int:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            ids = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+            return 0 if visible.strip() in ("", "NoDevFiles") else len(ids)
+        try:
+            return len(os.listdir("/proc/driver/nvidia/gpus"))
+        except OSError:
+            return 0
+
+    address = route_address(target_host)
+    return {"hostname": socket.gethostname(), "address": address,
+            "interface": interface_of(address), "port": free_port(address),
+            "gpus": visible_gpus(), "pid": os.getpid()}
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Where one rank sits: its numbers in the whole run and on its host."""
+
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    cross_rank: int
+    cross_size: int
+    hostname: str
+
+
+def assign(hostnames: list[str]) -> tuple[list[int], list[RankInfo]]:
+    """Number the ranks of workers on ``hostnames``: ranks of a host are contiguous,
+    hosts in order of first appearance (so the first worker is rank 0).
+
+    Returns the worker index of each rank, and each rank's :class:`RankInfo`.
+    ``cross_rank`` is the host's index among hosts that have a rank with the same
+    local rank, and ``cross_size`` how many such hosts there are (Horovod's meaning).
+    """
+    hosts = list(dict.fromkeys(hostnames))
+    order = sorted(range(len(hostnames)), key=lambda i: hosts.index(hostnames[i]))
+    size = len(hostnames)
+    infos: list[RankInfo] = []
+    local_sizes = {h: hostnames.count(h) for h in hosts}
+    for r, i in enumerate(order):
+        host = hostnames[i]
+        local = sum(1 for j in order[:r] if hostnames[j] == host)
+        peers = [h for h in hosts if local_sizes[h] > local]
+        infos.append(RankInfo(r, size, local, local_sizes[host], peers.index(host), len(peers),
+                              host))
+    return order, infos
+
+
+def torch_env(info: RankInfo, master_addr: str, master_port: int) -> dict[str, str]:
+    """The environment torchrun gives a rank (``init_method="env://"`` reads it)."""
+    return {
+        "RANK": str(info.rank), "WORLD_SIZE": str(info.size),
+        "LOCAL_RANK": str(info.local_rank), "LOCAL_WORLD_SIZE": str(info.local_size),
+        "GROUP_RANK": str(info.cross_rank), "MASTER_ADDR": master_addr,
+        "MASTER_PORT": str(master_port),
+    }
+
+
+def horovod_env(info: RankInfo, rendezvous_addr: str, rendezvous_port: int,
+                interface: str) -> dict[str, str]:
+    """The environment ``horovodrun --gloo`` gives a rank (horovod/runner/gloo_run.py),
+    plus the torch names so that ``kale.rank()`` reads the same everywhere."""
+    env = {
+        "HOROVOD_HOSTNAME": info.hostname, "HOROVOD_RANK": str(info.rank),
+        "HOROVOD_SIZE": str(info.size), "HOROVOD_LOCAL_RANK": str(info.local_rank),
+        "HOROVOD_LOCAL_SIZE": str(info.local_size), "HOROVOD_CROSS_RANK": str(info.cross_rank),
+        "HOROVOD_CROSS_SIZE": str(info.cross_size),
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": rendezvous_addr,
+        "HOROVOD_GLOO_RENDEZVOUS_PORT": str(rendezvous_port),
+        "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
+        "RANK": str(info.rank), "WORLD_SIZE": str(info.size),
+        "LOCAL_RANK": str(info.local_rank), "LOCAL_WORLD_SIZE": str(info.local_size),
+    }
+    if interface:
+        env["HOROVOD_GLOO_IFACE"] = interface
+        env["NCCL_SOCKET_IFNAME"] = interface
+    return env

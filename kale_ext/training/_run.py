@@ -1,0 +1,281 @@
+"""``kale.train_distributed``: data-parallel training across a cluster's workers.
+
+A :class:`TrainingRun` owns a metric channel server and a SQLite store of its own (the
+same store a search uses, with the run as trial 0): every rank's ``kale.report`` rows
+are kept with their rank, so ``results()`` and widgets show per-rank curves live.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kale_ext import config as kale_config
+from kale_ext import registry
+from kale_ext._errors import TrialError
+from kale_ext.training._group import LaunchOptions, RankGroup, launch
+from kale_ext.training._rank import abort_decision
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kale_ext.clusters import Cluster
+
+logger = logging.getLogger(__name__)
+
+
+class RankError(TrialError):
+    """A rank of a distributed run failed; ``rank`` names it, ``traceback`` is its own."""
+
+    def __init__(self, message: str, *, rank: int, traceback: str = "") -> None:
+        super().__init__(message, traceback=traceback)
+        self.rank = rank
+
+
+class TrainingRun:
+    """A distributed training run; returned by :func:`kale.train_distributed`.
+
+    Attributes
+    ----------
+    name : str
+        The run's name (its store is ``<store-dir>/<name>.kale.sqlite``).
+    state : str
+        ``running``, ``completed``, ``failed`` or ``stopped``.
+    ranks : dict
+        What each started rank said about itself: host, pid, worker.
+    store : kale_ext.store.Store
+        The run's store: trial 0, with a metric row per report of every rank.
+    """
+
+    def __init__(self, fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
+                 options: LaunchOptions, config: dict[str, Any], *, name: str | None,
+                 store: str | Path | None, report_timeout: float) -> None:
+        from kale_ext.channel import ChannelInfo, ChannelServer, channel_host, new_key
+        from kale_ext.search._driver import checkpoint_root
+        from kale_ext.search._runner import TrialContext
+        from kale_ext.search._search import _pickle_fn
+        from kale_ext.search._trial import TrialState
+        from kale_ext.store import Store
+
+        options.check()
+        self.name = name or f"train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        self.options = options
+        self.state = "running"
+        self.ranks: dict[int, dict[str, Any]] = {}
+        self._outcome: dict[str, Any] | None = None
+        self._done = threading.Event()
+        fn_pickle = _pickle_fn(fn)
+        path = Path(store).expanduser() if store else \
+            kale_config.store_dir() / f"{self.name}.kale.sqlite"
+        self.store = Store.open(path)
+        self.store.create_search({"name": self.name, "kind": "training", "engine": options.engine,
+                                  "workers": options.workers, "metric": None, "mode": None,
+                                  "fn": getattr(fn, "__qualname__", repr(fn)),
+                                  "created": time.time()})
+        self.store.add_trial(0, config)
+        key = new_key()
+        self._server = ChannelServer(key, self._on_messages,
+                                     host=channel_host(local=cluster.kind == "local"))
+        self._server.start()
+        channel = ChannelInfo.create(self._server.address, key).to_dict()
+        context = TrialContext(trial=0, attempt=0, rank=0, config=config,
+                               checkpoint_dir=str(checkpoint_root(path) / "trial-0"),
+                               report_timeout=report_timeout)
+        try:
+            self._group: RankGroup = launch(
+                cluster, fn_pickle, context, channel, options,
+                abort=lambda why: self._server.set_decision(0, abort_decision(why)),
+                liveness=self._liveness)
+        except BaseException as e:
+            self._server.close()
+            self.store.transition(0, TrialState.FAILED, f"launch failed: {e}")
+            self.store.set_search_state("failed")
+            self.store.close()
+            raise
+        self.store.transition(0, TrialState.RUNNING, f"{options.workers} ranks launched",
+                              attempt=0)
+        self.store.set_search_state("running")
+        registry.write("runs", self.name, {"name": self.name, "store": str(path),
+                                           "cluster": cluster.id, "engine": options.engine,
+                                           "workers": options.workers, "started": time.time()})
+        self._group.future.add_done_callback(self._finished)
+
+    # -- the channel's side ------------------------------------------------------------
+
+    def _on_messages(self, batch: list[Any]) -> None:
+        self.store.append([m for m in batch if m.kind != "control"])
+        for m in batch:
+            if m.kind == "start":
+                self.ranks[m.rank] = dict(m.data)
+
+    def _liveness(self) -> dict[int, float]:
+        return {rank: t for (trial, attempt, rank), t in self._server.last_seen().items()
+                if (trial, attempt) == (0, 0)}
+
+    def _finished(self, future: Any) -> None:
+        from kale_ext.search._trial import TrialState
+
+        try:
+            outcome = future.result()
+        except BaseException as e:
+            outcome = {"status": "error", "error": f"{type(e).__name__}: {e}", "traceback": "",
+                       "rank": -1, "ranks": []}
+        self._outcome = outcome
+        status = outcome.get("status")
+        try:
+            if status == "ok":
+                self.state = "completed"
+                self.store.transition(0, TrialState.COMPLETED, "every rank returned")
+            elif status == "error":
+                self.state = "failed"
+                self.store.transition(0, TrialState.FAILED, outcome["error"],
+                                      error=outcome.get("traceback", ""))
+            else:
+                self.state = "stopped"
+                self.store.transition(0, TrialState.STOPPED, outcome.get("reason", "stopped"))
+            self.store.set_search_state(self.state)
+        finally:
+            self._server.close()
+            registry.remove("runs", self.name)
+            self._done.set()
+
+    # -- the user's side ---------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Whether every rank has ended."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> list[Any]:
+        """Block until the run ends; the return value of each rank, by rank.
+
+        Raises
+        ------
+        RankError
+            When a rank failed: the message names the rank and its host, ``traceback``
+            holds the rank's traceback (or last output, when its process was killed).
+        TimeoutError
+            When ``timeout`` seconds pass first.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"Training run {self.name!r} still running after {timeout} s.")
+        outcome = self._outcome or {}
+        if outcome.get("status") == "error":
+            raise RankError(f"Training run {self.name!r} failed: {outcome['error']}\n"
+                            f"{outcome.get('traceback', '')}".rstrip(),
+                            rank=int(outcome.get("rank", -1)),
+                            traceback=outcome.get("traceback", ""))
+        return [r.get("value") for r in outcome.get("ranks", [])]
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """End every rank now (a rank blocked in a collective too) and wait for it."""
+        if not self._done.is_set():
+            self._group.stop()
+        self._done.wait(timeout)
+
+    def results(self) -> pd.DataFrame:
+        """Every reported row of every rank: ``rank``, ``step``, ``time`` and the metrics."""
+        import pandas as pd
+
+        rows = [{"rank": m.rank, "attempt": m.attempt, "seq": m.seq, "step": m.step,
+                 "time": m.time, **m.values} for m in self.store.metrics(0)]
+        columns = ["rank", "attempt", "seq", "step", "time"]
+        frame = pd.DataFrame(rows, columns=None if rows else columns)
+        return frame.sort_values(["rank", "seq"], kind="stable").reset_index(drop=True) \
+            if rows else frame
+
+    def close(self) -> None:
+        """Stop the run if it is still going, and close its store."""
+        self.stop()
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return (f"<TrainingRun {self.name} {self.options.engine} x{self.options.workers} "
+                f"{self.state}>")
+
+
+def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
+                      workers: int = 2, engine: str = "torch",
+                      config: dict[str, Any] | None = None, *, backend: str | None = None,
+                      timeout: float = 300.0, grace: float = 5.0,
+                      heartbeat_timeout: float = 10.0, place_wait: float = 10.0,
+                      name: str | None = None, store: str | Path | None = None,
+                      report_timeout: float = 60.0) -> TrainingRun:
+    """Run ``fn(config)`` as ``workers`` data-parallel ranks, one per worker of ``cluster``.
+
+    Returns at once with a :class:`TrainingRun`; ``run.wait()`` blocks.
+
+    Parameters
+    ----------
+    fn : callable
+        Ordinary training code taking ``config``. With ``engine="torch"`` the default
+        process group is set up before it runs (use ``DistributedDataParallel`` or
+        ``torch.distributed`` collectives directly); with ``engine="horovod"`` call
+        ``hvd.init()`` as usual. ``kale.rank()``, ``kale.world_size()``,
+        ``kale.local_rank()``, ``kale.shard()`` and ``kale.report()`` work inside.
+    cluster : kale_ext.Cluster
+        A Dask or ipyparallel cluster with at least ``workers`` idle workers.
+    workers : int
+        Ranks, each on its own worker.
+    engine : {"torch", "horovod"}
+        torch.distributed (env:// rendezvous at rank 0's worker) or Horovod over gloo
+        (rendezvous server in this kernel).
+    config : dict, optional
+        Passed to ``fn`` on every rank.
+    backend : {"gloo", "nccl"}, optional
+        torch backend; default nccl when every worker has a GPU, else gloo.
+    timeout : float
+        Seconds a torch collective may wait for its peers before failing.
+    grace : float
+        Seconds the other ranks get to end after one failed, before their tasks are
+        cancelled.
+    heartbeat_timeout : float
+        Seconds a started rank may be silent before its worker is taken for lost.
+    place_wait : float
+        Seconds to wait for enough idle workers.
+    name, store : str, optional
+        The run's name and store path (default ``<kale store-dir>/<name>.kale.sqlite``).
+    report_timeout : float
+        Seconds a rank's ``kale.report`` waits for this kernel.
+    """
+    options = LaunchOptions(workers=workers, engine=engine, backend=backend, timeout=timeout,
+                            grace=grace, heartbeat_timeout=heartbeat_timeout,
+                            place_wait=place_wait)
+    return TrainingRun(fn, cluster, options, dict(config or {}), name=name, store=store,
+                       report_timeout=report_timeout)
+
+
+def launch_trial(cluster: Cluster, fn_pickle: bytes, context: Any, channel: dict[str, Any], *,
+                 workers: int, engine: str, server: Any,
+                 heartbeat_timeout: float) -> Any:
+    """Run one attempt of a search trial as ``workers`` ranks; a future of its outcome.
+
+    Used by the search driver for ``workers_per_trial > 1``: the ranks report to the
+    search's channel ``server`` (rank 0's reports drive the scheduler) and the future
+    settles like ``run_trial``'s. Placement errors come back as the future's exception,
+    which the driver treats as a lost worker.
+    """
+    from concurrent.futures import Future
+
+    trial, attempt = context.trial, context.attempt
+
+    def liveness() -> dict[int, float]:
+        return {k[2]: t for k, t in server.last_seen().items() if k[:2] == (trial, attempt)}
+
+    def abort(why: str) -> None:
+        server.set_decision(trial, abort_decision(why))
+
+    try:
+        group = launch(cluster, fn_pickle, context, channel,
+                       LaunchOptions(workers=workers, engine=engine,
+                                     heartbeat_timeout=heartbeat_timeout),
+                       abort=abort, liveness=liveness)
+    except Exception as e:
+        failed: Future[Any] = Future()
+        failed.set_exception(e)
+        return failed
+    return group.future

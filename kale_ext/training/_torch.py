@@ -1,0 +1,66 @@
+"""torch.distributed inside a rank: process group and device placement.
+
+The launcher has set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; this module turns them into a process group (gloo on CPU, nccl when
+every rank has a GPU) with a finite timeout, so that a collective waiting for a dead
+peer fails instead of hanging forever.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from kale_ext._errors import ConfigError
+
+BACKENDS = ("gloo", "nccl")
+
+
+def choose_backend(gpus: list[int], requested: str | None = None) -> str:
+    """``requested`` if given (checked), else nccl when every rank's host has a GPU,
+    else gloo. ``gpus`` is the number of visible GPUs on each rank's worker."""
+    if requested is not None:
+        if requested not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} or None (gloo on "
+                              f"CPU, nccl on GPUs), but got backend={requested!r}.")
+        if requested == "nccl" and not all(gpus):
+            raise ConfigError(f"backend='nccl' needs a GPU for every rank, but the workers "
+                              f"have {gpus} GPUs. Use backend='gloo' or GPU workers "
+                              "(gpus_per_worker in the cluster profile).")
+        return requested
+    return "nccl" if gpus and all(gpus) else "gloo"
+
+
+def place_device(backend: str, local_rank: int, cuda: Any = None) -> Any:
+    """Pin this rank to GPU ``local_rank`` (modulo the GPUs it sees) for nccl; returns
+    the ``torch.device`` the rank should use. ``cuda`` defaults to ``torch.cuda``."""
+    import torch
+
+    cuda = torch.cuda if cuda is None else cuda
+    if backend == "nccl":
+        count = cuda.device_count()
+        if count < 1:
+            raise ConfigError(f"Rank with LOCAL_RANK={local_rank} uses nccl but sees no GPU "
+                              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}).")
+        index = local_rank % count
+        cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def init_process_group(backend: str, timeout: float) -> None:
+    """Join the run's process group from the environment the launcher set."""
+    import torch.distributed as dist
+
+    place_device(backend, int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, init_method="env://",
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                            timeout=timedelta(seconds=timeout))
+
+
+def destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
