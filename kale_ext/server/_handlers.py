@@ -1,0 +1,162 @@
+"""Thin REST handlers under ``<base_url>/kale/api``: parse, call the manager off the
+event loop, answer JSON. Every handler is authenticated and authorized."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from kale_ext._errors import ClusterNotFound, ConfigError, KaleError
+from kale_ext.server._manager import ApiError, KaleManager
+
+AUTH_RESOURCE = "kale"
+
+
+class KaleHandler(APIHandler):
+    """Base: the manager, its executor and the mapping of errors to HTTP statuses."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def manager(self) -> KaleManager:
+        manager: KaleManager = self.settings["kale_manager"]
+        return manager
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking ``fn(*args)`` in the manager's executor; errors become HTTP errors."""
+        executor: Executor = self.settings["kale_executor"]
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except ApiError as e:
+            raise web.HTTPError(e.status, _escape(str(e))) from e
+        except ClusterNotFound as e:
+            raise web.HTTPError(404, _escape(str(e))) from e
+        except ConfigError as e:
+            raise web.HTTPError(400, _escape(str(e))) from e
+        except KaleError as e:  # a batch system refused, a cluster is unreachable, ...
+            raise web.HTTPError(500, _escape(str(e))) from e
+
+    def body(self) -> Any:
+        """The JSON body (None when empty); 400 naming the error when it is not JSON."""
+        if not self.request.body:
+            return None
+        try:
+            return json.loads(self.request.body)
+        except ValueError as e:
+            raise web.HTTPError(400, _escape(f"The request body is not valid JSON: {e}.")) from e
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+
+def _escape(message: str) -> str:
+    # tornado formats log_message with %; a literal % in a message must survive that.
+    return message.replace("%", "%%")
+
+
+class ClustersHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.manager.clusters))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.body()
+        self.reply(await self.call(self.manager.start_cluster, {} if body is None else body),
+                   status=201)
+
+
+class ClusterHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, cluster_id: str) -> None:
+        self.reply(await self.call(self.manager.cluster, cluster_id))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, cluster_id: str) -> None:
+        self.reply(await self.call(self.manager.patch_cluster, cluster_id, self.body()))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, cluster_id: str) -> None:
+        self.reply(await self.call(self.manager.stop_cluster, cluster_id))
+
+
+class ProfilesHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.manager.profiles))
+
+
+class SearchesHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.manager.searches))
+
+
+class SearchHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.reply(await self.call(self.manager.search, name))
+
+
+class TrialsHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.reply(await self.call(self.manager.trials, name))
+
+
+class MetricsHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, trial: str) -> None:
+        since_text = self.get_query_argument("since", "0")
+        try:
+            since = int(since_text)
+        except ValueError as e:
+            raise web.HTTPError(400, _escape(
+                f"Query argument 'since' must be an integer row id, but got since={since_text!r}."
+            )) from e
+        self.reply(await self.call(self.manager.metrics, name, int(trial), since))
+
+
+class ControlHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        self.reply(await self.call(self.manager.control, name, self.body()))
+
+
+_ID = r"([^/]+)"
+ROUTES: list[tuple[str, type[KaleHandler]]] = [
+    ("clusters", ClustersHandler),
+    (f"clusters/{_ID}", ClusterHandler),
+    ("profiles", ProfilesHandler),
+    ("searches", SearchesHandler),
+    (f"searches/{_ID}", SearchHandler),
+    (f"searches/{_ID}/trials", TrialsHandler),
+    (rf"searches/{_ID}/trials/(\d+)/metrics", MetricsHandler),
+    (f"searches/{_ID}/control", ControlHandler),
+]
+
+
+def handlers(base_url: str) -> list[tuple[str, type[KaleHandler]]]:
+    """The routes under ``<base_url>/kale/api``."""
+    return [(url_path_join(base_url, "kale", "api", path), handler) for path, handler in ROUTES]

@@ -1,0 +1,272 @@
+"""The manager behind the REST handlers: clusters, profiles and searches, read from the
+registry and the search stores. Plain blocking Python, no tornado: the handlers run
+each call in an executor, and the manager can be used and tested without a server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+from kale_ext import config, registry
+from kale_ext._errors import ConfigError, KaleError, SearchError
+from kale_ext.server._shapes import (
+    ClusterActionShape,
+    ClusterShape,
+    ControlShape,
+    MetricsShape,
+    ProfilesShape,
+    SearchDetailShape,
+    SearchShape,
+    TrialShape,
+)
+
+logger = logging.getLogger(__name__)
+
+_START_KEYS = ("profile", "kind", "backend", "workers", "overrides")
+
+
+class ApiError(KaleError):
+    """A request the manager refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, Mapping):
+        raise _bad(f"The body of {what} must be a JSON object, but got {body!r}.")
+    return dict(body)
+
+
+def _count(body: Mapping[str, Any], key: str, *, required: bool = True) -> int | None:
+    """A non-negative integer field (JSON booleans are not counts)."""
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _bad(f"Field {key!r} must be an integer >= 0, but got {key}={value!r}.")
+    return value
+
+
+def _text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _bad(f"Field {key!r} must be a non-empty string or null, but got {key}={value!r}.")
+    return cast("str | None", value)
+
+
+def _unknown_keys(body: Mapping[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    extra = sorted(set(body) - set(allowed))
+    if extra:
+        raise _bad(f"Unknown field(s) {', '.join(map(repr, extra))} in {what}; "
+                   f"allowed: {', '.join(allowed)}.")
+
+
+class KaleManager:
+    """What the server extension serves. Every method blocks; call it off the event loop."""
+
+    # -- clusters ------------------------------------------------------------------------
+
+    def clusters(self) -> list[ClusterShape]:
+        from kale_ext.clusters import clusters
+
+        return [cast(ClusterShape, s.to_dict()) for s in clusters()]
+
+    def cluster(self, cluster_id: str) -> ClusterShape:
+        return cast(ClusterShape, self._with_cluster(cluster_id, lambda c: c.status()).to_dict())
+
+    def start_cluster(self, body: Any) -> ClusterShape:
+        """Start a cluster from a profile; blocks until its workers are up."""
+        from kale_ext.clusters import start_cluster
+
+        body = _object(body, "POST kale/api/clusters")
+        _unknown_keys(body, _START_KEYS, "POST kale/api/clusters")
+        overrides = _object(body.get("overrides") or {}, "field 'overrides'")
+        clash = sorted(set(overrides) & set(_START_KEYS))
+        if clash:
+            raise _bad(f"Field 'overrides' may not contain {', '.join(map(repr, clash))}; "
+                       "give them as top-level fields.")
+        profile = _text(body, "profile")
+        if profile is not None and profile not in config.profiles():
+            raise _bad(f"Field 'profile' names unknown profile {profile!r}; known profiles: "
+                       f"{', '.join(sorted(config.profiles())) or 'none'}.")
+        try:
+            cluster = start_cluster(_text(body, "kind"), backend=_text(body, "backend"),
+                                    workers=_count(body, "workers", required=False),
+                                    profile=profile, **overrides)
+        except ConfigError as e:  # a rule of the profile or a keyword: the client's mistake
+            raise _bad(str(e)) from e
+        try:
+            return cast(ClusterShape, cluster.status().to_dict())
+        finally:
+            cluster.disconnect()
+
+    def patch_cluster(self, cluster_id: str, body: Any) -> ClusterActionShape:
+        """Scale (``{"workers": n}``) or adapt (``{"minimum": a, "maximum": b}``)."""
+        body = _object(body, f"PATCH kale/api/clusters/{cluster_id}")
+        _unknown_keys(body, ("workers", "minimum", "maximum"), "PATCH kale/api/clusters/<id>")
+        if "workers" in body:
+            if "minimum" in body or "maximum" in body:
+                raise _bad("Give either 'workers' (scale) or 'minimum' and 'maximum' (adapt), "
+                           "not both.")
+            n = cast(int, _count(body, "workers"))
+            self._with_cluster(cluster_id, lambda c: c.scale(n))
+            return {"id": cluster_id, "message": f"asked for {n} workers"}
+        if "minimum" in body or "maximum" in body:
+            low, high = cast(int, _count(body, "minimum")), cast(int, _count(body, "maximum"))
+            if low > high:
+                raise _bad(f"Field 'minimum' must not exceed 'maximum', but got "
+                           f"minimum={low}, maximum={high}.")
+            self._with_cluster(cluster_id, lambda c: c.adapt(low, high))
+            return {"id": cluster_id, "message": f"adapting between {low} and {high} workers"}
+        raise _bad("The body of PATCH kale/api/clusters/<id> needs 'workers' (scale) or "
+                   "'minimum' and 'maximum' (adapt).")
+
+    def stop_cluster(self, cluster_id: str) -> ClusterActionShape:
+        from kale_ext.clusters import stop
+
+        stop(cluster_id)
+        return {"id": cluster_id, "message": "stopped"}
+
+    @staticmethod
+    def _with_cluster(cluster_id: str, action: Any) -> Any:
+        from kale_ext.clusters import connect
+
+        cluster = connect(cluster_id)
+        try:
+            return action(cluster)
+        finally:
+            cluster.disconnect()
+
+    # -- profiles ------------------------------------------------------------------------
+
+    def profiles(self) -> ProfilesShape:
+        known = config.profiles()
+        return {"default": config.get("default-profile") or "local",
+                "profiles": [{"name": name, "options": dict(options)}
+                             for name, options in sorted(known.items())]}
+
+    # -- searches ------------------------------------------------------------------------
+
+    def searches(self) -> list[SearchShape]:
+        """Every registered search, newest last; an unreadable store says why in ``state``."""
+        return [self._describe(record)[0] for record in registry.records("searches")]
+
+    def search(self, name: str) -> SearchDetailShape:
+        summary, info = self._describe(self._search_record(name))
+        if not info:
+            raise ApiError(410, f"Search {name!r}: {summary['state']}.")
+        detail = cast(SearchDetailShape, dict(summary))
+        detail["definition"] = {k: v for k, v in info["definition"].items()
+                                if k != "fn_pickle"}  # bytes of code: not for the browser
+        detail["created"] = info.get("created")
+        return detail
+
+    def trials(self, name: str) -> list[TrialShape]:
+        with self._open(name) as store:
+            return [cast(TrialShape, t.to_dict()) for t in store.trials()]
+
+    def metrics(self, name: str, trial: int, since: int = 0) -> MetricsShape:
+        if since < 0:
+            raise _bad(f"Query argument 'since' must be a row id >= 0, but got since={since}.")
+        with self._open(name) as store:
+            known = {t.number for t in store.trials()}
+            if trial not in known:
+                raise ApiError(404, f"Search {name!r} has no trial {trial}; its trials are "
+                                    f"{_numbers(known)}.")
+            rows = store.metrics(trial, since_rowid=since)
+        return {"trial": trial, "since": since,
+                "last_rowid": rows[-1].rowid if rows else since,
+                "rows": [cast(Any, r.to_dict()) for r in rows]}
+
+    def control(self, name: str, body: Any) -> ControlShape:
+        """Forward a stop/pause/resume/restart to the search's live driver."""
+        from kale_ext.search._control import ACTIONS, control
+
+        body = _object(body, f"POST kale/api/searches/{name}/control")
+        _unknown_keys(body, ("action", "trial", "params"), "a control command")
+        action = body.get("action")
+        if action not in ACTIONS:
+            raise _bad(f"Field 'action' must be one of {', '.join(ACTIONS)}, "
+                       f"but got action={action!r}.")
+        trial = _count(body, "trial", required=False)
+        params = _object(body.get("params") or {}, "field 'params'")
+        if action == "restart" and trial is None:
+            raise _bad("Action 'restart' needs field 'trial' (the trial to run again).")
+        if params and action != "restart":
+            raise _bad(f"Field 'params' is only for action 'restart', not {action!r}.")
+        self._search_record(name)
+        try:
+            message = control(name, action, trial, timeout=5.0, **params)
+        except SearchError as e:  # no live driver, or the driver refused: a conflict
+            raise ApiError(409, str(e)) from e
+        return {"name": name, "action": action, "trial": trial, "message": message}
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _search_record(name: str) -> dict[str, Any]:
+        record = registry.read("searches", name)
+        if record is None:
+            known = sorted(r.get("name", "?") for r in registry.records("searches"))
+            raise ApiError(404, f"No search {name!r} in the registry at "
+                                f"{registry.kind_dir('searches')}; known: "
+                                f"{', '.join(known) or 'none'}.")
+        return record
+
+    def _open(self, name: str, record: dict[str, Any] | None = None) -> Any:
+        from kale_ext.store import Store
+
+        record = record or self._search_record(name)
+        try:
+            return Store.open(record["store"], readonly=True)
+        except KaleError as e:
+            raise ApiError(410, f"The store of search {name!r} at {record['store']} cannot "
+                                f"be read ({e}).") from e
+
+    @staticmethod
+    def _describe(record: dict[str, Any]) -> tuple[SearchShape, dict[str, Any]]:
+        """A search's summary and its store's ``search()`` (empty when unreadable)."""
+        from kale_ext.search._control import channel_file
+        from kale_ext.search._results import best_trial
+        from kale_ext.store import Store
+
+        name = str(record.get("name"))
+        summary: SearchShape = {
+            "name": name, "store": str(record.get("store", "")),
+            "cluster": record.get("cluster"), "started": record.get("started"),
+            "state": "unknown",
+            # The driver removes its channel file when it ends.
+            "alive": channel_file(name).exists(),
+            "metric": None, "mode": None, "planned": None, "trials": {}, "best": None,
+        }
+        try:
+            with Store.open(record["store"], readonly=True) as store:
+                info = store.search()
+                definition = info["definition"]
+                for t in store.trials():
+                    summary["trials"][t.state.label] = summary["trials"].get(t.state.label, 0) + 1
+                best = best_trial(store, definition["metric"], definition["mode"])
+        except Exception as e:  # deleted or unreadable store: say so, list the rest
+            summary["state"] = f"unreadable: {e}"
+            return summary, {}
+        summary["state"] = str(info.get("state"))
+        summary["metric"] = definition.get("metric")
+        summary["mode"] = definition.get("mode")
+        summary["planned"] = definition.get("trials")
+        summary["best"] = cast(Any, best)
+        return summary, info
+
+
+def _numbers(numbers: set[int]) -> str:
+    return ", ".join(map(str, sorted(numbers))) or "none yet"
+
+
+__all__ = ["ApiError", "KaleManager"]

@@ -1,0 +1,189 @@
+"""The JSON shapes of the ``kale/api`` REST routes.
+
+Mirrored one to one by the TypeScript interfaces in ``src/models.ts``; a change here
+is a change there. Cluster shapes are ``ClusterStatus.to_dict()`` and trial shapes
+``TrialRecord.to_dict()``, so the server adds no second vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+# --- clusters -------------------------------------------------------------------------
+
+
+class WorkerShape(TypedDict):
+    name: str
+    address: str
+    host: str
+    cores: int
+    memory: int  # bytes; 0 when unknown
+    job_id: str | None
+
+
+class JobShape(TypedDict):
+    job_id: str
+    state: str  # the batch system's own word: PENDING, RUNNING, ...
+    reason: str
+
+
+class ClusterShape(TypedDict):
+    """``GET kale/api/clusters`` (a list of these), ``GET kale/api/clusters/<id>``."""
+
+    id: str
+    backend: str
+    kind: str
+    state: str  # running | unreachable | stopped
+    address: str
+    dashboard: str | None
+    workers: list[WorkerShape]
+    jobs: list[JobShape]
+    detail: str
+    cores: int
+    memory: int
+    n_workers: int
+
+
+class StartClusterBody(TypedDict, total=False):
+    """``POST kale/api/clusters``; every key optional (the default profile's values)."""
+
+    profile: str | None
+    kind: str | None
+    backend: str | None
+    workers: int | None
+    overrides: dict[str, Any]
+
+
+class PatchClusterBody(TypedDict, total=False):
+    """``PATCH kale/api/clusters/<id>``: either ``workers`` or ``minimum`` and ``maximum``."""
+
+    workers: int
+    minimum: int
+    maximum: int
+
+
+class ClusterActionShape(TypedDict):
+    """Answer of PATCH and DELETE on a cluster."""
+
+    id: str
+    message: str
+
+
+# --- profiles --------------------------------------------------------------------------
+
+
+class ProfileShape(TypedDict):
+    name: str
+    options: dict[str, Any]  # keyword form: kind, backend, workers, queue, walltime, ...
+
+
+class ProfilesShape(TypedDict):
+    """``GET kale/api/profiles``."""
+
+    default: str
+    profiles: list[ProfileShape]
+
+
+# --- searches --------------------------------------------------------------------------
+
+
+class BestShape(TypedDict):
+    trial: int
+    value: float
+    step: int | None
+    config: dict[str, Any]
+    state: str
+
+
+class SearchShape(TypedDict):
+    """One entry of ``GET kale/api/searches``."""
+
+    name: str
+    store: str
+    cluster: str | None
+    started: float | None
+    state: str  # running | paused | stopped | completed | ... | "unreadable: <why>"
+    alive: bool  # a driver is listening for control commands
+    metric: str | None
+    mode: str | None
+    planned: int | None  # trials the search was asked for
+    trials: dict[str, int]  # trial counts by state
+    best: BestShape | None
+
+
+class SearchDetailShape(SearchShape):
+    """``GET kale/api/searches/<name>``: the summary plus the definition."""
+
+    definition: dict[str, Any]  # without the pickled function
+    created: float | None
+
+
+class TrialShape(TypedDict):
+    """One entry of ``GET kale/api/searches/<name>/trials``."""
+
+    number: int
+    state: str
+    params: dict[str, Any]
+    attempt: int
+    worker: str | None
+    job_id: str | None
+    started: float | None
+    ended: float | None
+    last: dict[str, Any]
+    best: float | None
+    best_step: int | None
+    error: str | None
+    checkpoint: str | None
+    retries: int
+    updated: float | None
+
+
+class MetricRowShape(TypedDict):
+    rowid: int
+    trial: int
+    attempt: int
+    rank: int
+    seq: int
+    step: int | None
+    time: float
+    values: dict[str, Any]
+
+
+class MetricsShape(TypedDict):
+    """``GET kale/api/searches/<name>/trials/<n>/metrics?since=<rowid>``.
+
+    ``last_rowid`` is the value to pass as ``since`` next time (unchanged when no row
+    is new), so a client fetches only what it has not seen.
+    """
+
+    trial: int
+    since: int
+    last_rowid: int
+    rows: list[MetricRowShape]
+
+
+Action = Literal["stop", "pause", "resume", "restart"]
+
+
+class ControlBody(TypedDict, total=False):
+    """``POST kale/api/searches/<name>/control``."""
+
+    action: Action
+    trial: int | None
+    params: dict[str, Any]
+
+
+class ControlShape(TypedDict):
+    """Answer of a control command the driver accepted."""
+
+    name: str
+    action: str
+    trial: int | None
+    message: str
+
+
+class ErrorShape(TypedDict):
+    """Every 4xx/5xx answer (jupyter_server's APIHandler format)."""
+
+    message: str
+    reason: str | None

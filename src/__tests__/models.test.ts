@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  ISearch,
+  IMetrics,
+  bestText,
+  connectCode,
+  formatBytes,
+  formatNumber,
+  liveJobs,
+  mergeMetrics,
+  paramsText,
+  progress,
+  progressText,
+  trialActions
+} from '../models';
+
+function search(overrides: Partial<ISearch> = {}): ISearch {
+  return {
+    name: 'mnist',
+    store: '/tmp/mnist.kale.sqlite',
+    cluster: 'kc-1',
+    started: 1,
+    state: 'running',
+    alive: true,
+    metric: 'val_acc',
+    mode: 'max',
+    planned: 8,
+    trials: { completed: 2, pruned: 1, running: 2, pending: 1 },
+    best: { trial: 4, value: 0.91234, step: 3, config: {}, state: 'completed' },
+    ...overrides
+  };
+}
+
+test('progress counts finished trials against the planned number', () => {
+  assert.deepEqual(progress(search()), { done: 3, total: 8 });
+  assert.equal(progressText(search()), '3/8 done (2 running)');
+  // A search without a plan (or that ran more) counts what it has seen.
+  assert.deepEqual(progress(search({ planned: null })), { done: 3, total: 6 });
+  assert.equal(progressText(search({ trials: {} })), '0/8 done');
+});
+
+test('best text names the metric, value and trial', () => {
+  assert.equal(bestText(search()), 'val_acc 0.9123 (trial 4)');
+  assert.equal(bestText(search({ best: null })), '-');
+});
+
+test('numbers, bytes and params are formatted compactly', () => {
+  assert.equal(formatNumber(0.000012345), '1.234e-5');
+  assert.equal(formatNumber(3), '3');
+  assert.equal(formatNumber(null), '-');
+  assert.equal(formatNumber('Adam'), 'Adam');
+  assert.equal(formatNumber(Number.NaN), 'NaN');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(3 * 1024 ** 3), '3.0 GiB');
+  assert.equal(
+    paramsText({ lr: 0.001, opt: { name: 'SGD', momentum: 0.9 } }),
+    'lr=0.001, opt.name=SGD, opt.momentum=0.9'
+  );
+});
+
+test('trial actions follow the trial state machine', () => {
+  assert.deepEqual(trialActions('running'), ['stop', 'pause']);
+  assert.deepEqual(trialActions('paused'), ['stop', 'resume']);
+  for (const finished of ['completed', 'pruned', 'stopped', 'failed']) {
+    assert.deepEqual(trialActions(finished), []);
+  }
+});
+
+test('connect code is valid Python naming the cluster', () => {
+  assert.equal(connectCode('kc-1a2b'), 'import kale_ext as kale\ncluster = kale.connect("kc-1a2b")');
+});
+
+test('ended jobs are not live', () => {
+  const cluster = {
+    id: 'kc-1',
+    backend: 'dask',
+    kind: 'slurm',
+    state: 'running',
+    address: 'tls://127.0.0.1:1',
+    dashboard: null,
+    workers: [],
+    detail: '',
+    cores: 0,
+    memory: 0,
+    n_workers: 0,
+    jobs: [
+      { job_id: '1', state: 'RUNNING', reason: '' },
+      { job_id: '2', state: 'CANCELLED', reason: '' },
+      { job_id: '3', state: 'PENDING', reason: 'Priority' }
+    ]
+  };
+  assert.deepEqual(
+    liveJobs(cluster).map(j => j.job_id),
+    ['1', '3']
+  );
+});
+
+test('incremental metrics never duplicate a row', () => {
+  const row = (rowid: number) => ({
+    rowid,
+    trial: 0,
+    attempt: 0,
+    rank: 0,
+    seq: rowid,
+    step: rowid,
+    time: rowid,
+    values: { loss: 1 / rowid }
+  });
+  const batch = (rows: number[]): IMetrics => ({
+    trial: 0,
+    since: 0,
+    last_rowid: rows[rows.length - 1] ?? 0,
+    rows: rows.map(row)
+  });
+  let seen = mergeMetrics([], batch([1, 2, 3]));
+  seen = mergeMetrics(seen, batch([3, 4]));
+  seen = mergeMetrics(seen, batch([]));
+  assert.deepEqual(
+    seen.map(r => r.rowid),
+    [1, 2, 3, 4]
+  );
+});

@@ -1,0 +1,261 @@
+/**
+ * The JSON shapes of the kale/api routes, mirroring kale_ext/server/_shapes.py, and
+ * small pure helpers the sidebar builds its view from.
+ */
+
+// --- clusters -----------------------------------------------------------------------
+
+export interface IWorker {
+  name: string;
+  address: string;
+  host: string;
+  cores: number;
+  memory: number;
+  job_id: string | null;
+}
+
+export interface IJob {
+  job_id: string;
+  state: string;
+  reason: string;
+}
+
+export interface ICluster {
+  id: string;
+  backend: string;
+  kind: string;
+  state: string;
+  address: string;
+  dashboard: string | null;
+  workers: IWorker[];
+  jobs: IJob[];
+  detail: string;
+  cores: number;
+  memory: number;
+  n_workers: number;
+}
+
+export interface IStartClusterBody {
+  profile?: string | null;
+  kind?: string | null;
+  backend?: string | null;
+  workers?: number | null;
+  overrides?: Record<string, unknown>;
+}
+
+export interface IPatchClusterBody {
+  workers?: number;
+  minimum?: number;
+  maximum?: number;
+}
+
+export interface IClusterAction {
+  id: string;
+  message: string;
+}
+
+// --- profiles -----------------------------------------------------------------------
+
+export interface IProfile {
+  name: string;
+  options: Record<string, unknown>;
+}
+
+export interface IProfiles {
+  default: string;
+  profiles: IProfile[];
+}
+
+// --- searches -----------------------------------------------------------------------
+
+export interface IBest {
+  trial: number;
+  value: number;
+  step: number | null;
+  config: Record<string, unknown>;
+  state: string;
+}
+
+export interface ISearch {
+  name: string;
+  store: string;
+  cluster: string | null;
+  started: number | null;
+  state: string;
+  alive: boolean;
+  metric: string | null;
+  mode: string | null;
+  planned: number | null;
+  trials: Record<string, number>;
+  best: IBest | null;
+}
+
+export interface ISearchDetail extends ISearch {
+  definition: Record<string, unknown>;
+  created: number | null;
+}
+
+export interface ITrial {
+  number: number;
+  state: string;
+  params: Record<string, unknown>;
+  attempt: number;
+  worker: string | null;
+  job_id: string | null;
+  started: number | null;
+  ended: number | null;
+  last: Record<string, unknown>;
+  best: number | null;
+  best_step: number | null;
+  error: string | null;
+  checkpoint: string | null;
+  retries: number;
+  updated: number | null;
+}
+
+export interface IMetricRow {
+  rowid: number;
+  trial: number;
+  attempt: number;
+  rank: number;
+  seq: number;
+  step: number | null;
+  time: number;
+  values: Record<string, unknown>;
+}
+
+export interface IMetrics {
+  trial: number;
+  since: number;
+  last_rowid: number;
+  rows: IMetricRow[];
+}
+
+export type Action = 'stop' | 'pause' | 'resume' | 'restart';
+
+export interface IControlBody {
+  action: Action;
+  trial: number | null;
+  params?: Record<string, unknown>;
+}
+
+export interface IControl {
+  name: string;
+  action: string;
+  trial: number | null;
+  message: string;
+}
+
+export interface IError {
+  message: string;
+  reason: string | null;
+}
+
+// --- helpers ------------------------------------------------------------------------
+
+/** Trial states after which a trial never runs again (TrialState.is_finished). */
+export const FINISHED_STATES = ['completed', 'pruned', 'stopped', 'failed'];
+
+/** The control actions a trial in `state` accepts, in the order the buttons show. */
+export function trialActions(state: string): Action[] {
+  switch (state) {
+    case 'running':
+      return ['stop', 'pause'];
+    case 'pending':
+      return ['stop', 'pause'];
+    case 'paused':
+      return ['stop', 'resume'];
+    default:
+      return [];
+  }
+}
+
+/** Finished and planned trial counts of a search. */
+export function progress(search: ISearch): { done: number; total: number } {
+  let done = 0;
+  let seen = 0;
+  for (const [state, n] of Object.entries(search.trials)) {
+    seen += n;
+    if (FINISHED_STATES.includes(state)) {
+      done += n;
+    }
+  }
+  return { done, total: Math.max(search.planned ?? seen, seen) };
+}
+
+/** "3/8 done (2 running)" */
+export function progressText(search: ISearch): string {
+  const { done, total } = progress(search);
+  const running = search.trials['running'] ?? 0;
+  return `${done}/${total} done` + (running ? ` (${running} running)` : '');
+}
+
+/** "val_acc 0.9123 (trial 4)" or "-" */
+export function bestText(search: ISearch): string {
+  if (!search.best) {
+    return '-';
+  }
+  return `${search.metric ?? 'best'} ${formatNumber(search.best.value)} (trial ${search.best.trial})`;
+}
+
+/** Four significant digits, no exponent for ordinary magnitudes. */
+export function formatNumber(value: unknown): string {
+  if (typeof value !== 'number') {
+    return value === null || value === undefined ? '-' : String(value);
+  }
+  if (!Number.isFinite(value)) {
+    return String(value);
+  }
+  if (Number.isInteger(value)) {
+    return String(value);
+  }
+  const abs = Math.abs(value);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e5)
+    ? value.toExponential(3)
+    : String(Number(value.toPrecision(4)));
+}
+
+/** Bytes as "1.5 GiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** "lr=0.001, optimizer=Adam": a trial's params in one line, nested keys dotted. */
+export function paramsText(params: Record<string, unknown>, prefix = ''): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      parts.push(paramsText(value as Record<string, unknown>, `${prefix}${key}.`));
+    } else {
+      parts.push(`${prefix}${key}=${formatNumber(value)}`);
+    }
+  }
+  return parts.filter(p => p).join(', ');
+}
+
+/** Jobs still holding resources (not ended). */
+export function liveJobs(cluster: ICluster): IJob[] {
+  const ended = ['CANCELLED', 'COMPLETED', 'GONE', 'FAILED', 'TIMEOUT'];
+  return cluster.jobs.filter(j => !ended.includes(j.state));
+}
+
+/** The code a notebook runs to reconnect to cluster `id`. */
+export function connectCode(id: string): string {
+  return `import kale_ext as kale\ncluster = kale.connect(${JSON.stringify(id)})`;
+}
+
+/**
+ * Append a batch of new metric rows to what was already seen, dropping rows already
+ * present (same rowid), so incremental fetches never duplicate a point.
+ */
+export function mergeMetrics(seen: IMetricRow[], batch: IMetrics): IMetricRow[] {
+  const last = seen.length ? seen[seen.length - 1].rowid : 0;
+  return seen.concat(batch.rows.filter(r => r.rowid > last));
+}
