@@ -86,3 +86,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext kale_ext``: the ``%kale`` line magics and the ``%%kale run`` cell magic."""
+    from kale_ext.magics import load_ipython_extension as load
+
+    load(ipython)

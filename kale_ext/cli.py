@@ -31,6 +31,8 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "kale_ext.cli:register_cluster_commands",
     "kale_ext.cli:register_profile_commands",
     "kale_ext.cli:register_slurm_dev_commands",
+    "kale_ext.cli_jupyter:register_search_commands",
+    "kale_ext.cli_jupyter:register_kernel_commands",
 )
 
 Registrar = Callable[[Any], None]
