@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 import uuid
@@ -225,7 +226,7 @@ class RankGroup:
                                     "reason": "its task was cancelled", "aborted": True})
                 continue
             try:
-                outcome = dict(fut.result())
+                outcome = _load_value(dict(fut.result()))
             except BaseException as e:  # the worker or engine under the rank died
                 outcome = {"status": "error", "lost": True,
                            "error": f"the worker {self.slots[rank].name} of rank {rank} was "
@@ -281,10 +282,7 @@ class RankGroup:
         if first.get("status") == "stopped" and not first.get("aborted"):
             return {**_public(first), "ranks": ranks}
         if self._failures:
-            # A dead process or worker is the cause; the errors of its peers follow from it.
-            root = min(self._failures, key=lambda r: (not (ranks[r].get("killed")
-                                                           or ranks[r].get("lost")),
-                                                      self._failures.index(r)))
+            root = min(self._failures, key=lambda r: _blame(ranks[r], self._failures.index(r)))
             cause = ranks[root]
             where = f" on {cause['host']}" if cause.get("host") else ""
             others = [f"rank {r}: {ranks[r].get('error')}" for r in self._failures if r != root]
@@ -295,6 +293,21 @@ class RankGroup:
             return {"status": "error", "rank": root, "error": error, "traceback": traceback,
                     "ranks": ranks}
         return {**_public(first), "ranks": ranks}
+
+
+# What a collective says when a peer went away: the peer's failure is the cause.
+_PEER_FAILURES = ("connection closed by peer", "connection reset by peer", "broken pipe",
+                  "remote worker crash", "timed out", "timeout", "horovodinternalerror",
+                  "nccl communicator was aborted", "socket closed", "peer")
+
+
+def _blame(outcome: dict[str, Any], seen: int) -> tuple[bool, bool, float, int]:
+    """Sort key of failed ranks, most likely cause first: a dead process or worker, then
+    an error that is not a collective's complaint about a peer, then the earliest."""
+    text = f"{outcome.get('error', '')}".lower()
+    return (not (outcome.get("killed") or outcome.get("lost")),
+            any(p in text for p in _PEER_FAILURES),
+            float(outcome.get("failed_at", math.inf)), seen)
 
 
 class _GroupFuture(Future[dict[str, Any]]):
@@ -309,6 +322,19 @@ class _GroupFuture(Future[dict[str, Any]]):
             return False
         self._group.stop("cancelled")
         return super().cancel()
+
+
+def _load_value(outcome: dict[str, Any]) -> dict[str, Any]:
+    """Unpickle a rank's return value here, in the kernel."""
+    import cloudpickle
+
+    data = outcome.pop("value_pickle", None)
+    if data is not None:
+        try:
+            outcome["value"] = cloudpickle.loads(data)
+        except Exception as e:
+            outcome["value"] = f"cannot load the return value of rank {outcome.get('rank')}: {e}"
+    return outcome
 
 
 def _public(outcome: dict[str, Any]) -> dict[str, Any]:

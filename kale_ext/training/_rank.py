@@ -55,7 +55,7 @@ def run_rank(task: RankTask) -> dict[str, Any]:
     """Run one rank in a child process on this worker; its outcome.
 
     The outcome is ``run_trial``'s (``status`` ok / stopped / error with ``traceback``)
-    plus ``value`` (the function's return value), ``rank``, ``host``, ``pid`` and
+    plus ``value_pickle`` (the return value, pickled), ``rank``, ``host``, ``pid`` and
     ``log`` (the tail of the rank's output). A child killed by a signal or dying without
     an outcome gives ``status="error"`` naming the exit code or signal.
     """
@@ -100,7 +100,7 @@ def run_rank(task: RankTask) -> dict[str, Any]:
                        "error": f"rank {rank} process (pid {proc.pid} on {host}) {how} before "
                                 "it finished",
                        "traceback": f"Last output of rank {rank}:\n{tail or '(none)'}",
-                       "killed": True}
+                       "killed": True, "failed_at": time.time()}
         outcome.update(rank=rank, host=host, pid=proc.pid, log=tail, exit_code=code)
         return outcome
     finally:
@@ -137,16 +137,17 @@ class _Body:
         assert ctx is not None and ctx.client is not None
         _watch(ctx.client)
         fn = cloudpickle.loads(self.task.fn_pickle)
-        if self.task.engine == "torch":
-            from kale_ext.training import _torch
+        from kale_ext.training import _torch
 
-            _torch.init_process_group(self.task.backend, self.task.timeout)
         try:
+            if self.task.engine == "torch":
+                _torch.init_process_group(self.task.backend, self.task.timeout)
             value = fn(config)
+        except BaseException:
+            _holder["failed_at"] = time.time()  # orders the failures of several ranks
+            raise
         finally:
             if self.task.engine == "torch":
-                from kale_ext.training import _torch
-
                 _torch.destroy_process_group()
         _holder["value"] = value
         return value
@@ -171,18 +172,20 @@ def _watch(client: Any) -> None:
 
 
 def _write_result(path: str, outcome: dict[str, Any]) -> None:
+    """Write the outcome for the parent task: plain fields, and the return value as
+    cloudpickle bytes that only the kernel loads (the worker need not import torch)."""
     import pickle
 
     import cloudpickle
 
-    tmp = f"{path}.tmp"
+    meta = {k: v for k, v in outcome.items() if k != "value"}
     try:
-        data = cloudpickle.dumps(outcome)
-    except Exception:  # an unpicklable return value travels as its repr
-        outcome = {**outcome, "value": repr(outcome.get("value"))[:2000]}
-        data = pickle.dumps(outcome)
+        value = cloudpickle.dumps(outcome.get("value"))
+    except Exception as e:  # an unpicklable return value travels as its repr
+        value = cloudpickle.dumps(f"unpicklable return value {outcome.get('value')!r:.500}: {e}")
+    tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        pickle.dump({**meta, "value_pickle": value}, f)
     os.replace(tmp, path)
 
 
@@ -200,7 +203,14 @@ def main(spec_path: str, result_path: str) -> None:
     _runner._worker_name = lambda: os.environ.get("KALE_WORKER_NAME", "")
     outcome = run_trial(cloudpickle.dumps(_Body(task)), context, task.channel)
     outcome["value"] = _holder.get("value")
+    if "failed_at" in _holder:
+        outcome["failed_at"] = _holder["failed_at"]
     _write_result(result_path, outcome)
+    # Everything is reported and written: skip the interpreter's teardown (a second or
+    # more with torch loaded), which would hold the worker for nothing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class TrainingRun:
         self.options = options
         self.state = "running"
         self.ranks: dict[int, dict[str, Any]] = {}
+        self._ended: set[int] = set()
         self._outcome: dict[str, Any] | None = None
         self._done = threading.Event()
         fn_pickle = _pickle_fn(fn)
@@ -112,10 +113,13 @@ class TrainingRun:
         for m in batch:
             if m.kind == "start":
                 self.ranks[m.rank] = dict(m.data)
+            elif m.kind == "end":
+                self._ended.add(m.rank)
 
     def _liveness(self) -> dict[int, float]:
+        """When each started rank was last heard from; ranks that said ``end`` are done."""
         return {rank: t for (trial, attempt, rank), t in self._server.last_seen().items()
-                if (trial, attempt) == (0, 0)}
+                if (trial, attempt) == (0, 0) and rank not in self._ended}
 
     def _finished(self, future: Any) -> None:
         from kale_ext.search._trial import TrialState
