@@ -93,3 +93,8 @@ def load_ipython_extension(ipython: Any) -> None:
     from kale_ext.magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # For `jupyter labextension develop --overwrite .`; wheels install it as shared data.
+    return [{"src": "labextension", "dest": "kale-ext"}]

@@ -136,6 +136,16 @@ export class KaleSidebar extends Widget {
 
   /** Fetch clusters, searches and the selected search's trials, then redraw. */
   async refresh(): Promise<void> {
+    try {
+      await this._fetch();
+    } catch (error) {
+      // Shown, then rethrown so that the poll backs off.
+      this._say(`cannot reach the kale server extension: ${(error as Error).message}`, 'error');
+      throw error;
+    }
+  }
+
+  private async _fetch(): Promise<void> {
     if (this._profiles === null) {
       this._profiles = await this.api.profiles();
       this._renderProfiles();
@@ -200,7 +210,7 @@ export class KaleSidebar extends Widget {
     const text = this._scaleDraft.get(id) ?? '';
     void this._act(`scaling ${id}`, () =>
       this.api.patchCluster(id, { workers: text === '' ? NaN : Number(text) })
-    );
+    ).then(() => this._scaleDraft.delete(id));
   }
 
   private _control(search: string, action: Action, trial: number | null): void {
@@ -234,8 +244,10 @@ export class KaleSidebar extends Widget {
   }
 
   private _render(): void {
-    // Keep what the user is typing: skip redrawing the list that holds the focus.
-    if (!this._clusterList.contains(document.activeElement)) {
+    // Keep what the user is typing: skip redrawing the list while one of its inputs
+    // has the focus.
+    const active = document.activeElement;
+    if (!(active instanceof HTMLInputElement && this._clusterList.contains(active))) {
       this._renderClusters();
     }
     this._renderSearches();

@@ -1,0 +1,115 @@
+"""The Kale sidebar in a real JupyterLab (with kale_ext installed) in headless chromium:
+a cluster started from a notebook shows up, is scaled and stopped from the sidebar; a
+running search shows its trials and one is stopped; connect code lands in a cell."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "sidebar.png"
+
+START = ("import kale_ext as kale\n"
+         "cluster = kale.start_cluster(kind='local', backend='dask', workers=1)\n"
+         "print('started', cluster.id)")
+SEARCH = ("import time\n"
+          "def train(config):\n"
+          "    for epoch in range(1, 600):\n"
+          "        kale.report(epoch=epoch, val_acc=config['x'] * (1 - 1 / epoch))\n"
+          "        time.sleep(0.05)\n"
+          "search = kale.Search(train, {'x': kale.uniform(0, 1)}, metric='val_acc',\n"
+          "                     trials=2, cluster=cluster, name='sidebar-search').start()\n"
+          "print('search started')")
+STOP_SEARCH = ("search.stop(); search.wait(60)\n"
+               "print('search ended', search.store.search()['state'])")
+
+
+def _kale_api(server, path: str):
+    req = urllib.request.Request(f"{server.url}/kale/api/{path}",
+                                 headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(lab):
+    page, server = lab.page, lab.server
+    # The server extension is enabled by installing the package: no extra config here.
+    assert "profiles" in _kale_api(server, "profiles")
+
+    lab.open_notebook("sidebar.ipynb", [START, SEARCH, STOP_SEARCH])
+    lab.run_cell(0)
+    started = lab.wait_for_output(0, "started kc-")
+    cid = re.search(r"started (kc-[0-9a-f]+)", started).group(1)
+
+    page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    card = page.locator(f".kale-cluster[data-id='{cid}']")
+    card.wait_for(timeout=30_000)
+    assert "1 workers" in card.locator(".kale-workers").inner_text()
+    assert card.locator("a.kale-dashboard").get_attribute("href")
+
+    # Scale from the sidebar: the card follows the cluster to 2 workers.
+    card.locator(".kale-scale-input").fill("2")
+    card.locator(".kale-scale-button").click()
+    page.wait_for_function(
+        "id => document.querySelector(`.kale-cluster[data-id='${id}'] .kale-workers`)"
+        "?.textContent === '2 workers'", arg=cid, timeout=60_000)
+    assert "asked for 2 workers" in page.locator(".kale-message").inner_text()
+
+    # A running search: select it, its trials appear; stop trial 0 from its row.
+    lab.run_cell(1)
+    lab.wait_for_output(1, "search started")
+    row = page.locator(".kale-search[data-name='sidebar-search']")
+    row.wait_for(timeout=30_000)
+    row.click()
+    trial0 = page.locator(".kale-trial[data-number='0']")
+    page.wait_for_selector(".kale-trial[data-number='0'][data-state='running']",
+                           timeout=60_000)
+    page.wait_for_selector(".kale-trial[data-number='1'][data-state='running']",
+                           timeout=60_000)
+    assert "running" in row.locator(".kale-state").inner_text()
+    page.wait_for_function(
+        "() => /val_acc \\d/.test(document.querySelector("
+        "\".kale-search[data-name='sidebar-search'] .kale-best\")?.textContent ?? '')",
+        timeout=30_000)
+    trial0.locator(".kale-trial-stop").click()
+    page.wait_for_selector(".kale-trial[data-number='0'][data-state='stopped']",
+                           timeout=60_000)
+    assert "stop trial 0" in page.locator(".kale-message").inner_text()
+    trials = _kale_api(server, "searches/sidebar-search/trials")
+    assert [t["state"] for t in trials] == ["stopped", "running"]
+    sidebar = page.locator("#kale-sidebar")
+    lab.screenshot("sidebar-search", copy_to=DOCS_SHOT, clip=_clip(page, sidebar))
+    lab.screenshot("sidebar-full")
+
+    # Connect code goes into a new cell of the notebook.
+    cells_before = page.locator(".jp-Notebook .jp-Cell").count()
+    card.locator(".kale-connect-button").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n + 1",
+        arg=cells_before, timeout=10_000)
+    sources = [page.locator(".jp-Notebook .jp-Cell").nth(i).locator(".cm-content").inner_text()
+               for i in range(cells_before + 1)]
+    assert f'cluster = kale.connect("{cid}")' in "\n".join(sources)
+    assert any(s.startswith("import kale_ext as kale\ncluster = kale.connect(") for s in sources)
+    lab.screenshot("sidebar-connect-code")
+
+    # End the search from its cell, then stop the cluster from the sidebar.
+    lab.run_cell(2)
+    lab.wait_for_output(2, "search ended stopped")
+    card.locator(".kale-stop-button").click()
+    card.wait_for(state="detached", timeout=60_000)
+    assert cid not in [c["id"] for c in _kale_api(server, "clusters")]
+    lab.screenshot("sidebar-stopped")
+
+
+def _clip(page, locator) -> dict:
+    box = locator.bounding_box()
+    assert box, "the sidebar is not on screen"
+    return {"x": box["x"], "y": box["y"], "width": box["width"],
+            "height": min(box["height"], 900)}
