@@ -51,6 +51,17 @@ def check_asha(r: dict[str, Any]) -> None:
     assert "pruned" in r["states"] and "completed" in r["states"], r["states"]
 
 
+def check_distributed(r: dict[str, Any]) -> None:
+    engines = ["torch", "horovod"] if r["horovod_installed"] else ["torch"]
+    for engine in engines:
+        run = r[engine]
+        assert run["ranks"] == [0, 1], (engine, run)
+        # the ranks' weights stay in sync, and their shards cover the training set once
+        assert run["checksums"][0] == pytest.approx(run["checksums"][1], rel=1e-9)
+        assert sum(run["samples"]) == r["train_samples"]
+        assert len(set(run["val_acc"])) == 1 and run["val_acc"][0] > 0.85, (engine, run)
+
+
 def check_beta_vae(r: dict[str, Any]) -> None:
     assert r["auc"] >= 0.9
     betas, var, mean_abs = r["betas"], r["latent_var"], r["latent_mean_abs"]
@@ -77,6 +88,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "01_quickstart": check_quickstart,
     "02_slurm": check_slurm,
     "03_asha_cnn": check_asha,
+    "04_distributed": check_distributed,
     "05_beta_vae": check_beta_vae,
     "06_gan_calo": check_gan,
     "07_layouts": check_layouts,
