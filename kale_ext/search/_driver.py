@@ -176,7 +176,15 @@ class Driver:
         run.pending_action = None
         run.by_scheduler = False
         run.requeue = False
-        run.future = self.s.cluster.submit(run_trial, self.s.fn_pickle, ctx, self.channel)
+        if self.s.workers_per_trial > 1:  # a distributed trial: one rank per worker
+            from kale_ext.training import launch_trial
+
+            run.future = launch_trial(self.s.cluster, self.s.fn_pickle, ctx, self.channel,
+                                      workers=self.s.workers_per_trial, engine=self.s.engine,
+                                      server=self.server,
+                                      heartbeat_timeout=self.s.heartbeat_timeout)
+        else:
+            run.future = self.s.cluster.submit(run_trial, self.s.fn_pickle, ctx, self.channel)
         self._transition(run, TrialState.RUNNING, f"attempt {run.attempt} submitted",
                          attempt=run.attempt)
 

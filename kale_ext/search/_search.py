@@ -80,7 +80,11 @@ class Search:
         Seconds a trial's ``report`` waits for the driver. Past it the trial takes the
         driver for dead and ends, freeing its worker; ``Search.resume`` re-runs it.
     workers_per_trial
-        Workers each trial runs on (a distributed trial when more than one).
+        Workers each trial runs on: with more than one, each trial runs as that many
+        data-parallel ranks (see :func:`kale.train_distributed`); every rank reports,
+        and rank 0's reports drive the scheduler.
+    engine
+        ``"torch"`` or ``"horovod"``: how the ranks of a distributed trial meet.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Search:
         heartbeat_timeout: float = 10.0,
         report_timeout: float = 60.0,
         workers_per_trial: int = 1,
+        engine: str = "torch",
         _store: Any = None,
     ) -> None:
         from kale_ext.search import FIFO, Space, make_sampler
@@ -114,6 +119,8 @@ class Search:
                                   ("workers_per_trial", workers_per_trial, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SearchError(f"{label} must be an integer >= {low}, but got {value!r}.")
+        if engine not in ("torch", "horovod"):
+            raise SearchError(f"engine must be 'torch' or 'horovod', but got {engine!r}.")
         if max_concurrent is not None and (not isinstance(max_concurrent, int)
                                            or max_concurrent < 1):
             raise SearchError(
@@ -135,7 +142,7 @@ class Search:
         self.scheduler.setup(metric, mode)
         self.sampler = make_sampler(algorithm, self.space, mode=mode, seed=seed)
         self.n_trials, self.max_concurrent, self.retries = trials, max_concurrent, retries
-        self.workers_per_trial = workers_per_trial
+        self.workers_per_trial, self.engine = workers_per_trial, engine
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.report_timeout = float(report_timeout)
         self._cluster = cluster
@@ -166,6 +173,7 @@ class Search:
             "heartbeat_timeout": self.heartbeat_timeout,
             "report_timeout": self.report_timeout,
             "workers_per_trial": self.workers_per_trial,
+            "engine": self.engine,
             "created": time.time(),
         }
 
