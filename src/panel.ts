@@ -180,8 +180,8 @@ export class KaleSidebar extends Widget {
   private async _act(label: string, call: () => Promise<{ message?: string } | unknown>) {
     this._say(`${label}...`, 'busy');
     try {
-      const answer = (await call()) as { message?: string };
-      this._say(`${label}: ${answer?.message ?? 'done'}`, 'ok');
+      const message = ((await call()) as { message?: string })?.message ?? 'done';
+      this._say(message.startsWith(label) ? message : `${label}: ${message}`, 'ok');
     } catch (error) {
       this._say(`${label} failed: ${(error as Error).message}`, 'error');
     }
@@ -364,18 +364,14 @@ export class KaleSidebar extends Widget {
       return;
     }
     const metric = search.metric ?? '';
-    const header = h(
-      'tr',
-      {},
-      ...['#', 'state', 'params', metric, `best`, ''].map(t => h('th', {}, t))
-    );
-    const rows = this._trials.map(t =>
+    const header = h('tr', {}, ...['#', 'state', metric, 'best', ''].map(t => h('th', {}, t)));
+    // Two rows per trial: its numbers and buttons, then its params across the table.
+    const rows = this._trials.flatMap(t => [
       h(
         'tr',
         { class: 'kale-trial', 'data-number': String(t.number), 'data-state': t.state },
         h('td', {}, String(t.number)),
         h('td', { class: `kale-state kale-state-${t.state}` }, t.state),
-        h('td', { class: 'kale-params' }, paramsText(t.params)),
         h('td', {}, formatNumber(t.last[metric])),
         h('td', {}, formatNumber(t.best)),
         h(
@@ -385,8 +381,14 @@ export class KaleSidebar extends Widget {
             button(a, `kale-trial-${a}`, () => this._control(search.name, a, t.number))
           )
         )
+      ),
+      h(
+        'tr',
+        { class: 'kale-trial-params', 'data-number': String(t.number) },
+        h('td', {}),
+        h('td', { class: 'kale-params', colspan: '4', title: t.error ?? '' }, paramsText(t.params))
       )
-    );
+    ]);
     const searchButtons = search.alive
       ? (['pause', 'resume', 'stop'] as Action[]).map(a =>
           button(`${a} search`, `kale-search-${a}`, () => this._control(search.name, a, null))

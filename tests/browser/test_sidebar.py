@@ -5,11 +5,15 @@ running search shows its trials and one is stopped; connect code lands in a cell
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import pytest
+
+from tests.browser.conftest import JupyterLabServer
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "sidebar.png"
 
@@ -28,6 +32,19 @@ STOP_SEARCH = ("search.stop(); search.wait(60)\n"
                "print('search ended', search.store.search()['state'])")
 
 
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory):
+    """A JupyterLab of this module's own whose kernels and kale API share a private kale
+    state dir, so the sidebar shows this test's clusters and searches only."""
+    root = tmp_path_factory.mktemp("sidebar-lab")
+    state = root.parent / "sidebar-kale-state"
+    with mock.patch.dict(os.environ, {"DASK_KALE__STATE_DIR": str(state)}):
+        server = JupyterLabServer(root)
+    server.wait()
+    yield server
+    server.stop()
+
+
 def _kale_api(server, path: str):
     req = urllib.request.Request(f"{server.url}/kale/api/{path}",
                                  headers={"Authorization": f"token {server.token}"})
@@ -44,10 +61,14 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
 
     lab.open_notebook("sidebar.ipynb", [START, SEARCH, STOP_SEARCH])
     lab.run_cell(0)
-    started = lab.wait_for_output(0, "started kc-")
+    started = lab.wait_for_output(0, "started kc-", timeout=240)
     cid = re.search(r"started (kc-[0-9a-f]+)", started).group(1)
 
-    page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    # The workspace may have kept the sidebar open from an earlier run; a click would close it.
+    if not page.locator("#kale-sidebar").is_visible():
+        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    page.locator("#kale-sidebar").wait_for(state="visible")
+    _widen_left_panel(page, 120)
     card = page.locator(f".kale-cluster[data-id='{cid}']")
     card.wait_for(timeout=30_000)
     assert "1 workers" in card.locator(".kale-workers").inner_text()
@@ -80,7 +101,7 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     trial0.locator(".kale-trial-stop").click()
     page.wait_for_selector(".kale-trial[data-number='0'][data-state='stopped']",
                            timeout=60_000)
-    assert "stop trial 0" in page.locator(".kale-message").inner_text()
+    assert page.locator(".kale-message").inner_text() == "stop trial 0: done"
     trials = _kale_api(server, "searches/sidebar-search/trials")
     assert [t["state"] for t in trials] == ["stopped", "running"]
     sidebar = page.locator("#kale-sidebar")
@@ -106,6 +127,17 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     card.wait_for(state="detached", timeout=60_000)
     assert cid not in [c["id"] for c in _kale_api(server, "clusters")]
     lab.screenshot("sidebar-stopped")
+
+
+def _widen_left_panel(page, pixels: int) -> None:
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    assert box, "no split handle beside the left panel"
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + pixels, y, steps=5)
+    page.mouse.up()
 
 
 def _clip(page, locator) -> dict:
