@@ -44,7 +44,8 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
         cluster=cluster, store=path, name=definition["name"], seed=definition["seed"],
         heartbeat_timeout=definition["heartbeat_timeout"],
         report_timeout=definition.get("report_timeout", 60.0),
-        workers_per_trial=definition.get("workers_per_trial", 1), _store=store,
+        workers_per_trial=definition.get("workers_per_trial", 1),
+        engine=definition.get("engine", "torch"), _store=store,
     )
     _restore_trials(search)
     return search
