@@ -71,6 +71,8 @@ def install(spec: str = "kale-python", *, name: str | None = None, user: bool = 
         if display_name:
             kernel["display_name"] = display_name
         (staged / "kernel.json").write_text(json.dumps(kernel, indent=2) + "\n")
+        for script in staged.glob("*.sh"):  # a wheel may not keep the executable bit
+            script.chmod(0o755)
         return str(KernelSpecManager().install_kernel_spec(
             str(staged), kernel_name=name or spec, user=user, prefix=prefix))
 

@@ -43,6 +43,14 @@ def jupyter_lab(tmp_path_factory):
     server.wait()
     yield server
     server.stop()
+    # A test that failed half-way leaves its cluster running: stop what is registered.
+    import dask.config
+
+    import kale_ext as kale
+
+    with dask.config.set({"kale.state-dir": str(state)}):
+        for status in kale.clusters(clean=False):
+            kale.stop(status.id)
 
 
 def _kale_api(server, path: str):
