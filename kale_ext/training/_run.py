@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext import config as kale_config
 from kale_ext import registry
-from kale_ext._errors import TrialError
+from kale_ext._errors import ConfigError, TrialError
 from kale_ext.training._group import LaunchOptions, RankGroup, launch
 from kale_ext.training._rank import abort_decision
 
@@ -46,6 +46,10 @@ class TrainingRun:
         The run's name (its store is ``<store-dir>/<name>.kale.sqlite``).
     state : str
         ``running``, ``completed``, ``failed`` or ``stopped``.
+    attempt : int
+        0, then 1, 2, ... after each restart (``restarts=``).
+    checkpoint : str or None
+        The latest checkpoint rank 0 saved with ``kale.save_checkpoint``.
     ranks : dict
         What each started rank said about itself: host, pid, worker.
     store : kale_ext.store.Store
@@ -54,7 +58,7 @@ class TrainingRun:
 
     def __init__(self, fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                  options: LaunchOptions, config: dict[str, Any], *, name: str | None,
-                 store: str | Path | None, report_timeout: float) -> None:
+                 store: str | Path | None, report_timeout: float, restarts: int = 0) -> None:
         from kale_ext.channel import ChannelInfo, ChannelServer, channel_host, new_key
         from kale_ext.search._driver import checkpoint_root
         from kale_ext.search._runner import TrialContext
@@ -63,14 +67,21 @@ class TrainingRun:
         from kale_ext.store import Store
 
         options.check()
+        if not isinstance(restarts, int) or restarts < 0:
+            raise ConfigError(f"restarts must be an integer >= 0, but got {restarts!r}.")
         self.name = name or f"train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.options = options
+        self.cluster = cluster
         self.state = "running"
+        self.attempt = 0
+        self.restarts_left = restarts
+        self.checkpoint: str | None = None  # the latest checkpoint rank 0 saved
         self.ranks: dict[int, dict[str, Any]] = {}
-        self._ended: set[int] = set()
+        self._ended: set[tuple[int, int]] = set()  # (attempt, rank) that said end
         self._outcome: dict[str, Any] | None = None
         self._done = threading.Event()
-        fn_pickle = _pickle_fn(fn)
+        self._stopping = False
+        self._fn_pickle = _pickle_fn(fn)
         path = Path(store).expanduser() if store else \
             kale_config.store_dir() / f"{self.name}.kale.sqlite"
         self.store = Store.open(path)
@@ -83,27 +94,39 @@ class TrainingRun:
         self._server = ChannelServer(key, self._on_messages,
                                      host=channel_host(local=cluster.kind == "local"))
         self._server.start()
-        channel = ChannelInfo.create(self._server.address, key).to_dict()
-        context = TrialContext(trial=0, attempt=0, rank=0, config=config,
-                               checkpoint_dir=str(checkpoint_root(path) / "trial-0"),
-                               report_timeout=report_timeout)
+        self._channel = ChannelInfo.create(self._server.address, key).to_dict()
+        self._context = TrialContext(trial=0, attempt=0, rank=0, config=config,
+                                     checkpoint_dir=str(checkpoint_root(path) / "trial-0"),
+                                     report_timeout=report_timeout)
         try:
-            self._group: RankGroup = launch(
-                cluster, fn_pickle, context, channel, options,
-                abort=lambda why: self._server.set_decision(0, abort_decision(why)),
-                liveness=self._liveness)
+            self._launch()
         except BaseException as e:
             self._server.close()
             self.store.transition(0, TrialState.FAILED, f"launch failed: {e}")
             self.store.set_search_state("failed")
             self.store.close()
             raise
-        self.store.transition(0, TrialState.RUNNING, f"{options.workers} ranks launched",
-                              attempt=0)
         self.store.set_search_state("running")
         registry.write("runs", self.name, {"name": self.name, "store": str(path),
                                            "cluster": cluster.id, "engine": options.engine,
                                            "workers": options.workers, "started": time.time()})
+
+    def _launch(self) -> None:
+        """Start the ranks of the current attempt, from the latest checkpoint if any."""
+        from dataclasses import replace
+
+        from kale_ext.search._trial import CONTINUE, TrialState
+
+        self._server.set_decision(0, CONTINUE)  # an abort of the last attempt sticks otherwise
+        context = replace(self._context, attempt=self.attempt, restore_from=self.checkpoint)
+        self._group: RankGroup = launch(
+            self.cluster, self._fn_pickle, context, self._channel, self.options,
+            abort=lambda why: self._server.set_decision(0, abort_decision(why)),
+            liveness=self._liveness)
+        where = f" from {self.checkpoint}" if self.checkpoint else ""
+        self.store.transition(0, TrialState.RUNNING,
+                              f"{self.options.workers} ranks launched{where}",
+                              attempt=self.attempt)
         self._group.future.add_done_callback(self._finished)
 
     # -- the channel's side ------------------------------------------------------------
@@ -111,15 +134,20 @@ class TrainingRun:
     def _on_messages(self, batch: list[Any]) -> None:
         self.store.append([m for m in batch if m.kind != "control"])
         for m in batch:
+            if m.attempt != self.attempt:
+                continue  # a late message of an earlier attempt: stored, not acted on
             if m.kind == "start":
                 self.ranks[m.rank] = dict(m.data)
             elif m.kind == "end":
-                self._ended.add(m.rank)
+                self._ended.add((m.attempt, m.rank))
+            elif m.kind == "checkpoint":
+                self.checkpoint = str(m.data["path"])
+                self.store.add_checkpoint(0, m.data.get("step"), self.checkpoint)
 
     def _liveness(self) -> dict[int, float]:
         """When each started rank was last heard from; ranks that said ``end`` are done."""
         return {rank: t for (trial, attempt, rank), t in self._server.last_seen().items()
-                if (trial, attempt) == (0, 0) and rank not in self._ended}
+                if attempt == self.attempt and (attempt, rank) not in self._ended}
 
     def _finished(self, future: Any) -> None:
         from kale_ext.search._trial import TrialState
@@ -129,8 +157,11 @@ class TrainingRun:
         except BaseException as e:
             outcome = {"status": "error", "error": f"{type(e).__name__}: {e}", "traceback": "",
                        "rank": -1, "ranks": []}
-        self._outcome = outcome
         status = outcome.get("status")
+        if status == "error" and self.restarts_left > 0 and not self._stopping \
+                and self._restart(outcome):
+            return
+        self._outcome = outcome
         try:
             if status == "ok":
                 self.state = "completed"
@@ -147,6 +178,24 @@ class TrainingRun:
             self._server.close()
             registry.remove("runs", self.name)
             self._done.set()
+
+    def _restart(self, outcome: dict[str, Any]) -> bool:
+        """Launch the next attempt after a failure; False when that launch fails too."""
+        from kale_ext.search._trial import TrialState
+
+        self.restarts_left -= 1
+        self.store.transition(0, TrialState.FAILED, outcome["error"],
+                              error=outcome.get("traceback", ""))
+        self.attempt += 1
+        self.ranks = {}
+        try:
+            self._launch()
+        except Exception as e:
+            outcome["error"] += f"; the restart failed to launch: {e}"
+            return False
+        logger.info("training run %s restarted (attempt %d) after: %s", self.name,
+                    self.attempt, outcome["error"])
+        return True
 
     # -- the user's side ---------------------------------------------------------------
 
@@ -177,6 +226,7 @@ class TrainingRun:
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """End every rank now (a rank blocked in a collective too) and wait for it."""
+        self._stopping = True
         if not self._done.is_set():
             self._group.stop()
         self._done.wait(timeout)
@@ -208,7 +258,7 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                       timeout: float = 300.0, grace: float = 5.0,
                       heartbeat_timeout: float = 10.0, place_wait: float = 10.0,
                       name: str | None = None, store: str | Path | None = None,
-                      report_timeout: float = 60.0) -> TrainingRun:
+                      report_timeout: float = 60.0, restarts: int = 0) -> TrainingRun:
     """Run ``fn(config)`` as ``workers`` data-parallel ranks, one per worker of ``cluster``.
 
     Returns at once with a :class:`TrainingRun`; ``run.wait()`` blocks.
@@ -245,12 +295,16 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
         The run's name and store path (default ``<kale store-dir>/<name>.kale.sqlite``).
     report_timeout : float
         Seconds a rank's ``kale.report`` waits for this kernel.
+    restarts : int
+        Times to relaunch every rank after a failure. A relaunched rank's
+        ``kale.load_checkpoint()`` returns the latest ``kale.save_checkpoint`` of rank 0
+        (the checkpoint folder must be reachable from every worker).
     """
     options = LaunchOptions(workers=workers, engine=engine, backend=backend, timeout=timeout,
                             grace=grace, heartbeat_timeout=heartbeat_timeout,
                             place_wait=place_wait)
     return TrainingRun(fn, cluster, options, dict(config or {}), name=name, store=store,
-                       report_timeout=report_timeout)
+                       report_timeout=report_timeout, restarts=restarts)
 
 
 def launch_trial(cluster: Cluster, fn_pickle: bytes, context: Any, channel: dict[str, Any], *,

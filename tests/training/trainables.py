@@ -147,3 +147,23 @@ def search_trial(config):
         kale.report(epoch=epoch, loss=float(t) / kale.world_size(), rank_seen=kale.rank(),
                     world=kale.world_size())
     return {"world": kale.world_size()}
+
+
+def checkpointed(config):
+    """Steps with a checkpoint each; rank 1 dies once (a marker file says it did)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    state = kale.load_checkpoint()
+    first = state["step"] + 1 if state else 0
+    for step in range(first, config["steps"]):
+        t = torch.ones(1)
+        dist.all_reduce(t)
+        kale.save_checkpoint({"step": step}, step)
+        kale.report(step=step, total=float(t), resumed_from=first)
+        if kale.rank() == 1 and step == 2 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            os._exit(3)  # the process dies, as if killed
+    return first
