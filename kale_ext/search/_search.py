@@ -148,7 +148,7 @@ class Search:
         self._cluster = cluster
         self.channel_host: str | None = None
         self.runs: dict[int, TrialRun] = {}
-        self.store_path = Path(store).expanduser() if store else \
+        self.store_path = Path(store).expanduser().resolve() if store else \
             config.store_dir() / f"{self.name}.kale.sqlite"
         self.checkpoint_dir = checkpoint_root(self.store_path)
         self.store = _store if _store is not None else self._create_store()
@@ -395,7 +395,7 @@ class Search:
         """
         from kale_ext.search._resume import load_search
 
-        search = load_search(cls, Path(store).expanduser(), cluster=cluster, fn=fn)
+        search = load_search(cls, Path(store).expanduser().resolve(), cluster=cluster, fn=fn)
         if start:
             search.start()
         return search

@@ -82,7 +82,7 @@ class TrainingRun:
         self._done = threading.Event()
         self._stopping = False
         self._fn_pickle = _pickle_fn(fn)
-        path = Path(store).expanduser() if store else \
+        path = Path(store).expanduser().resolve() if store else \
             kale_config.store_dir() / f"{self.name}.kale.sqlite"
         self.store = Store.open(path)
         self.store.create_search({"name": self.name, "kind": "training", "engine": options.engine,
