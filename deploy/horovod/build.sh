@@ -50,5 +50,6 @@ if ! ls "$cache"/horovod-"$version"-*.whl >/dev/null 2>&1; then
   rm -rf "$cmake_dir"
 fi
 
-"$py" -m pip install --no-index --find-links "$cache" "horovod==$version"
+# Horovod itself only from the cached wheel; its few pure-Python deps from the index.
+"$py" -m pip install --find-links "$cache" --only-binary=horovod "horovod==$version"
 "$py" -c "import horovod.torch as hvd; print('horovod', __import__('horovod').__version__, 'gloo built:', hvd.gloo_built())"
