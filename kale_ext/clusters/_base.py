@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -9,7 +10,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -93,6 +94,49 @@ class ClusterStatus:
         data = asdict(self)
         data.update(cores=self.cores, memory=self.memory, n_workers=len(self.workers))
         return data
+
+
+class NativeFuture(Future[Any]):
+    """A ``concurrent.futures.Future`` mirroring a backend's own future (``native``).
+
+    Subclasses say how to read the native result and how to cancel the native task;
+    this class keeps the two in step, whichever finishes or is cancelled first.
+    """
+
+    def __init__(self, native: Any) -> None:
+        super().__init__()
+        self.native = native
+        native.add_done_callback(lambda _: self._settle())
+
+    @abstractmethod
+    def _native_result(self) -> Any:
+        """The native future's result; raises its exception (CancelledError if cancelled)."""
+
+    @abstractmethod
+    def _cancel_native(self) -> None: ...
+
+    def _settle(self) -> None:
+        if self.done():
+            return
+        try:
+            value = self._native_result()
+        except CancelledError:
+            if super().cancel():
+                self.set_running_or_notify_cancel()
+        except BaseException as e:
+            with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+                self.set_exception(e)
+        else:
+            with contextlib.suppress(InvalidStateError):
+                self.set_result(value)
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        # Already finished, or the scheduler/controller is gone: cancel here all the same.
+        with contextlib.suppress(Exception):
+            self._cancel_native()
+        return super().cancel()
 
 
 class Cluster(ABC):

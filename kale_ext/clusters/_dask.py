@@ -21,14 +21,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError
 from kale_ext.clusters import _batch, _dask_jobs, _dask_tls
-from kale_ext.clusters._base import Cluster, ClusterRecord, ClusterStatus, JobInfo, WorkerInfo
+from kale_ext.clusters._base import (
+    Cluster,
+    ClusterRecord,
+    ClusterStatus,
+    JobInfo,
+    NativeFuture,
+    WorkerInfo,
+)
 from kale_ext.clusters._dask_daemon import ERROR_FILE
 
 # A job in one of these states will never bring its workers.
@@ -43,38 +50,23 @@ def _tail(path: Path, n: int = 2000) -> str:
         return ""
 
 
-class DaskFuture(Future[Any]):
+class DaskFuture(NativeFuture):
     """A ``concurrent.futures.Future`` mirroring a ``distributed.Future``.
 
     ``cancel()`` cancels the Dask task too; ``dask_future`` is the native one.
     """
 
-    def __init__(self, dask_future: Any) -> None:
-        super().__init__()
-        self.dask_future = dask_future
-        dask_future.add_done_callback(self._transfer)
+    @property
+    def dask_future(self) -> Any:
+        return self.native
 
-    def _transfer(self, fut: Any) -> None:
-        if self.cancelled():
-            return
-        try:
-            if fut.status == "cancelled":
-                super().cancel()
-                self.set_running_or_notify_cancel()
-                return
-            result = fut.result()
-        except BaseException as e:
-            if not self.done():
-                self.set_exception(e)
-            return
-        if not self.done():
-            self.set_result(result)
+    def _native_result(self) -> Any:
+        if self.native.status == "cancelled":
+            raise CancelledError
+        return self.native.result()
 
-    def cancel(self) -> bool:
-        if super().cancel():
-            self.dask_future.cancel()
-            return True
-        return False
+    def _cancel_native(self) -> None:
+        self.native.cancel()
 
 
 class DaskCluster(Cluster):

@@ -8,9 +8,9 @@ their exceptions come back as themselves rather than as ``RemoteError``.
 
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import Future, InvalidStateError
 from typing import Any
+
+from kale_ext.clusters._base import NativeFuture
 
 
 def describe() -> dict[str, Any]:
@@ -87,34 +87,20 @@ def unpack(reply: tuple[bool, Any]) -> Any:
     raise exc
 
 
-class EngineFuture(Future[Any]):
+class EngineFuture(NativeFuture):
     """A ``concurrent.futures.Future`` for one task on an ipyparallel engine.
 
     ``async_result`` is ipyparallel's own ``AsyncResult``. ``cancel()`` aborts the task
     if no engine has started it yet; a started task runs on and its result is dropped.
     """
 
-    def __init__(self, async_result: Any) -> None:
-        super().__init__()
-        self.async_result = async_result
-        async_result.add_done_callback(self._settle)
+    @property
+    def async_result(self) -> Any:
+        return self.native
 
-    def _settle(self, ar: Any) -> None:
-        if self.done():
-            return
-        try:
-            value = unpack(ar.result())
-        except BaseException as e:
-            with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
-                self.set_exception(e)
-        else:
-            with contextlib.suppress(InvalidStateError):
-                self.set_result(value)
+    def _native_result(self) -> Any:
+        return unpack(self.native.result())
 
-    def cancel(self) -> bool:
-        if self.done():
-            return False
-        # Already finished, or the controller is gone: cancel locally all the same.
-        with contextlib.suppress(Exception):
-            self.async_result.abort()
-        return super().cancel()
+    def _cancel_native(self) -> None:
+        self.native.abort()
+
