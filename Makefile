@@ -1,23 +1,37 @@
 # make demo: a real hyperparameter search on a local cluster, with live progress.
-# make test: everything the tests need (Python deps, local Slurm, ...), then every test.
+# make test: everything the tests need (Python deps, the lab extension, a local Slurm,
+#            chromium for browser tests, Horovod), then every test.
 # Both are idempotent and work inside .venv in this checkout.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kale-installed
+LABEXT := kale_ext/labextension/static/style.js
+# jlpm and jupyter come with jupyterlab in the venv; the lab build needs them on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint slurm-up slurm-down bench clean
+.PHONY: demo test lint labext slurm-up slurm-down browser horovod bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[torch,widgets,test]"
+	$(PY) -m pip install -q -e ".[torch,widgets,notebooks,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m kale_ext.demo
+
+# The lab extension: built by pip install's hook on a fresh clone; rebuilt here when its
+# sources change, then linked into the venv's JupyterLab.
+$(LABEXT): $(STAMP) package.json $(wildcard src/*.ts) $(wildcard style/*.css)
+	jlpm install
+	jlpm build
+	jupyter labextension develop --overwrite .
+	touch $(LABEXT)
+
+labext: $(LABEXT)
 
 slurm-up:
 	bash deploy/slurm-dev/up.sh
@@ -25,15 +39,21 @@ slurm-up:
 slurm-down:
 	bash deploy/slurm-dev/down.sh
 
+browser: $(STAMP)
+	PY=$(PY) bash deploy/browser/install.sh
+
+horovod: $(STAMP)
+	bash deploy/horovod/build.sh $(PY)
+
 lint: $(STAMP)
 	$(PY) -m ruff check kale_ext tests
 	$(PY) -m mypy
 
-test: $(STAMP) slurm-up lint
+test: $(STAMP) $(LABEXT) slurm-up browser horovod lint
 	$(PY) -m pytest tests --ignore=tests/benchmarks
 
-bench: $(STAMP) slurm-up
+bench: $(STAMP) slurm-up horovod
 	$(PY) -m pytest tests/benchmarks -s -m benchmark
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules lib kale_ext/labextension
