@@ -26,6 +26,9 @@ STATE_COLOURS = {
 _ECHO_WINDOW = 2.0  # seconds in which an emptied selection is the grid's echo of a reload
 
 
+_BULK_CELLS = 64  # more changed cells than this in one update: send the grid's data whole
+
+
 def _state_expr() -> str:
     branches = "".join(f"cell.value == '{s}' ? '{c}' : " for s, c in STATE_COLOURS.items())
     return branches + "'white'"
@@ -70,11 +73,14 @@ class TrialTable:
 
     def frame(self) -> pd.DataFrame:
         """The rows the grid holds now, indexed by trial."""
+        with self.lock:
+            return self._frame()
+
+    def _frame(self) -> pd.DataFrame:
         import pandas as pd
 
-        with self.lock:
-            return pd.DataFrame([self.rows[n] for n in self.order], columns=self.columns,
-                                index=pd.Index(self.order, name="trial"))
+        return pd.DataFrame([self.rows[n] for n in self.order], columns=self.columns,
+                            index=pd.Index(self.order, name="trial"))
 
     # -- updates from the panel's thread -------------------------------------------------
 
@@ -89,9 +95,13 @@ class TrialTable:
                 self.select_trials(keep)
 
     def update_rows(self, rows: dict[int, dict[str, Any]]) -> int:
-        """Set the cells of ``rows`` (trial to row dict) that changed; returns how many."""
-        changed = 0
+        """Set the cells of ``rows`` (trial to row dict) that changed; returns how many.
+
+        A few cells go to the grid one by one; past ``_BULK_CELLS`` the grid gets its
+        whole data in one message, which costs far less than thousands of cell updates.
+        """
         with self.lock:
+            changed = []
             for number, row in rows.items():
                 old = self.rows.get(number)
                 if old is None:
@@ -100,9 +110,16 @@ class TrialTable:
                     value = _plain(value)
                     if column in old and not _same(value, old[column]):
                         old[column] = value
-                        self.grid.set_cell_value_by_index(column, self.positions[number], value)
-                        changed += 1
-        return changed
+                        changed.append((column, self.positions[number], value))
+            if len(changed) > _BULK_CELLS:
+                keep = list(self.selected)
+                self.grid.data = self._frame()
+                if keep:
+                    self.select_trials(keep)
+            else:
+                for column, position, value in changed:
+                    self.grid.set_cell_value_by_index(column, position, value)
+        return len(changed)
 
     # -- selection -----------------------------------------------------------------------
 
