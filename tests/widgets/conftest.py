@@ -70,13 +70,3 @@ def dask_cluster(module_state):
     cluster = kale.start_cluster(kind="local", backend="dask", workers=2)
     yield cluster
     cluster.stop()
-
-
-def wait_for(condition, timeout=60.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
