@@ -26,6 +26,10 @@ def slurm_available() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Browser tests last: Playwright's sync API keeps an event loop running in the main
+    # thread while its session-wide browser lives, which breaks asyncio-based tests
+    # (jupyter_server's) that would run after it.
+    items.sort(key=lambda item: "browser" in item.keywords)
     if slurm_available():
         return
     skip = pytest.mark.skip(
