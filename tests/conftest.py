@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 
 import dask.config
 import pytest
@@ -16,6 +18,14 @@ def kale_state(tmp_path, monkeypatch):
     with dask.config.set({"kale.state-dir": str(state)}):
         monkeypatch.setenv("DASK_KALE__STATE_DIR", str(state))  # for child processes
         yield state
+
+
+def run_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh Python process (another kernel, say); return its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def slurm_available() -> bool:

@@ -6,8 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import Future
 
@@ -17,6 +15,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import ClusterNotFound, ConfigError
 from kale_ext.clusters._dask import DaskCluster
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +40,7 @@ def cluster():
 
 
 def _python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=90, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_python(code, timeout=90)
 
 
 def test_local_cluster_runs_work_scales_and_stops(cluster):

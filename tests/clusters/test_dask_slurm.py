@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import BatchJobError
+from tests.conftest import run_python
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -35,10 +35,7 @@ def _until(predicate, timeout: float = 30, what: str = "condition") -> None:
 
 
 def _python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_python(code, timeout=120)
 
 
 @pytest.fixture

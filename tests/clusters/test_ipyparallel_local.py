@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,7 @@ def _gone(pid: int, timeout: float = 30) -> bool:
 
 
 def _python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=90, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_python(code, timeout=90)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,6 +14,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import BatchJobError
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
+from tests.conftest import run_python
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -36,10 +36,7 @@ def _wait_gone(job_ids: list[str], timeout: float = 30) -> bool:
 
 
 def _python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_python(code, timeout=120)
 
 
 @pytest.fixture
