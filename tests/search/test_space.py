@@ -67,6 +67,12 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5),
                          st.floats(-10, 10, allow_nan=False), st.text(max_size=3))
 
 
+def _option_key(value: Any) -> str:
+    """The space's rule for distinct options: numbers by value (0 == 0.0), bools apart."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return json.dumps(float(value) if number else value)
+
+
 @st.composite
 def domains(draw: st.DrawFn) -> Any:
     kind = draw(st.sampled_from(["uniform", "loguniform", "int", "choice", "grid"]))
@@ -77,7 +83,7 @@ def domains(draw: st.DrawFn) -> Any:
     if kind == "int":
         low, step = draw(st.integers(-5, 5)), draw(st.integers(1, 3))
         return int_(low, low + step * draw(st.integers(1, 4)), step=step)
-    options = draw(st.lists(json_scalars, min_size=1, max_size=4, unique_by=json.dumps))
+    options = draw(st.lists(json_scalars, min_size=1, max_size=4, unique_by=_option_key))
     return choice(options) if kind == "choice" else grid(options)
 
 
