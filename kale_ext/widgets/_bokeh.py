@@ -65,3 +65,18 @@ def close_widgets(widgets: list[Any], bokeh_models: list[Any]) -> None:
         w.close()
     for m in bokeh_models:
         ipywidgets.Widget.close(m)
+
+
+RESYNC_AFTER = 2.0  # seconds after display when the plots are redrawn whole, once
+
+
+def refresh_bundles(bokeh_models: list[Any]) -> None:
+    """Put each BokehModel's current document into its initial state.
+
+    BokehJS applies patches only to a rendered view, so whatever was streamed before
+    the widget was displayed must travel in the state the view renders from; a
+    redraw ``RESYNC_AFTER`` seconds later covers patches sent while the view was
+    still being created.
+    """
+    for m in bokeh_models:
+        m.update_from_model(m._model)

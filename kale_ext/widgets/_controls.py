@@ -47,7 +47,9 @@ class Controls:
         self.search, self.table, self.config_of, self.after = search, table, config_of, after
         self.editor = ParamEditor(space) if space is not None else None
         self.message = widgets.HTML(READ_ONLY if search is None else "")
-        self.selection = widgets.HTML("no trial selected")
+        # A fixed width: the buttons beside it must not move when the selection changes.
+        self.selection = widgets.HTML("no trial selected",
+                                      layout=widgets.Layout(width="200px"))
         b = widgets.Button
         self.buttons: dict[str, Any] = {
             "stop": b(description="Stop", icon="stop", button_style="danger",

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.search._trial import TrialState
-from kale_ext.widgets._bokeh import close_widgets, load_bokehjs, require
+from kale_ext.widgets._bokeh import (
+    RESYNC_AFTER,
+    close_widgets,
+    load_bokehjs,
+    refresh_bundles,
+    require,
+)
 from kale_ext.widgets._controls import Controls
 from kale_ext.widgets._curves import CurvesView
 from kale_ext.widgets._feed import StoreFeed
@@ -61,6 +67,7 @@ class SearchPanel:
         self.applied: collections.deque[tuple[int, float]] = collections.deque(maxlen=100_000)
         self._parallel_drawn = 0.0
         self._parallel_dirty = False
+        self._resync_at = 0.0
 
         self.title = widgets.HTML(f"<b>kale search {html.escape(self.feed.name)}</b> "
                                   f"&middot; {html.escape(self.book.metric)} "
@@ -114,6 +121,10 @@ class SearchPanel:
                 self.curves.update(change.curves)
             self._parallel_dirty |= bool(change.rows)
             now = time.monotonic()
+            if self._resync_at and now >= self._resync_at:
+                self._resync_at = 0.0
+                self.curves.redraw()
+                self.parallel.update(force=True)
             if self._parallel_dirty and now - self._parallel_drawn > _PARALLEL_EVERY:
                 self.parallel.update()
                 self._parallel_drawn, self._parallel_dirty = now, False
@@ -157,6 +168,9 @@ class SearchPanel:
         from IPython.display import display
 
         load_bokehjs()
+        with self.lock:
+            refresh_bundles([self.curves.plot, self.parallel.plot, self.resources.plot])
+            self._resync_at = time.monotonic() + RESYNC_AFTER
         display(self.widget)
 
     def close(self) -> None:

@@ -71,7 +71,8 @@ class ParallelView:
         self.plot = bokeh_widget(self.figure)
         self.widget = self.plot
 
-    def update(self) -> None:
+    def update(self, force: bool = False) -> None:
+        """Redraw from the book (``force``: send the data even when unchanged)."""
         data = coordinates(self.book)
         axes = [*self.book.param_names, self.book.best_column]
         if axes != self.axes:
@@ -83,5 +84,5 @@ class ParallelView:
             transform = self.mapper["transform"]
             if (transform.low, transform.high) != (low, high):
                 transform.update(low=low, high=high if high > low else low + 1e-12)
-        if data != self.source.data:
+        if force or data != self.source.data:
             self.source.data = data

@@ -13,7 +13,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kale_ext.widgets._bokeh import close_widgets, load_bokehjs, require
+from kale_ext.widgets._bokeh import (
+    RESYNC_AFTER,
+    close_widgets,
+    load_bokehjs,
+    refresh_bundles,
+    require,
+)
 from kale_ext.widgets._curves import CurvesView
 from kale_ext.widgets._model import Curve, add_rows
 from kale_ext.widgets._updater import Updater
@@ -121,7 +127,15 @@ class DistributedRunPanel:
         from IPython.display import display
 
         load_bokehjs()
+        with self.lock:
+            refresh_bundles([self.loss.plot, self.rate.plot])
         display(self.widget)
+        threading.Timer(RESYNC_AFTER, self._resync).start()
+
+    def _resync(self) -> None:
+        with self.lock:
+            self.loss.redraw()
+            self.rate.redraw()
 
     def close(self) -> None:
         self.updater.stop()

@@ -23,10 +23,14 @@ STATE_COLOURS = {
     "pending": "#f1f3f5", "running": "#d0ebff", "paused": "#fff3bf", "completed": "#d3f9d8",
     "pruned": "#e9ecef", "stopped": "#ffe8cc", "failed": "#ffc9c9",
 }
+_ROW = 22  # pixels per row
 _ECHO_WINDOW = 2.0  # seconds in which an emptied selection is the grid's echo of a reload
 
-
-_BULK_CELLS = 64  # more changed cells than this in one update: send the grid's data whole
+# More changed cells than this in one update: send the grid's data whole. Each cell
+# message makes the browser repaint the grid, and a repaint costs about as much as a
+# whole new dataset (tens of ms in a software-rendered browser on a busy node), so
+# one message per update is what keeps the browser abreast of a running search.
+_BULK_CELLS = 1
 
 
 def _state_expr() -> str:
@@ -44,20 +48,31 @@ class TrialTable:
     """A grid of trials indexed by trial number; select rows to act on them."""
 
     def __init__(self, frame: pd.DataFrame, *, height: int = 320) -> None:
-        ipydatagrid = require("ipydatagrid")
+        self.ipydatagrid = require("ipydatagrid")
+        self.max_height = height
         self.lock = threading.RLock()
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
         self._reloaded = 0.0
-        state = ipydatagrid.TextRenderer(
-            background_color=ipydatagrid.VegaExpr(_state_expr()))
-        self.grid = ipydatagrid.DataGrid(
-            frame, selection_mode="row", renderers={"status": state},
-            base_column_size=90, base_row_size=22, auto_fit_columns=True,
-            layout={"height": f"{height}px"})
+        self.grid = self.ipydatagrid.DataGrid(
+            frame, selection_mode="row", renderers=self._renderers(frame),
+            base_column_size=90, base_row_size=_ROW, auto_fit_columns=True,
+            layout={"height": self._height(len(frame))})
         self._store(frame)
         self.grid.observe(self._on_selections, names="selections")
         self.grid.on_cell_click(self._on_click)
+
+    def _renderers(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """The state column coloured; numbers shown with 4 significant digits."""
+        text = self.ipydatagrid.TextRenderer
+        out = {str(c): text(format=".4~g") for c, kind in frame.dtypes.items()
+               if kind.kind == "f"}
+        out["status"] = text(background_color=self.ipydatagrid.VegaExpr(_state_expr()))
+        return out
+
+    def _height(self, rows: int) -> str:
+        """Tall enough for ``rows`` (and the header and a scroll bar), at most ``max_height``."""
+        return f"{min(self.max_height, _ROW * (max(rows, 3) + 2))}px"
 
     @property
     def widget(self) -> Any:
@@ -87,12 +102,17 @@ class TrialTable:
     def reload(self, frame: pd.DataFrame) -> None:
         """Replace the grid's data (new trials or columns); the selection is kept."""
         with self.lock:
-            keep = list(self.selected)
-            self._reloaded = time.monotonic()
-            self.grid.data = frame
             self._store(frame)
-            if keep:
-                self.select_trials(keep)
+            self.grid.renderers = self._renderers(frame)
+            self.grid.layout.height = self._height(len(frame))
+            self._replace(frame)
+
+    def _replace(self, frame: pd.DataFrame) -> None:
+        keep = list(self.selected)
+        self._reloaded = time.monotonic()
+        self.grid.data = frame
+        if keep:
+            self.select_trials(keep)
 
     def update_rows(self, rows: dict[int, dict[str, Any]]) -> int:
         """Set the cells of ``rows`` (trial to row dict) that changed; returns how many.
@@ -112,10 +132,7 @@ class TrialTable:
                         old[column] = value
                         changed.append((column, self.positions[number], value))
             if len(changed) > _BULK_CELLS:
-                keep = list(self.selected)
-                self.grid.data = self._frame()
-                if keep:
-                    self.select_trials(keep)
+                self._replace(self._frame())
             else:
                 for column, position, value in changed:
                     self.grid.set_cell_value_by_index(column, position, value)
@@ -148,7 +165,9 @@ class TrialTable:
         with self.lock:
             if not change["new"] and self.selected and \
                     time.monotonic() - self._reloaded < _ECHO_WINDOW:
-                return  # the grid cleared it while reloading data; reload() restored it
+                # The grid cleared it while taking new data: show the kept one again.
+                self.select_trials(self.selected)
+                return
             order = self._visible_order()
             rows: set[int] = set()
             for rect in change["new"]:

@@ -213,12 +213,14 @@ class Lab:
         raise AssertionError(f"cell {index} never showed {text!r}; it shows: "
                              f"{self.output_text(index)[-2000:]}")
 
-    def screenshot(self, name: str, copy_to: Path | None = None, **kwargs: Any) -> Path:
-        """Save a screenshot as ``test-artifacts/<name>.png``; with ``KALE_UPDATE_DOCS=1``
-        also copy it to ``copy_to`` (the README's pictures under docs/)."""
+    def screenshot(self, name: str, copy_to: Path | None = None, *, locator: Any = None,
+                   **kwargs: Any) -> Path:
+        """Save a screenshot as ``test-artifacts/<name>.png`` (of ``locator``'s element
+        when given, else of the page); with ``KALE_UPDATE_DOCS=1`` also copy it to
+        ``copy_to`` (the README's pictures under docs/)."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), **kwargs)
+        (locator or self.page).screenshot(path=str(path), **kwargs)
         if copy_to is not None and os.environ.get("KALE_UPDATE_DOCS") == "1":
             copy_to.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, copy_to)

@@ -30,7 +30,7 @@ panel = search.panel()
 panel"""
 
 CHECK = """\
-print(repr(panel.controls.message.value), panel.updater.error)
+print(panel.table.selected, repr(panel.controls.message.value), panel.updater.error)
 print("STATE", search.runs[0].state.label, panel.table.selected,
       max(panel.curves.line(1)[0] or [0]))"""
 
@@ -55,6 +55,8 @@ def _summary(lab) -> str:
 def test_panel_updates_and_stops_a_trial_in_jupyterlab(lab):
     page = lab.page
     lab.open_notebook("panel.ipynb", [SETUP, CHECK, CLEANUP])
+    if page.locator("#jp-left-stack").is_visible():
+        page.keyboard.press("Control+b")  # fold the left sidebar: the panel gets the width
     try:
         lab.run_cell(0)
         grid = lab.cell(0).locator(".datagrid-container").first
@@ -70,19 +72,21 @@ def test_panel_updates_and_stops_a_trial_in_jupyterlab(lab):
         box = grid.bounding_box()
         assert box is not None
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 20 + 11)
-        _wait_text(page, "selected trial(s): 0")
-        lab.cell(0).locator("button.widget-button",
-                            has_text=re.compile(r"^\s*Stop\s*$")).click()
         try:
-            _wait_text(page, "stop: asked trial(s) 0")
+            _wait_text(page, "selected trial(s): 0", timeout=15)
         except Exception:
             lab.run_cell(1)
             print("DEBUG", lab.wait_for_output(1, "STATE"))
             raise
+        lab.cell(0).locator("button.widget-button",
+                            has_text=re.compile(r"^\s*Stop\s*$")).click()
+        _wait_text(page, "stop: asked trial(s) 0")
         _wait_text(page, "1 stopped")
         lab.screenshot("panel-browser")
-        lab.cell(0).screenshot(path=str(lab.screenshot("panel-cell", copy_to=DOCS_PNG,
-                                                        full_page=False)))
+        lab.cell(0).locator(".jp-OutputArea").scroll_into_view_if_needed()
+        time.sleep(0.5)
+        lab.screenshot("panel", copy_to=DOCS_PNG,
+                       locator=lab.cell(0).locator(".jp-OutputArea"))
         lab.run_cell(1)
         out = lab.wait_for_output(1, "STATE")
         assert "STATE stopped [0]" in out
