@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from kale_ext.search._domains import Domain, choice, grid, integer, loguniform, uniform
 from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
-from kale_ext.search._space import (
-    Domain,
-    Space,
-    choice,
-    grid,
-    integer,
-    loguniform,
-    uniform,
-)
+from kale_ext.search._space import Space
 from kale_ext.search._trial import Action, Decision, TrialState
 from kale_ext.search.schedulers import (
     ASHA,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kale_ext.search._space import Choice, Domain, Integer, Space, Uniform
+from kale_ext.search._domains import Choice, Domain, Integer, Uniform
+from kale_ext.search._space import Space
 from kale_ext.widgets._bokeh import require
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cloudpickle
 import pytest
 
@@ -47,13 +45,3 @@ def dask_cluster(module_state):
                                         pytest.param("dask-slurm", marks=pytest.mark.slurm)])
 def any_cluster(request, module_state):
     yield from _start(request.param, module_state)
-
-
-def wait_for(condition, timeout=60.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
