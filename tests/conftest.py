@@ -6,6 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 import dask.config
 import pytest
@@ -26,6 +29,18 @@ def run_python(code: str, timeout: float = 120) -> str:
                           timeout=timeout, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll ``condition()`` until it is truthy and return its value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def slurm_available() -> bool:

@@ -15,18 +15,14 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import ClusterNotFound, ConfigError
 from kale_ext.clusters._dask import DaskCluster
-from tests.conftest import run_python
+from tests.conftest import run_python, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def _gone(pid: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if registry.pid_alive(pid, os.uname().nodename) is False:
-            return True
-        time.sleep(0.1)
-    return False
+    return bool(wait_for(lambda: registry.pid_alive(pid, os.uname().nodename) is False,
+                         timeout, what=f"process {pid} to end"))
 
 
 @pytest.fixture
@@ -53,9 +49,7 @@ def test_local_cluster_runs_work_scales_and_stops(cluster):
     seen: list[int] = []
     future.add_done_callback(lambda f: seen.append(f.result()))
     assert future.result(timeout=30) == 1024
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: seen, 5, what="the done callback")
     assert seen == [1024]
 
     failing = cluster.submit(int, "not a number")
@@ -65,9 +59,7 @@ def test_local_cluster_runs_work_scales_and_stops(cluster):
     cluster.wait_for_workers(3, timeout=60)
     assert len(cluster.run_on_workers(os.getpid)) == 3
     cluster.scale(1)
-    deadline = time.monotonic() + 30
-    while cluster.n_workers() > 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: cluster.n_workers() == 1, 30, what="scale(1)")
     status = cluster.status()
     assert status.state == "running" and len(status.workers) == 1
     assert status.cores == 1 and status.memory > 0

@@ -14,7 +14,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import BatchJobError
-from tests.conftest import run_python
+from tests.conftest import run_python, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -27,11 +27,7 @@ def _queue(cluster_id: str) -> dict[str, str]:
 
 
 def _until(predicate, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+    wait_for(predicate, timeout, 0.2, what=what)
 
 
 def _python(code: str) -> str:

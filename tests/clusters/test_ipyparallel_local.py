@@ -16,7 +16,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
-from tests.conftest import run_python
+from tests.conftest import run_python, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,8 @@ def fail(message: str) -> None:
 
 
 def _gone(pid: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if registry.pid_alive(pid, os.uname().nodename) is False:
-            return True
-        time.sleep(0.1)
-    return False
+    return bool(wait_for(lambda: registry.pid_alive(pid, os.uname().nodename) is False,
+                         timeout, what=f"process {pid} to end"))
 
 
 def _python(code: str) -> str:
@@ -134,14 +130,9 @@ def test_cancel_and_adapt(started):
     # Adaptive: four waiting tasks grow the cluster to its maximum, quiet shrinks it back.
     c.adapt(1, 3, interval=0.3, wait_count=2)
     futures = [c.submit(time.sleep, 3) for _ in range(4)]
-    deadline = time.monotonic() + 60
-    while len(c.client.ids) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(c.client.ids) == 3
+    wait_for(lambda: len(c.client.ids) == 3, 60, 0.2, what="adapt to grow to 3")
     for f in futures:
         f.result(timeout=60)
-    while len(c.client.ids) > 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(c.client.ids) == 1
+    wait_for(lambda: len(c.client.ids) == 1, 60, 0.2, what="adapt to shrink to 1")
     c.scale(1)  # an explicit scale takes over from adapting
     assert c._adaptor is None

@@ -14,7 +14,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import BatchJobError
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
-from tests.conftest import run_python
+from tests.conftest import run_python, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -27,12 +27,8 @@ def _queued() -> dict[str, str]:
 
 
 def _wait_gone(job_ids: list[str], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not set(job_ids) & set(_queued()):
-            return True
-        time.sleep(0.3)
-    return False
+    return bool(wait_for(lambda: not set(job_ids) & set(_queued()), timeout, 0.3,
+                         what=f"jobs {job_ids} to leave the queue"))
 
 
 def _python(code: str) -> str:
@@ -106,13 +102,11 @@ def test_one_job_per_engine_and_scancel_is_seen_in_status(started):
 
     victim, survivor = c.record.job_ids
     subprocess.run(["scancel", victim], check=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def states() -> dict[str, str] | None:
         jobs = {j.job_id: j.state for j in c.status().jobs}
-        if jobs[victim] in ("CANCELLED", "GONE"):
-            break
-        time.sleep(0.3)
-    assert jobs[victim] in ("CANCELLED", "GONE") and jobs[survivor] == "RUNNING"
+        return jobs if jobs[victim] in ("CANCELLED", "GONE") else None
+
+    assert wait_for(states, 30, 0.3, what=f"job {victim} to end")[survivor] == "RUNNING"
     c.stop()
     assert _wait_gone([survivor])
 
@@ -146,9 +140,7 @@ def test_stale_record_is_cleaned_by_clusters(started):
     os.killpg(c.record.owner_pid, signal.SIGKILL)
     subprocess.run(["scancel", *c.record.job_ids], check=True)
     assert _wait_gone(c.record.job_ids)
-    deadline = time.monotonic() + 10
     owner = (c.record.owner_pid, c.record.owner_host)
-    while registry.pid_alive(*owner) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not registry.pid_alive(*owner), 10, 0.1, what="the controller to end")
     assert kale.clusters() == []
     assert registry.read("clusters", c.id) is None

@@ -12,8 +12,8 @@ import pytest
 import kale_ext as kale
 from kale_ext.search import TrialState
 from kale_ext.search._control import channel_file, control
+from tests.conftest import wait_for
 from tests.search import trainables
-from tests.search.conftest import wait_for
 
 
 def _remote(name, *args):

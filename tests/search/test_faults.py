@@ -14,8 +14,8 @@ import pytest
 
 import kale_ext as kale
 from kale_ext.search import TrialState
+from tests.conftest import wait_for
 from tests.search import trainables
-from tests.search.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import pytest
 
 import kale_ext as kale
 from kale_ext.search import TrialState
+from tests.conftest import wait_for
 from tests.search import trainables
-from tests.search.conftest import wait_for
 
 
 @pytest.mark.parametrize("algorithm", ["random", "tpe"])

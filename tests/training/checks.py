@@ -11,7 +11,7 @@ import torch
 
 import kale_ext as kale
 from kale_ext.training import RankError
-from tests.search.conftest import wait_for
+from tests.conftest import wait_for
 from tests.training import trainables
 
 

@@ -7,7 +7,7 @@ import pytest
 import kale_ext as kale
 from kale_ext.search import TrialState
 from kale_ext.widgets import ClusterWidget
-from tests.search.conftest import wait_for
+from tests.conftest import wait_for
 from tests.widgets import trainables
 from tests.widgets.conftest import SPACE
 

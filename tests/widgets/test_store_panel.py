@@ -9,7 +9,7 @@ import pytest
 from kale_ext.search import TrialState
 from kale_ext.widgets import DistributedRunPanel, SearchPanel, StoreFeed, TrialBook
 from kale_ext.widgets._controls import READ_ONLY
-from tests.search.conftest import wait_for
+from tests.conftest import wait_for
 
 
 def _fill(writer, trials=3, epochs=4):
