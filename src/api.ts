@@ -12,6 +12,7 @@ import {
   IProfiles,
   ISearch,
   ISearchDetail,
+  ISearchMetrics,
   IStartClusterBody,
   ITrial
 } from './models';
@@ -61,6 +62,29 @@ export class KaleAPI {
   metrics(name: string, trial: number, since = 0): Promise<IMetrics> {
     return requestAPI<IMetrics>(
       `searches/${enc(name)}/trials/${trial}/metrics?since=${since}`,
+      {},
+      this.settings
+    );
+  }
+
+  /**
+   * One metric (default: the search's own) of every trial after row id `since`; at
+   * most `limit` stored rows per answer, `more` when others remain.
+   */
+  searchMetrics(
+    name: string,
+    since = 0,
+    options: { metric?: string; limit?: number } = {}
+  ): Promise<ISearchMetrics> {
+    const query = new URLSearchParams({ since: String(since) });
+    if (options.metric !== undefined) {
+      query.set('metric', options.metric);
+    }
+    if (options.limit !== undefined) {
+      query.set('limit', String(options.limit));
+    }
+    return requestAPI<ISearchMetrics>(
+      `searches/${enc(name)}/metrics?${query.toString()}`,
       {},
       this.settings
     );

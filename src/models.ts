@@ -131,6 +131,22 @@ export interface IMetrics {
   rows: IMetricRow[];
 }
 
+export interface ISeriesPoint {
+  rowid: number;
+  trial: number;
+  attempt: number;
+  step: number | null;
+  value: number;
+}
+
+export interface ISearchMetrics {
+  metric: string;
+  since: number;
+  last_rowid: number;
+  more: boolean;
+  rows: ISeriesPoint[];
+}
+
 export type Action = 'stop' | 'pause' | 'resume' | 'restart';
 
 export interface IControlBody {

@@ -1,14 +1,16 @@
 /**
  * The Kale sidebar: clusters (status, scale, stop, start from a profile, insert
  * connect code), searches (state, progress, best) and the trials of the selected
- * search with stop/pause/resume buttons. Plain DOM in a Lumino widget; one Lumino
- * Poll refreshes it, with backoff on errors, and stops while the panel is hidden.
+ * search with stop/pause/resume buttons and a sparkline of each trial's metric. Plain
+ * DOM in a Lumino widget; one Lumino Poll refreshes it, with backoff on errors, and
+ * stops while the panel is hidden.
  */
 
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { KaleAPI } from './api';
+import { MetricHistory, SPARK_HEIGHT, SPARK_WIDTH } from './history';
 import {
   Action,
   ICluster,
@@ -26,6 +28,11 @@ import {
 } from './models';
 
 type Attrs = Record<string, string | undefined>;
+
+const SVG = 'http://www.w3.org/2000/svg';
+// Metric pages (of up to 5000 rows) fetched per poll: a long search opened late
+// catches up over a few polls instead of one long one.
+const METRIC_PAGES = 4;
 
 /** A DOM element with attributes and children (strings become text). */
 function h(
@@ -69,6 +76,7 @@ export class KaleSidebar extends Widget {
   private _searches: ISearch[] = [];
   private _trials: ITrial[] = [];
   private _selected: string | null = null;
+  private _history: MetricHistory | null = null;
   private _profiles: IProfiles | null = null;
   private _scaleDraft = new Map<string, string>();
   private _message: HTMLElement;
@@ -156,8 +164,32 @@ export class KaleSidebar extends Widget {
     if (this._selected && !searches.some(s => s.name === this._selected)) {
       this._selected = null;
     }
-    this._trials = this._selected ? await this.api.trials(this._selected) : [];
+    const selected = this._selected;
+    if (selected === null) {
+      this._history = null;
+      this._trials = [];
+    } else {
+      if (this._history?.search !== selected) {
+        this._history = new MetricHistory(selected);
+      }
+      const [trials] = await Promise.all([
+        this.api.trials(selected),
+        this._fetchHistory(this._history)
+      ]);
+      this._trials = trials;
+    }
     this._render();
+  }
+
+  /** Add the metric rows stored since the last poll: one request for all trials. */
+  private async _fetchHistory(history: MetricHistory): Promise<void> {
+    for (let page = 0; page < METRIC_PAGES; page++) {
+      const batch = await this.api.searchMetrics(history.search, history.lastRowid);
+      history.add(batch);
+      if (!batch.more) {
+        return;
+      }
+    }
   }
 
   protected onAfterShow(): void {
@@ -357,6 +389,30 @@ export class KaleSidebar extends Widget {
     );
   }
 
+  /** A tiny SVG line of `trial`'s metric; its tooltip gives first, last and best. */
+  private _sparkline(trial: number, mode: string | null): SVGElement | null {
+    const points = this._history?.polyline(trial);
+    if (!this._history || !points) {
+      return null;
+    }
+    const svg = document.createElementNS(SVG, 'svg');
+    for (const [key, value] of Object.entries({
+      class: 'kale-spark',
+      width: String(SPARK_WIDTH),
+      height: String(SPARK_HEIGHT),
+      viewBox: `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`,
+      role: 'img'
+    })) {
+      svg.setAttribute(key, value);
+    }
+    const title = document.createElementNS(SVG, 'title');
+    title.textContent = this._history.tooltip(trial, mode);
+    const line = document.createElementNS(SVG, 'polyline');
+    line.setAttribute('points', points);
+    svg.append(title, line);
+    return svg;
+  }
+
   private _renderTrials(): void {
     const search = this._searches.find(s => s.name === this._selected);
     if (!search) {
@@ -364,7 +420,11 @@ export class KaleSidebar extends Widget {
       return;
     }
     const metric = search.metric ?? '';
-    const header = h('tr', {}, ...['#', 'state', metric, 'best', ''].map(t => h('th', {}, t)));
+    const header = h(
+      'tr',
+      {},
+      ...['#', 'state', metric, 'history', 'best', ''].map(t => h('th', {}, t))
+    );
     // Two rows per trial: its numbers and buttons, then its params across the table.
     const rows = this._trials.flatMap(t => [
       h(
@@ -373,6 +433,7 @@ export class KaleSidebar extends Widget {
         h('td', {}, String(t.number)),
         h('td', { class: `kale-state kale-state-${t.state}` }, t.state),
         h('td', {}, formatNumber(t.last[metric])),
+        h('td', { class: 'kale-spark-cell' }, this._sparkline(t.number, search.mode)),
         h('td', {}, formatNumber(t.best)),
         h(
           'td',
@@ -386,7 +447,7 @@ export class KaleSidebar extends Widget {
         'tr',
         { class: 'kale-trial-params', 'data-number': String(t.number) },
         h('td', {}),
-        h('td', { class: 'kale-params', colspan: '4', title: t.error ?? '' }, paramsText(t.params))
+        h('td', { class: 'kale-params', colspan: '5', title: t.error ?? '' }, paramsText(t.params))
       )
     ]);
     const searchButtons = search.alive

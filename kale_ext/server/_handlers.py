@@ -15,7 +15,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from kale_ext._errors import ClusterNotFound, ConfigError, KaleError
-from kale_ext.server._manager import ApiError, KaleManager
+from kale_ext.server._manager import MAX_METRIC_ROWS, ApiError, KaleManager
 
 AUTH_RESOURCE = "kale"
 
@@ -52,6 +52,16 @@ class KaleHandler(APIHandler):
             return json.loads(self.request.body)
         except ValueError as e:
             raise web.HTTPError(400, _escape(f"The request body is not valid JSON: {e}.")) from e
+
+    def int_argument(self, key: str, default: int, rule: str) -> int:
+        """Query argument ``key`` as an integer; 400 naming it and ``rule`` otherwise."""
+        text = self.get_query_argument(key, str(default))
+        try:
+            return int(text)
+        except ValueError as e:
+            raise web.HTTPError(400, _escape(
+                f"Query argument {key!r} must be {rule}, but got {key}={text!r}."
+            )) from e
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -127,14 +137,21 @@ class MetricsHandler(KaleHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str, trial: str) -> None:
-        since_text = self.get_query_argument("since", "0")
-        try:
-            since = int(since_text)
-        except ValueError as e:
-            raise web.HTTPError(400, _escape(
-                f"Query argument 'since' must be an integer row id, but got since={since_text!r}."
-            )) from e
+        since = self.int_argument("since", 0, "an integer row id")
         self.reply(await self.call(self.manager.metrics, name, int(trial), since))
+
+
+class SearchMetricsHandler(KaleHandler):
+    """One metric of every trial, incrementally: one request per sidebar poll."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        since = self.int_argument("since", 0, "an integer row id")
+        limit = self.int_argument("limit", MAX_METRIC_ROWS,
+                                  f"an integer between 1 and {MAX_METRIC_ROWS}")
+        metric = self.get_query_argument("metric", None)
+        self.reply(await self.call(self.manager.search_metrics, name, since, metric, limit))
 
 
 class ControlHandler(KaleHandler):
@@ -153,6 +170,7 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
     (f"searches/{_ID}", SearchHandler),
     (f"searches/{_ID}/trials", TrialsHandler),
     (rf"searches/{_ID}/trials/(\d+)/metrics", MetricsHandler),
+    (f"searches/{_ID}/metrics", SearchMetricsHandler),
     (f"searches/{_ID}/control", ControlHandler),
 ]
 

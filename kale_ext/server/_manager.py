@@ -6,8 +6,9 @@ each call in an executor, and the manager can be used and tested without a serve
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
@@ -18,13 +19,21 @@ from kale_ext.server._shapes import (
     MetricsShape,
     ProfilesShape,
     SearchDetailShape,
+    SearchMetricsShape,
     SearchShape,
+    SeriesPointShape,
     TrialShape,
 )
+
+if TYPE_CHECKING:
+    from kale_ext.store import MetricRow, Store
 
 logger = logging.getLogger(__name__)
 
 _START_KEYS = ("profile", "kind", "backend", "workers", "overrides")
+# Stored rows read per answer of the search-wide metrics route: a bounded reply, however
+# long the search has run; the client asks again from ``last_rowid`` while ``more``.
+MAX_METRIC_ROWS = 5000
 
 
 class ApiError(KaleError):
@@ -174,17 +183,45 @@ class KaleManager:
             return [cast(TrialShape, t.to_dict()) for t in store.trials()]
 
     def metrics(self, name: str, trial: int, since: int = 0) -> MetricsShape:
-        if since < 0:
-            raise _bad(f"Query argument 'since' must be a row id >= 0, but got since={since}.")
+        """Every metric row of one trial after row id ``since``."""
+        _check_since(since)
         with self._open(name) as store:
             known = {t.number for t in store.trials()}
             if trial not in known:
                 raise ApiError(404, f"Search {name!r} has no trial {trial}; its trials are "
                                     f"{_numbers(known)}.")
-            rows = store.metrics(trial, since_rowid=since)
+            rows, _ = _rows_since(store, since, trial=trial)
         return {"trial": trial, "since": since,
                 "last_rowid": rows[-1].rowid if rows else since,
                 "rows": [cast(Any, r.to_dict()) for r in rows]}
+
+    def search_metrics(self, name: str, since: int = 0, metric: str | None = None,
+                       limit: int = MAX_METRIC_ROWS) -> SearchMetricsShape:
+        """One metric of every trial after row id ``since``: the sidebar's sparklines.
+
+        ``metric`` defaults to the search's own. At most ``limit`` stored rows are read;
+        ``more`` says others remain after ``last_rowid``.
+        """
+        _check_since(since)
+        if metric is not None and not metric:
+            raise _bad("Query argument 'metric' must name a reported metric, but got "
+                       "metric=''; leave it out for the search's own metric.")
+        if not 1 <= limit <= MAX_METRIC_ROWS:
+            raise _bad(f"Query argument 'limit' must be between 1 and {MAX_METRIC_ROWS}, "
+                       f"but got limit={limit}.")
+        with self._open(name) as store:
+            rows, more = _rows_since(store, since, limit=limit)
+            if metric is None:
+                metric = str(store.search()["definition"]["metric"])
+        points: list[SeriesPointShape] = []
+        for r in rows:
+            value = _finite(r.values.get(metric))
+            # Rank 0 speaks for a distributed trial, as it does for the scheduler.
+            if r.rank == 0 and value is not None:
+                points.append({"rowid": r.rowid, "trial": r.trial, "attempt": r.attempt,
+                               "step": r.step, "value": value})
+        return {"metric": metric, "since": since, "more": more,
+                "last_rowid": rows[-1].rowid if rows else since, "rows": points}
 
     def control(self, name: str, body: Any) -> ControlShape:
         """Forward a stop/pause/resume/restart to the search's live driver."""
@@ -263,6 +300,28 @@ class KaleManager:
         summary["planned"] = definition.get("trials")
         summary["best"] = cast(Any, best)
         return summary, info
+
+
+def _check_since(since: int) -> None:
+    if since < 0:
+        raise _bad(f"Query argument 'since' must be a row id >= 0, but got since={since}.")
+
+
+def _rows_since(store: Store, since: int, *, trial: int | None = None,
+                limit: int | None = None) -> tuple[list[MetricRow], bool]:
+    """The store's metric rows after row id ``since`` (of ``trial``, or of all trials),
+    the first ``limit`` of them, and whether more remain."""
+    rows = store.metrics(trial, since_rowid=since)
+    if limit is None or len(rows) <= limit:
+        return rows, False
+    return rows[:limit], True
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number (JSON has no NaN)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _numbers(numbers: set[int]) -> str:

@@ -162,6 +162,32 @@ class MetricsShape(TypedDict):
     rows: list[MetricRowShape]
 
 
+class SeriesPointShape(TypedDict):
+    """One finite value of one metric, reported by rank 0 of a trial."""
+
+    rowid: int
+    trial: int
+    attempt: int  # a new attempt starts the trial's history again
+    step: int | None
+    value: float
+
+
+class SearchMetricsShape(TypedDict):
+    """``GET kale/api/searches/<name>/metrics?since=<rowid>&metric=<name>&limit=<n>``.
+
+    One metric (default: the search's own) of every trial, in row order. At most
+    ``limit`` stored rows (default and maximum 5000) are read per answer; ``more`` says
+    rows remain, and ``last_rowid`` is the ``since`` of the next request. Rows without a
+    finite value of the metric, and rows of ranks other than 0, give no point.
+    """
+
+    metric: str
+    since: int
+    last_rowid: int
+    more: bool
+    rows: list[SeriesPointShape]
+
+
 Action = Literal["stop", "pause", "resume", "restart"]
 
 

@@ -88,6 +88,8 @@ test('KaleAPI sends typed bodies with the right methods and paths', async () => 
   const stopped = await api.stopCluster('kc 1');
   await api.control('mnist', { action: 'stop', trial: 3 });
   await api.metrics('mnist', 3, 42);
+  await api.searchMetrics('mnist', 42);
+  await api.searchMetrics('mnist', 0, { metric: 'val loss', limit: 10 });
   assert.equal(stopped.message, 'stopped');
   assert.deepEqual(
     seen.map(s => `${s.method} ${s.url.replace('http://127.0.0.1:8888/lab-base/kale/api/', '')}`),
@@ -96,7 +98,9 @@ test('KaleAPI sends typed bodies with the right methods and paths', async () => 
       'PATCH clusters/kc%201',
       'DELETE clusters/kc%201',
       'POST searches/mnist/control',
-      'GET searches/mnist/trials/3/metrics?since=42'
+      'GET searches/mnist/trials/3/metrics?since=42',
+      'GET searches/mnist/metrics?since=42',
+      'GET searches/mnist/metrics?since=0&metric=val+loss&limit=10'
     ]
   );
   assert.deepEqual(JSON.parse(seen[0].body), { profile: 'local', workers: 2 });

@@ -16,7 +16,8 @@ ROUTES = [
     ("GET", "clusters"), ("POST", "clusters"), ("GET", "clusters/kc-0"),
     ("PATCH", "clusters/kc-0"), ("DELETE", "clusters/kc-0"), ("GET", "profiles"),
     ("GET", "searches"), ("GET", "searches/s"), ("GET", "searches/s/trials"),
-    ("GET", "searches/s/trials/0/metrics"), ("POST", "searches/s/control"),
+    ("GET", "searches/s/trials/0/metrics"), ("GET", "searches/s/metrics"),
+    ("POST", "searches/s/control"),
 ]
 
 
@@ -159,6 +160,7 @@ def test_shapes_match_the_typescript_interfaces():
              "ProfilesShape": "IProfiles", "BestShape": "IBest", "SearchShape": "ISearch",
              "SearchDetailShape": "ISearchDetail", "TrialShape": "ITrial",
              "MetricRowShape": "IMetricRow", "MetricsShape": "IMetrics",
+             "SeriesPointShape": "ISeriesPoint", "SearchMetricsShape": "ISearchMetrics",
              "ControlBody": "IControlBody", "ControlShape": "IControl", "ErrorShape": "IError"}
     for py, iface in pairs.items():
         match = re.search(rf"export interface {iface}(?: extends (\w+))? \{{(.*?)\n\}}", ts,

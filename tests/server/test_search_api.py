@@ -69,6 +69,12 @@ async def test_search_routes_and_control_of_a_live_search(api, cluster):
         assert all(r["rowid"] > last for r in more["rows"])
         assert more["last_rowid"] >= last
 
+        # Every trial's history of the search's metric in one answer.
+        status, both = await api("GET", "searches", "api-search", "metrics")
+        assert status == 200 and both["metric"] == "score" and both["more"] is False
+        assert {r["trial"] for r in both["rows"]} == {0, 1}
+        assert all(isinstance(r["value"], float) for r in both["rows"])
+
         status, data = await api("GET", "searches", "api-search", "trials", "7", "metrics")
         assert status == 404 and "no trial 7" in data["message"]
         status, data = await api("GET", "searches", "api-search", "trials", "0", "metrics",
