@@ -1,6 +1,7 @@
 """The Kale sidebar in a real JupyterLab (with kale_ext installed) in headless chromium:
 a cluster started from a notebook shows up, is scaled and stopped from the sidebar; a
-running search shows its trials and one is stopped; connect code lands in a cell."""
+running search shows its trials, each with a sparkline of its metric, and one is
+stopped; connect code lands in a cell."""
 
 from __future__ import annotations
 
@@ -106,6 +107,17 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
         "() => /val_acc \\d/.test(document.querySelector("
         "\".kale-search[data-name='sidebar-search'] .kale-best\")?.textContent ?? '')",
         timeout=30_000)
+    # Each trial's val_acc history is a sparkline; its tooltip's report count grows.
+    page.wait_for_function(
+        "() => [0, 1].every(n => (document.querySelector(`.kale-trial[data-number='${n}'] "
+        ".kale-spark polyline`)?.getAttribute('points') ?? '').split(' ').length >= 3)",
+        timeout=30_000)
+    tip = trial0.locator(".kale-spark title").text_content() or ""
+    assert re.match(r"val_acc, \d+ reports: first .*, last .*, best ", tip), tip
+    reports = int(tip.split()[1])
+    page.wait_for_function(
+        "n => parseInt(document.querySelector(\".kale-trial[data-number='0'] .kale-spark "
+        "title\")?.textContent.split(' ')[1]) > n", arg=reports, timeout=30_000)
     trial0.locator(".kale-trial-stop").click()
     page.wait_for_selector(".kale-trial[data-number='0'][data-state='stopped']",
                            timeout=60_000)
@@ -153,3 +165,52 @@ def _clip(page, locator) -> dict:
     assert box, "the sidebar is not on screen"
     return {"x": box["x"], "y": box["y"], "width": box["width"],
             "height": min(box["height"], 900)}
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
+    page, server = lab.page, lab.server
+    page.goto(f"{server.url}/lab?token={server.token}")
+    # The workspace restored with the lab may already show the sidebar (the test above
+    # left it open), and a click on its tab would close it: look once the splash is gone.
+    page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
+    page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
+    if not page.locator("#kale-sidebar").is_visible():
+        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    form = page.locator("#kale-sidebar .kale-start-form")
+    form.wait_for(timeout=30_000)
+    # The profiles come from the server's configuration, the default one preselected.
+    profiles = _kale_api(server, "profiles")
+    options = form.locator(".kale-profile-select option")
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'.kale-profile-select option').length > 0", timeout=30_000)
+    names = [options.nth(i).get_attribute("value") for i in range(options.count())]
+    assert names == [p["name"] for p in profiles["profiles"]]
+    form.locator(".kale-profile-select").select_option("local")
+    form.locator(".kale-backend-select").select_option("dask")
+    message = page.locator("#kale-sidebar .kale-message")
+
+    # A negative worker count is refused with the value, the rule and no cluster started.
+    form.locator(".kale-workers-input").fill("-2")
+    form.locator(".kale-start-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('#kale-sidebar .kale-message')"
+        "?.dataset.kind === 'error'", timeout=30_000)
+    assert "workers=-2" in message.inner_text() and ">= 0" in message.inner_text()
+    assert _kale_api(server, "clusters") == []
+
+    form.locator(".kale-workers-input").fill("1")
+    form.locator(".kale-start-button").click()
+    page.wait_for_function(
+        "() => /kc-[0-9a-f]+ has 1 workers/.test(document.querySelector("
+        "'#kale-sidebar .kale-message')?.textContent ?? '')", timeout=240_000)
+    cid = re.search(r"kc-[0-9a-f]+", message.inner_text()).group(0)
+    [listed] = _kale_api(server, "clusters")
+    assert listed["id"] == cid and listed["backend"] == "dask" and listed["kind"] == "local"
+    card = page.locator(f".kale-cluster[data-id='{cid}']")
+    card.wait_for(timeout=30_000)
+    lab.screenshot("sidebar-started-from-profile")
+    card.locator(".kale-stop-button").click()
+    card.wait_for(state="detached", timeout=60_000)
+    assert _kale_api(server, "clusters") == []
