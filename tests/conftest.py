@@ -43,6 +43,15 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of process group ``pgid`` lives."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def slurm_available() -> bool:
     if shutil.which("sinfo") is None:
         return False

@@ -7,7 +7,6 @@ package can add one without touching kale_ext.
 from __future__ import annotations
 
 import logging
-import shutil
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -137,8 +136,7 @@ def stop(cluster_id: str) -> None:
         logger.info("cluster %s unreachable (%s); cancelling its jobs", cluster_id, e)
         if record.kind != "local":
             _batch.cancel(record.kind, record.job_ids)
-        registry.remove("clusters", record.id)
-        shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
+        record.forget()
         return
     cluster.stop()
 
@@ -161,9 +159,7 @@ def clusters(*, clean: bool = True) -> list[ClusterStatus]:
     for record in _records():
         if clean and is_stale(record):
             logger.info("removing stale cluster record %s", record.id)
-            registry.remove("clusters", record.id)
-            # Its private folder holds keys of a cluster that no longer exists.
-            shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
+            record.forget()
             continue
         try:
             cluster = _backend(record.backend).connect(record)

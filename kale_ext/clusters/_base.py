@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import shutil
+import signal
 import socket
 import time
 import uuid
@@ -51,6 +53,17 @@ class ClusterRecord:
 
     def save(self) -> None:
         registry.write("clusters", self.id, self.to_dict())
+
+    def forget(self) -> None:
+        """Drop the record and its private folder (the cluster's keys: nothing may
+        connect once it is gone). The owner (the Dask daemon or the ipyparallel
+        controller) leads a process group of its own; when it died on this host without
+        cleaning up, what is left of its group (workers, schedulers) is ended too."""
+        if registry.pid_alive(self.owner_pid, self.owner_host) is False:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.owner_pid, signal.SIGTERM)
+        registry.remove("clusters", self.id)
+        shutil.rmtree(registry.kind_dir("clusters") / self.id, ignore_errors=True)
 
 
 @dataclass

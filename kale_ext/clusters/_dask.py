@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -203,9 +202,7 @@ class DaskCluster(Cluster):
         if record.kind != "local" and job_ids:
             states = _batch.job_states(record.kind, job_ids)
             _batch.cancel(record.kind, [j for j, (s, _) in states.items() if s not in _ENDED])
-        registry.remove("clusters", record.id)
-        # The folder holds the cluster's keys; nothing may connect once it is stopped.
-        shutil.rmtree(registry.kind_dir("clusters") / record.id, ignore_errors=True)
+        record.forget()
 
     def _wait_for_daemon_exit(self, timeout: float) -> None:
         proc = self._daemons.pop(self.id, None)

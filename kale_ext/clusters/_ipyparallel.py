@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -541,5 +540,4 @@ class IPyParallelCluster(Cluster):
                 with contextlib.suppress(Exception):
                     self._client.close()
                 self._client = self._view = None
-            registry.remove("clusters", self.id)
-            shutil.rmtree(registry.kind_dir("clusters") / self.id, ignore_errors=True)
+            self.record.forget()

@@ -15,7 +15,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import ClusterNotFound, ConfigError
 from kale_ext.clusters._dask import DaskCluster
-from tests.conftest import run_python, wait_for
+from tests.conftest import group_alive, run_python, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -134,14 +134,16 @@ def test_cluster_outlives_the_process_that_started_it():
         assert _gone(pid)
 
 
-def test_stale_record_is_cleaned(cluster):
+def test_stale_record_is_cleaned_with_what_its_dead_daemon_left(cluster):
     pid = cluster.record.owner_pid
-    os.killpg(pid, signal.SIGKILL)  # the daemon and its workers die without cleaning up
+    os.kill(pid, signal.SIGKILL)  # the daemon dies without cleaning up; its workers live on
     assert _gone(pid)
+    assert group_alive(pid)
     assert registry.read("clusters", cluster.id) is not None
     assert kale.clusters() == []
     assert registry.read("clusters", cluster.id) is None
     assert not (registry.kind_dir("clusters") / cluster.id).exists()
+    wait_for(lambda: not group_alive(pid), 30, 0.2, what="the daemon's workers to end")
 
 
 def test_bad_local_option_fails_before_anything_starts():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
-from tests.conftest import run_python, wait_for
+from tests.conftest import group_alive, run_python, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +137,14 @@ def test_cancel_and_adapt(started):
     wait_for(lambda: len(c.client.ids) == 1, 60, 0.2, what="adapt to shrink to 1")
     c.scale(1)  # an explicit scale takes over from adapting
     assert c._adaptor is None
+
+
+def test_stale_record_is_cleaned_with_what_its_dead_controller_left(started):
+    c = started(workers=1)
+    pid = c.record.owner_pid
+    os.kill(pid, signal.SIGKILL)  # the controller dies; its scheduler processes live on
+    assert _gone(pid)
+    assert group_alive(pid)
+    assert kale.clusters() == []
+    assert registry.read("clusters", c.id) is None
+    wait_for(lambda: not group_alive(pid), 30, 0.2, what="the controller's schedulers to end")
