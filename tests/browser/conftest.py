@@ -217,10 +217,18 @@ class Lab:
                    **kwargs: Any) -> Path:
         """Save a screenshot as ``test-artifacts/<name>.png`` (of ``locator``'s element
         when given, else of the page); with ``KALE_UPDATE_DOCS=1`` also copy it to
-        ``copy_to`` (the README's pictures under docs/)."""
+        ``copy_to`` (the README's pictures under docs/). An element is cut from the
+        visible page rather than shot on its own: a live panel keeps growing and never
+        holds still long enough for an element screenshot."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        (locator or self.page).screenshot(path=str(path), **kwargs)
+        if locator is not None:
+            box = locator.bounding_box()
+            assert box, f"{locator} is not on screen for screenshot {name!r}"
+            bottom = min(box["y"] + box["height"], self.page.viewport_size["height"])
+            kwargs["clip"] = {"x": box["x"], "y": box["y"], "width": box["width"],
+                              "height": bottom - box["y"]}
+        self.page.screenshot(path=str(path), **kwargs)
         if copy_to is not None and os.environ.get("KALE_UPDATE_DOCS") == "1":
             copy_to.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, copy_to)

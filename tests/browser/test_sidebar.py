@@ -125,7 +125,7 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     trials = _kale_api(server, "searches/sidebar-search/trials")
     assert [t["state"] for t in trials] == ["stopped", "running"]
     sidebar = page.locator("#kale-sidebar")
-    lab.screenshot("sidebar-search", copy_to=DOCS_SHOT, clip=_clip(page, sidebar))
+    lab.screenshot("sidebar-search", copy_to=DOCS_SHOT, locator=sidebar)
     lab.screenshot("sidebar-full")
 
     # Connect code goes into a new cell of the notebook.
@@ -158,13 +158,6 @@ def _widen_left_panel(page, pixels: int) -> None:
     page.mouse.down()
     page.mouse.move(x + pixels, y, steps=5)
     page.mouse.up()
-
-
-def _clip(page, locator) -> dict:
-    box = locator.bounding_box()
-    assert box, "the sidebar is not on screen"
-    return {"x": box["x"], "y": box["y"], "width": box["width"],
-            "height": min(box["height"], 900)}
 
 
 @pytest.mark.browser

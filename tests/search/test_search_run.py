@@ -63,7 +63,9 @@ def test_trial_exception_surfaces_with_traceback(dask_cluster):
     assert (frame["retries"] == 0).all()  # bugs in the trial are not retried
     record = search.store.trial(0)
     assert "ValueError: bad value x=" in record.error
-    assert "trainables.py" in record.error and "Traceback" in record.error
+    # The trial's own frame is in the traceback. (cloudpickle 3.1.3 names the file of
+    # code pickled by value "<dynamic-code>", so the function and line are what is left.)
+    assert "Traceback" in record.error and ", in broken\n" in record.error
     assert len(search.history(0)) == 1  # the report before the raise is kept
 
 
