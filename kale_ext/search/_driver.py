@@ -88,11 +88,12 @@ class Driver:
     def _loop(self) -> None:
         try:
             while True:
-                try:
+                # Wait for an event (a control action, a trial's future settling) or a
+                # tick, run every queued event, then look after the trials at once.
+                with contextlib.suppress(queue.Empty):
                     self.events.get(timeout=_TICK)()
-                    continue  # drain every queued event before housekeeping
-                except queue.Empty:
-                    pass
+                    while True:
+                        self.events.get_nowait()()
                 with self.lock:
                     self._reap()
                     self._watch_heartbeats()
@@ -121,6 +122,9 @@ class Driver:
             channel_file(self.s.name).unlink(missing_ok=True)
         finally:
             self.done.set()
+
+    def _wake(self, _: Any = None) -> None:
+        self.events.put(lambda: None)
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the driver thread (control actions from the kernel)."""
@@ -185,6 +189,7 @@ class Driver:
                                       heartbeat_timeout=self.s.heartbeat_timeout)
         else:
             run.future = self.s.cluster.submit(run_trial, self.s.fn_pickle, ctx, self.channel)
+        run.future.add_done_callback(self._wake)  # reaped and refilled without a tick's wait
         self._transition(run, TrialState.RUNNING, f"attempt {run.attempt} submitted",
                          attempt=run.attempt)
 
