@@ -43,6 +43,14 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def process_gone(pid: int, timeout: float = 30) -> bool:
+    """Wait until process ``pid`` on this host has ended (an unreaped zombie counts)."""
+    from kale_ext import registry
+
+    return bool(wait_for(lambda: registry.pid_alive(pid, os.uname().nodename) is False,
+                         timeout, what=f"process {pid} to end"))
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of process group ``pgid`` lives."""
     try:

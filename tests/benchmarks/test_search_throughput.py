@@ -54,10 +54,9 @@ def acked(config: dict[str, Any]) -> None:
 
 
 def _search(cluster: kale.Cluster, fn: Any, space: dict[str, Any], trials: int,
-            **options: Any) -> kale.Search:
-    search = kale.Search(fn, space, metric=options.pop("metric", "val_acc"), trials=trials,
-                         cluster=cluster, **options)
-    return search.start()
+            metric: str = "val_acc", **options: Any) -> kale.Search:
+    return kale.Search(fn, space, metric=metric, trials=trials, cluster=cluster,
+                       **options).start()
 
 
 def dispatch(cluster: kale.Cluster) -> dict[str, float]:

@@ -15,14 +15,9 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import ClusterNotFound, ConfigError
 from kale_ext.clusters._dask import DaskCluster
-from tests.conftest import group_alive, run_python, wait_for
+from tests.conftest import group_alive, process_gone, run_python, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _gone(pid: int, timeout: float = 30) -> bool:
-    return bool(wait_for(lambda: registry.pid_alive(pid, os.uname().nodename) is False,
-                         timeout, what=f"process {pid} to end"))
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ def test_local_cluster_runs_work_scales_and_stops(cluster):
     pid = cluster.record.owner_pid
     cluster.stop()
     assert registry.read("clusters", cluster.id) is None
-    assert _gone(pid), "the daemon outlived stop()"
+    assert process_gone(pid), "the daemon outlived stop()"
     assert not (registry.kind_dir("clusters") / cluster.id).exists()
 
 
@@ -115,7 +110,7 @@ def test_reconnect_from_a_second_process_and_stop_from_a_third(cluster):
 
     pid = cluster.record.owner_pid
     _python(f"import kale_ext as kale; kale.stop({cluster.id!r})")
-    assert _gone(pid)
+    assert process_gone(pid)
     assert registry.read("clusters", cluster.id) is None
     with pytest.raises(ClusterNotFound):
         kale.connect(cluster.id)
@@ -131,13 +126,13 @@ def test_cluster_outlives_the_process_that_started_it():
     finally:
         pid = c.record.owner_pid
         c.stop()
-        assert _gone(pid)
+        assert process_gone(pid)
 
 
 def test_stale_record_is_cleaned_with_what_its_dead_daemon_left(cluster):
     pid = cluster.record.owner_pid
     os.kill(pid, signal.SIGKILL)  # the daemon dies without cleaning up; its workers live on
-    assert _gone(pid)
+    assert process_gone(pid)
     assert group_alive(pid)
     assert registry.read("clusters", cluster.id) is not None
     assert kale.clusters() == []

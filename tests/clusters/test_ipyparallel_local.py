@@ -17,7 +17,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext.clusters._ipyparallel import IPyParallelCluster
-from tests.conftest import group_alive, run_python, wait_for
+from tests.conftest import group_alive, process_gone, run_python, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +33,6 @@ def add(a: int, b: int) -> int:
 
 def fail(message: str) -> None:
     raise ValueError(message)
-
-
-def _gone(pid: int, timeout: float = 30) -> bool:
-    return bool(wait_for(lambda: registry.pid_alive(pid, os.uname().nodename) is False,
-                         timeout, what=f"process {pid} to end"))
 
 
 def _python(code: str) -> str:
@@ -114,8 +109,8 @@ def test_local_cluster_runs_scales_reconnects_and_is_stopped_elsewhere(started):
     controller = c.record.owner_pid
     engines = list(pids.values())
     _python(f"import kale_ext as kale; kale.stop({c.id!r})")
-    assert _gone(controller)
-    assert all(_gone(pid) for pid in engines)
+    assert process_gone(controller)
+    assert all(process_gone(pid) for pid in engines)
     assert registry.read("clusters", c.id) is None
     assert not os.path.exists(c.record.security)
 
@@ -143,7 +138,7 @@ def test_stale_record_is_cleaned_with_what_its_dead_controller_left(started):
     c = started(workers=1)
     pid = c.record.owner_pid
     os.kill(pid, signal.SIGKILL)  # the controller dies; its scheduler processes live on
-    assert _gone(pid)
+    assert process_gone(pid)
     assert group_alive(pid)
     assert kale.clusters() == []
     assert registry.read("clusters", c.id) is None
