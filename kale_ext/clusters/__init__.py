@@ -19,6 +19,7 @@ from kale_ext.clusters._base import (
     ClusterRecord,
     ClusterStatus,
     JobInfo,
+    Slot,
     WorkerInfo,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "ClusterRecord",
     "ClusterStatus",
     "JobInfo",
+    "Slot",
     "WorkerInfo",
     "backends",
     "clusters",

@@ -83,6 +83,20 @@ class WorkerInfo:
     job_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One worker of a cluster, as placement sees it.
+
+    ``key`` is what the backend addresses the worker by (a Dask worker address, an
+    ipyparallel engine id); ``name`` is what people read; ``busy`` says whether the
+    worker ran or queued a task when the slots were listed.
+    """
+
+    key: str | int
+    name: str
+    busy: bool = False
+
+
 @dataclass
 class ClusterStatus:
     id: str
@@ -217,6 +231,38 @@ class Cluster(ABC):
     @abstractmethod
     def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         """Run ``fn(*args)`` once on every worker; results by worker name."""
+
+    # -- placement: what training and search ask of any backend ----------------------
+    @abstractmethod
+    def slots(self) -> list[Slot]:
+        """Every connected worker, in a stable order, each saying whether it is busy."""
+
+    @abstractmethod
+    def submit_to(self, slot: Slot, fn: Callable[..., Any], *args: Any,
+                  key: str | None = None) -> Future[Any]:
+        """Run ``fn(*args)`` on exactly the worker ``slot``, never elsewhere.
+
+        Parameters
+        ----------
+        slot
+            A worker from :meth:`slots`.
+        fn, args
+            The function and its positional arguments.
+        key
+            A name for the task where the backend shows task names (its dashboard).
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Settles with ``fn``'s result or exception; fails when the worker is lost.
+        """
+
+    def disable_task_retries(self) -> None:  # noqa: B027 - only some backends retry
+        """Stop the backend from re-running a task whose worker died.
+
+        kale retries trials and restarts runs itself (as new attempts, their reports
+        kept apart); a backend that silently reruns a lost task would double them up.
+        """
 
     def disconnect(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Drop this process's connection; the cluster keeps running."""

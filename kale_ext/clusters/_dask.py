@@ -14,6 +14,7 @@ the state directory).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -33,9 +34,12 @@ from kale_ext.clusters._base import (
     ClusterStatus,
     JobInfo,
     NativeFuture,
+    Slot,
     WorkerInfo,
 )
 from kale_ext.clusters._dask_daemon import ERROR_FILE
+
+logger = logging.getLogger(__name__)
 
 # A job in one of these states will never bring its workers.
 _ENDED = frozenset({"GONE", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
@@ -310,6 +314,32 @@ class DaskCluster(Cluster):
                  self._client.sync(self._client.scheduler.identity,
                                    n_workers=-1)["workers"].items()}
         return {names.get(a, a): v for a, v in by_addr.items()}
+
+    # -- placement -------------------------------------------------------------------
+    def slots(self) -> list[Slot]:
+        """Every connected worker by address; busy when the scheduler has tasks on it."""
+        info = self._client.scheduler_info(n_workers=-1)["workers"]
+        busy = {addr for addr, keys in self._client.processing().items() if keys}
+        return [Slot(addr, str(w.get("name", addr)), addr in busy)
+                for addr, w in sorted(info.items())]
+
+    def submit_to(self, slot: Slot, fn: Callable[..., Any], *args: Any,
+                  key: str | None = None) -> Future[Any]:
+        """Run ``fn(*args)`` on the worker ``slot`` only (``allow_other_workers=False``)."""
+        kwargs: dict[str, Any] = {"key": key} if key else {}
+        return DaskFuture(self._client.submit(fn, *args, workers=[slot.key],
+                                              allow_other_workers=False, pure=False, **kwargs))
+
+    def disable_task_retries(self) -> None:
+        """Set the scheduler's ``allowed_failures`` to 0: a lost task fails at once."""
+
+        def no_retries(dask_scheduler: Any) -> None:
+            dask_scheduler.allowed_failures = 0
+
+        try:
+            self._client.run_on_scheduler(no_retries)
+        except Exception as e:  # a scheduler that refuses still runs tasks; retries double up
+            logger.warning("could not turn off Dask's task rescheduling: %s", e)
 
     def disconnect(self) -> None:
         """Drop this process's connection; the cluster keeps running."""

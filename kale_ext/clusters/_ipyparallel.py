@@ -30,7 +30,14 @@ import psutil
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError, ConfigError
 from kale_ext.clusters import _batch
-from kale_ext.clusters._base import Cluster, ClusterRecord, ClusterStatus, JobInfo, WorkerInfo
+from kale_ext.clusters._base import (
+    Cluster,
+    ClusterRecord,
+    ClusterStatus,
+    JobInfo,
+    Slot,
+    WorkerInfo,
+)
 from kale_ext.clusters._ipp_adapt import AdaptivePolicy, Adaptor, Decision, QueueSnapshot
 from kale_ext.clusters._ipp_engine import EngineFuture, describe, pack, run_task, unpack
 from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_token, launcher_traits
@@ -395,6 +402,19 @@ class IPyParallelCluster(Cluster):
             return {}
         replies = self.client[ids].apply_sync(run_task, pack(fn, args, {}))
         return {f"engine-{eid}": unpack(reply) for eid, reply in zip(ids, replies, strict=True)}
+
+    def slots(self) -> list[Slot]:
+        """Every registered engine; busy when it runs or has queued a task."""
+        ids = sorted(self.client.ids)
+        status = self.client.queue_status()
+        return [Slot(e, f"engine-{e}", bool(status.get(e, {}).get("queue", 0)
+                                            or status.get(e, {}).get("tasks", 0)))
+                for e in ids]
+
+    def submit_to(self, slot: Slot, fn: Callable[..., Any], *args: Any,
+                  key: str | None = None) -> Future[Any]:
+        """Run ``fn(*args)`` on engine ``slot`` (a DirectView of it); ``key`` is unused."""
+        return EngineFuture(self.client[slot.key].apply_async(run_task, pack(fn, args, {})))
 
     # ---------------------------------------------------------------------- waiting
     def wait_for_workers(self, n: int, timeout: float | None = None) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kale_ext._errors import ClusterError, ConfigError
-from kale_ext.training import _backends, _rendezvous
+from kale_ext.clusters import Slot
+from kale_ext.training import _placement, _rendezvous
 from kale_ext.training._rank import RankTask, run_rank
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,9 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     rank was last heard from.
     """
     options.check()
-    if cluster.backend == "dask":
-        from kale_ext.search._search import _no_dask_rescheduling
-
-        _no_dask_rescheduling(cluster)  # a pinned rank must fail with its worker, not wait
-    slots = _backends.reserve(cluster, options.workers, wait=options.place_wait)
-    cleanups: list[Callable[[], None]] = [lambda: _backends.release(cluster, slots)]
+    cluster.disable_task_retries()  # a pinned rank must fail with its worker, not wait
+    slots = _placement.reserve(cluster, options.workers, wait=options.place_wait)
+    cleanups: list[Callable[[], None]] = [lambda: _placement.release(cluster, slots)]
     try:
         probes = _probe(cluster, slots, _channel_host(channel))
         order, infos = _rendezvous.assign([p["hostname"] for p in probes])
@@ -103,7 +101,7 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
             task = RankTask(fn_pickle, ctx, channel, options.engine,
                             {**env, "KALE_WORKER_NAME": slot.name}, backend, options.timeout)
             key = f"kale-rank-{context.trial}.{context.attempt}.{info.rank}-{tag}"
-            futures.append(_backends.submit_to(cluster, slot, run_rank, task, key=key))
+            futures.append(cluster.submit_to(slot, run_rank, task, key=key))
     except BaseException:
         for cleanup in cleanups:
             cleanup()
@@ -112,8 +110,8 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
                      cleanups=cleanups)
 
 
-def _probe(cluster: Any, slots: list[_backends.Slot], host: str) -> list[dict[str, Any]]:
-    futures = [_backends.submit_to(cluster, s, _rendezvous.probe, host) for s in slots]
+def _probe(cluster: Any, slots: list[Slot], host: str) -> list[dict[str, Any]]:
+    futures = [cluster.submit_to(s, _rendezvous.probe, host) for s in slots]
     probes = []
     for slot, fut in zip(slots, futures, strict=True):
         try:
@@ -153,7 +151,7 @@ class RankGroup:
     distributed trial like any other, plus ``ranks``: every rank's own outcome.
     """
 
-    def __init__(self, futures: list[Future[Any]], slots: list[_backends.Slot],
+    def __init__(self, futures: list[Future[Any]], slots: list[Slot],
                  infos: list[_rendezvous.RankInfo], options: LaunchOptions, *,
                  abort: Callable[[str], None],
                  liveness: Callable[[], dict[int, float]] | None,
