@@ -22,6 +22,7 @@ from kale_ext.clusters._base import (
     Slot,
     WorkerInfo,
 )
+from kale_ext.clusters._repr import status_html
 
 __all__ = [
     "Cluster",
@@ -34,6 +35,7 @@ __all__ = [
     "clusters",
     "connect",
     "start_cluster",
+    "status_html",
     "stop",
 ]
 

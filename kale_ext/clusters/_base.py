@@ -277,14 +277,18 @@ class Cluster(ABC):
         return f"<{type(self).__name__} {self.id} kind={self.kind} address={self.record.address}>"
 
     def _ipython_display_(self) -> None:
-        """A live widget (status, scale, stop) when ipywidgets is there, else the HTML."""
+        """The registered ``cluster`` view (kale's live widget: status, scale, stop), else
+        the HTML status."""
         from IPython.display import HTML, display
 
-        try:
-            from kale_ext.widgets import ClusterWidget
+        from kale_ext.clusters._repr import view_factory
 
-            widget = ClusterWidget(self)
+        try:
+            factory = view_factory("cluster")
+            widget = factory(self) if factory is not None else None
         except Exception:  # no widget packages (KaleError names them) or no front end
+            widget = None
+        if widget is None:
             display(HTML(self._repr_html_()))
             return
         widget._ipython_display_()

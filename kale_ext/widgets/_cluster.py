@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kale_ext._errors import KaleError
+from kale_ext.clusters import status_html
 from kale_ext.widgets._bokeh import require
 from kale_ext.widgets._updater import Updater
 
@@ -45,8 +46,6 @@ class ClusterWidget:
                                name=f"kale-cluster-{cluster.id}").start()
 
     def _tick(self) -> bool:
-        from kale_ext.clusters._repr import status_html
-
         if self.stopped:
             return False
         try:
@@ -103,7 +102,3 @@ class ClusterWidget:
 
     def __repr__(self) -> str:
         return f"<kale ClusterWidget {self.cluster.id}>"
-
-
-def cluster_widget(cluster: Cluster, **kwargs: Any) -> ClusterWidget:
-    return ClusterWidget(cluster, **kwargs)
