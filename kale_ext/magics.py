@@ -133,7 +133,7 @@ class KaleMagics(Magics):
     def _status(self, args: argparse.Namespace) -> Any:
         from IPython.display import display
 
-        from kale_ext.clusters._repr import status_html
+        from kale_ext.clusters import status_html
 
         cluster = self._target(args.id)
         status = cluster.status()
