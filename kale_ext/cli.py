@@ -46,10 +46,13 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def wants_json(args: argparse.Namespace) -> bool:
+    """Whether the command was given ``--json``."""
     return bool(getattr(args, "json", False))
 
 
 def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON; dataclasses through their ``to_dict``."""
+
     def default(o: Any) -> Any:
         if is_dataclass(o) and not isinstance(o, type):
             return o.to_dict() if hasattr(o, "to_dict") else asdict(o)
@@ -59,7 +62,7 @@ def print_json(data: Any) -> None:
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain text table with left-aligned columns."""
+    """Render ``rows`` under ``headers`` as a plain text table, columns left-aligned."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r]
                                              for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -68,6 +71,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def size(n: int) -> str:
+    """Format ``n`` bytes for people: ``512 B``, ``1.5 GiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -77,7 +81,24 @@ def size(n: int) -> str:
 
 
 # -- kale cluster ...-----------------------------------------------------------
-def _option(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    """Parse a ``KEY=VALUE`` command-line option; argparse's ``type`` for ``-o``.
+
+    Parameters
+    ----------
+    text
+        ``KEY=VALUE``; dashes in ``KEY`` become underscores, ``VALUE`` is YAML.
+
+    Returns
+    -------
+    tuple of (str, Any)
+        The keyword name and the typed value.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` has no ``=`` or an empty key.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--option {text!r} is not KEY=VALUE, "
@@ -99,7 +120,7 @@ def register_cluster_commands(sub: Any) -> None:
     for name in ("queue", "account", "walltime", "memory"):
         p.add_argument(f"--{name}", help=f"batch {name} (overrides the profile)")
     p.add_argument("--cores", type=int, help="cores per batch job")
-    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+    p.add_argument("-o", "--option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="any other profile key; VALUE is YAML")
     add_json_flag(p)
     p.set_defaults(func=_cluster_start)
@@ -260,7 +281,7 @@ def _profiles(args: argparse.Namespace) -> int:
 
 # -- kale slurm-dev -----------------------------------------------------------
 def slurm_dev_dir() -> Path:
-    """The deploy/slurm-dev folder: $KALE_SLURM_DEV_DIR, the source tree, or the cwd."""
+    """Find the deploy/slurm-dev folder: $KALE_SLURM_DEV_DIR, the source tree, or the cwd."""
     if os.environ.get("KALE_SLURM_DEV_DIR"):  # an explicit choice is the only one tried
         candidates = [Path(os.environ["KALE_SLURM_DEV_DIR"])]
     else:
@@ -300,6 +321,7 @@ def _registrars() -> list[Registrar]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``kale`` parser with every registered command group."""
     parser = argparse.ArgumentParser(
         prog="kale", description="Clusters, searches and training for interactive HPC.")
     parser.add_argument("--debug", action="store_true", help="log debug messages")
@@ -310,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kale`` command line on ``argv``; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,

@@ -10,19 +10,19 @@ import argparse
 import math
 from typing import Any
 
-from kale_ext.cli import _option, add_json_flag, print_json, table, wants_json
+from kale_ext.cli import add_json_flag, key_value, print_json, table, wants_json
 
 
 def _manager() -> Any:
-    from kale_ext.server._manager import KaleManager
+    from kale_ext.server import KaleManager
 
     return KaleManager()
 
 
 def _call(fn: Any, *args: Any) -> Any:
-    """Manager refusals are errors for the command line too."""
+    """Call ``fn(*args)``; manager refusals are errors for the command line too."""
     from kale_ext._errors import KaleError
-    from kale_ext.server._manager import ApiError
+    from kale_ext.server import ApiError
 
     try:
         return fn(*args)
@@ -73,7 +73,7 @@ def register_search_commands(sub: Any) -> None:
         p.add_argument("-t", "--trial", type=int, required=action == "restart",
                        help="trial number (default: the whole search)")
         if action == "restart":
-            p.add_argument("-o", "--param", type=_option, action="append", default=[],
+            p.add_argument("-o", "--param", type=key_value, action="append", default=[],
                            metavar="KEY=VALUE", help="a new parameter value; VALUE is YAML")
         add_json_flag(p)
         p.set_defaults(func=_search_control, action=action)

@@ -8,7 +8,6 @@ or ``dask.config.set({"kale.<key>": value})``. Site profiles are named sections 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def profiles() -> dict[str, dict[str, Any]]:
 
 
 def profile(name: str | None) -> dict[str, Any]:
-    """The keyword defaults of profile ``name`` (the configured default when None)."""
+    """Return the keyword defaults of profile ``name`` (the configured default when None)."""
     name = name or get("default-profile") or "local"
     known = profiles()
     if name not in known:
@@ -85,7 +84,3 @@ def resolve(profile_name: str | None = None, **overrides: Any) -> dict[str, Any]
 def _keywords(section: dict[str, Any]) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in section.items()}
 
-
-def environ_flag(name: str) -> bool:
-    """True when environment variable ``name`` is set to a truthy value."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -45,6 +45,7 @@ def _table(search: kale.Search, started: float) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo search with live progress; 0 when it found a best trial."""
     parser = argparse.ArgumentParser(prog="python -m kale_ext.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=24)

@@ -1,5 +1,7 @@
-"""Install the kernelspecs of ``kernels/``: a Python kernel with kale preloaded, and a
-kernel whose environment comes from site modules or a conda env via a launcher script.
+"""Install the kernelspecs of ``kernels/``.
+
+A Python kernel with kale preloaded, and a kernel whose environment comes from site
+modules or a conda env via a launcher script.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ _ENV_KEYS = ("setup", "modules", "conda_env", "python")
 
 
 def specs_dir() -> Path:
-    """The folder holding the kernelspecs: inside the wheel, or ``kernels/`` of a checkout."""
+    """Find the kernelspecs' folder: inside the wheel, or ``kernels/`` of a checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "kernels", here.parent / "kernels"):
         if (candidate / "kale-python" / "kernel.json").is_file():
@@ -78,8 +80,11 @@ def install(spec: str = "kale-python", *, name: str | None = None, user: bool = 
 
 
 def installed() -> dict[str, dict[str, Any]]:
-    """Every installed kernelspec, by name: its folder, display name, and kale kind
-    (``preloaded``, ``environment``, or None for kernels that are not kale's)."""
+    """List every installed kernelspec by name.
+
+    Each entry has its folder, display name, environment and kale kind (``preloaded``,
+    ``environment``, or None for kernels that are not kale's).
+    """
     from jupyter_client.kernelspec import KernelSpecManager
 
     out = {}

@@ -1,4 +1,6 @@
-"""IPython magics: ``%load_ext kale_ext``, then
+"""IPython magics for clusters and searches.
+
+After ``%load_ext kale_ext``:
 
     %kale start slurm -n 8 -p perlmutter-gpu      # kind, workers, profile, backend, key=value
     %kale connect [ID]                            # reconnect (the newest cluster by default)
@@ -160,7 +162,7 @@ class KaleMagics(Magics):
     def _searches(self, args: argparse.Namespace) -> Any:
         import pandas as pd
 
-        from kale_ext.server._manager import KaleManager
+        from kale_ext.server import KaleManager
 
         rows = [{"name": s["name"], "state": s["state"], "alive": s["alive"],
                  "trials": s["trials"], "planned": s["planned"], "metric": s["metric"],

@@ -18,7 +18,7 @@ from kale_ext._errors import KaleError
 
 
 def kind_dir(kind: str) -> Path:
-    """The folder holding records of one kind (``clusters`` or ``searches``)."""
+    """Return the folder holding records of one kind (``clusters`` or ``searches``)."""
     path = config.state_dir() / kind
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
@@ -53,6 +53,7 @@ def read(kind: str, record_id: str) -> dict[str, Any] | None:
 
 
 def remove(kind: str, record_id: str) -> None:
+    """Delete record ``record_id``; nothing happens when there is none."""
     (kind_dir(kind) / f"{record_id}.json").unlink(missing_ok=True)
 
 
@@ -67,7 +68,7 @@ def records(kind: str) -> Iterator[dict[str, Any]]:
 
 
 def private_dir(kind: str, record_id: str) -> Path:
-    """A 0700 folder for a record's secrets (TLS certificates, keys)."""
+    """Return a 0700 folder for a record's secrets (TLS certificates, keys)."""
     path = kind_dir(kind) / record_id
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path

@@ -103,7 +103,7 @@ class GANPair(nn.Module):
 
 
 def activation(name: str, arg: float | None = None, dim: int = -1) -> nn.Module:
-    """The torch module for an activation name of the layout grammar."""
+    """Make the torch module for an activation name of the layout grammar."""
     if name == "LEAKYRELU":
         return nn.LeakyReLU(0.2 if arg is None else arg)
     if name == "ELU":
@@ -163,7 +163,7 @@ def _module(lp: LayerPlan) -> nn.Module:
 
 
 def sequential(layers: list[LayerPlan]) -> nn.Sequential:
-    """An ``nn.Sequential`` of planned layers."""
+    """Chain planned layers into an ``nn.Sequential``."""
     return nn.Sequential(*(_module(lp) for lp in layers))
 
 

@@ -82,7 +82,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 
 def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
-    """A trial: train a classifier built from ``config["layout"]``, reporting every epoch.
+    """Train a classifier built from ``config["layout"]`` as a trial, reporting every epoch.
 
     Config keys (all optional): ``layout`` (a layout string; a linear output layer is
     appended unless the layout already ends with ``n_classes`` outputs), ``dataset``

@@ -1,5 +1,7 @@
-"""A small CNN on scikit-learn's digits: 8x8 handwritten digits that ship with sklearn,
-so searches and demos run with no download."""
+"""A small CNN on scikit-learn's digits.
+
+The 8x8 handwritten digits ship with sklearn, so searches and demos run with no download.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def digits_cnn(channels: int = 16, dropout: float = 0.25) -> Any:
 
 
 def train_digits_cnn(config: dict[str, Any]) -> dict[str, float]:
-    """A trial: train the digits CNN, reporting loss/accuracy every epoch.
+    """Train the digits CNN as a trial, reporting loss/accuracy every epoch.
 
     Checkpoints every epoch, so a paused, retried or resumed trial continues where it
     left off. Returns the final validation metrics.

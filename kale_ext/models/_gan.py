@@ -40,7 +40,7 @@ def shower_width(x: torch.Tensor) -> torch.Tensor:
 
 
 def default_layout(size: int, latent_dim: int) -> str:
-    """A DCGAN pair for ``size`` x ``size`` showers (``size`` divisible by 4)."""
+    """Lay out a DCGAN pair for ``size`` x ``size`` showers (``size`` divisible by 4)."""
     q = size // 4
     return (f"DENSE|{32 * q * q}|RELU,RESHAPE|32|{q}|{q},BNORM,DECONV|16|4|4|2|2|1|1|RELU,"
             f"BNORM,DECONV|1|4|4|2|2|1|1|RELU"
@@ -49,7 +49,7 @@ def default_layout(size: int, latent_dim: int) -> str:
 
 
 def train_gan(config: dict[str, Any]) -> dict[str, float]:
-    """A trial: train a GAN on :func:`kale_ext.models.calo_showers`, reporting every epoch.
+    """Train a GAN on :func:`kale_ext.models.calo_showers` as a trial, reporting every epoch.
 
     Config keys (all optional): ``layout`` (``"generator##discriminator"``; the
     generator reads ``(latent_dim,)`` and must produce (1, size, size)), ``size`` (16,

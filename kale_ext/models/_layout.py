@@ -276,7 +276,7 @@ def _act_layer(tok: Token, f: list[str], name: str) -> dict[str, Any]:
 
 
 def read_token(tok: Token) -> tuple[str, dict[str, Any]]:
-    """The layer kind and checked parameters of one token (shapes not yet known)."""
+    """Read the layer kind and checked parameters of one token (shapes not yet known)."""
     fields = tok.fields
     name, rest = fields[0].upper(), fields[1:]
     if _is_int(fields[0]):  # TMVA's old DNN form: "64|RELU" is a dense layer

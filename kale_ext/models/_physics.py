@@ -30,7 +30,7 @@ def _deposit(image: np.ndarray, eta: np.ndarray, phi: np.ndarray, e0: float, p0:
 
 
 def _width(pt: float) -> float:
-    """A jet's angular width shrinks with its pT (about 2 m / pT for a light jet)."""
+    """Give a jet's angular width, which shrinks with its pT (about 2 m / pT for a light jet)."""
     return float(np.clip(30.0 / pt, 0.1, 0.35))
 
 

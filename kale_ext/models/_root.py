@@ -23,7 +23,7 @@ from kale_ext._errors import ConfigError
 
 
 def shard_range(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The entries ``[lo, hi)`` of ``[start, stop)`` that rank ``rank`` of ``world_size`` reads.
+    """Split ``[start, stop)``: the entries ``[lo, hi)`` rank ``rank`` of ``world_size`` reads.
 
     Contiguous blocks whose sizes differ by at most one, in rank order.
     """

@@ -58,7 +58,7 @@ def _conv_out(size: int, k: int, s: int, p: int) -> int:
 
 
 def out_shape(tok: Token, kind: str, p: dict[str, Any], shape: Shape) -> tuple[Shape, int]:
-    """The output shape of a layer on input ``shape`` and its weight count, or LayoutError."""
+    """Compute a layer's output shape on input ``shape`` and its weight count, or LayoutError."""
     size = math.prod(shape)
     if kind == "DENSE":
         if len(shape) not in (1, 2):
@@ -133,7 +133,7 @@ def plan_layers(tokens: list[Token], shape: Shape) -> list[LayerPlan]:
 
 
 def check_shape(shape: Any) -> Shape:
-    """An input shape as a tuple of positive ints, or LayoutError."""
+    """Check an input shape: a tuple of positive ints, or LayoutError."""
     try:
         dims = tuple(int(d) for d in shape)
         ok = all(int(d) == d for d in shape)

@@ -87,7 +87,7 @@ class VAE(nn.Module):
 
 
 def build_vae(layout: str, input_shape: tuple[int, ...], latent_dim: int) -> VAE:
-    """A :class:`VAE` from ``"Encoder={...}Decoder={...}"``.
+    """Build a :class:`VAE` from ``"Encoder={...}Decoder={...}"``.
 
     The encoder must end flat; Gaussian heads of ``latent_dim`` units follow it; the
     decoder starts from ``(latent_dim,)`` and must end at ``input_shape``.
@@ -159,7 +159,7 @@ def anomaly_data(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_layout(input_shape: tuple[int, ...], latent_dim: int, variational: bool) -> str:
-    """A small dense (8x8) or convolutional (larger images) encoder/decoder layout."""
+    """Lay out a small dense (8x8) or convolutional (larger images) encoder/decoder."""
     c, h, w = input_shape
     code = "" if variational else f",DENSE|{latent_dim}|LINEAR"
     if h * w <= 64:
@@ -171,7 +171,7 @@ def default_layout(input_shape: tuple[int, ...], latent_dim: int, variational: b
 
 
 def train_vae(config: dict[str, Any]) -> dict[str, float]:
-    """A trial: train a beta-VAE (or autoencoder) on normal data, score planted anomalies.
+    """Train a beta-VAE (or autoencoder) on normal data as a trial; score planted anomalies.
 
     Config keys (all optional): ``dataset`` ("digits" or "jets"), ``anomaly_classes``
     (digits, default [0]), ``beta`` (0.1), ``latent_dim`` (4), ``variational`` (True),
@@ -237,7 +237,7 @@ def _step_loss(model: nn.Module, x: torch.Tensor, beta: float,
 
 
 def train_autoencoder(config: dict[str, Any]) -> dict[str, float]:
-    """A trial: :func:`train_vae` with a plain (deterministic) autoencoder, MSE loss.
+    """Run :func:`train_vae` as a trial with a plain (deterministic) autoencoder, MSE loss.
 
     A custom ``layout``'s encoder ends at the code (e.g. ``DENSE|4|LINEAR``).
     """

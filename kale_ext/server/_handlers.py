@@ -1,5 +1,8 @@
-"""Thin REST handlers under ``<base_url>/kale/api``: parse, call the manager off the
-event loop, answer JSON. Every handler is authenticated and authorized."""
+"""Thin REST handlers under ``<base_url>/kale/api``.
+
+Each parses, calls the manager off the event loop and answers JSON. Every handler is
+authenticated and authorized.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ class KaleHandler(APIHandler):
             raise web.HTTPError(500, _escape(str(e))) from e
 
     def body(self) -> Any:
-        """The JSON body (None when empty); 400 naming the error when it is not JSON."""
+        """Parse the JSON body (None when empty); 400 naming the error when it is not JSON."""
         if not self.request.body:
             return None
         try:
@@ -176,5 +179,5 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
 
 
 def handlers(base_url: str) -> list[tuple[str, type[KaleHandler]]]:
-    """The routes under ``<base_url>/kale/api``."""
+    """List the routes under ``<base_url>/kale/api``."""
     return [(url_path_join(base_url, "kale", "api", path), handler) for path, handler in ROUTES]
