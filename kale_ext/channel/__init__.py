@@ -4,14 +4,23 @@ Backend independent, so the same ``report()`` works in a Dask task, an ipyparall
 engine, every rank of a distributed trial or a plain ``srun`` job. Frames are JSON
 signed with HMAC-SHA256 under a per-search key; messages are ordered per
 (trial, attempt, rank), acknowledged once durable, re-sent after a reconnect, and
-batched. Each acknowledgement carries the driver's :class:`~kale_ext.search._trial.Decision`.
+batched. Each acknowledgement carries the driver's reply to the trial, a plain JSON
+object that the trial runtime reads as a decision (continue, stop, prune, pause).
 """
 
 from __future__ import annotations
 
 from kale_ext.channel._client import ChannelClient
 from kale_ext.channel._server import ChannelServer, channel_host
-from kale_ext.channel._wire import ENV_ADDRESS, ENV_KEY, ChannelInfo, Message, StreamKey, new_key
+from kale_ext.channel._wire import (
+    ENV_ADDRESS,
+    ENV_KEY,
+    ChannelInfo,
+    Message,
+    Reply,
+    StreamKey,
+    new_key,
+)
 
 __all__ = [
     "ENV_ADDRESS",
@@ -20,6 +29,7 @@ __all__ = [
     "ChannelInfo",
     "ChannelServer",
     "Message",
+    "Reply",
     "StreamKey",
     "channel_host",
     "new_key",

@@ -24,6 +24,7 @@ from kale_ext._errors import ChannelError
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
     REJECT,
+    Reply,
     decode_ack,
     encode_batch,
     encode_body,
@@ -31,7 +32,6 @@ from kale_ext.channel._wire import (
     verify,
     with_seq,
 )
-from kale_ext.search._trial import CONTINUE, Decision
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class ChannelClient:
         self._next_seq = 0
         self._pending: deque[tuple[int, bytes]] = deque()  # unacknowledged, in seq order
         self._acked = -1
-        self._decision = CONTINUE
+        # The driver's latest reply: replaced by each ack, never changed in place.
+        self._decision: Reply = {}
         self._error: ChannelError | None = None
         self._closing = False
         self._close_deadline = 0.0
@@ -89,19 +90,19 @@ class ChannelClient:
     # --- public API ------------------------------------------------------------------
 
     @property
-    def decision(self) -> Decision:
-        """The latest decision the driver sent."""
+    def decision(self) -> Reply:
+        """The latest reply the driver sent (empty before the first)."""
         with self._cond:
             return self._decision
 
     def send(self, kind: str, data: Mapping[str, Any], *, block: bool = True,
-             timeout: float | None = None) -> Decision:
-        """Send one message; return the latest decision.
+             timeout: float | None = None) -> Reply:
+        """Send one message; return the driver's latest reply.
 
         With ``block=True`` this returns once the driver acknowledged the message (it is
-        then durable in the store), with the decision from that acknowledgement. With
+        then durable in the store), with the reply from that acknowledgement. With
         ``block=False`` the message is queued for the background sender and the latest
-        known decision is returned at once.
+        known reply is returned at once.
 
         Raises
         ------
@@ -125,8 +126,8 @@ class ChannelClient:
             return self._wait_acked(seq, timeout)
         return self.decision
 
-    def flush(self, timeout: float | None = None) -> Decision:
-        """Wait until every message sent so far is acknowledged; return the latest decision."""
+    def flush(self, timeout: float | None = None) -> Reply:
+        """Wait until every message sent so far is acknowledged; return the latest reply."""
         self._check_usable()
         with self._cond:
             last = self._next_seq - 1
@@ -171,7 +172,7 @@ class ChannelClient:
             self._woken = True
             os.write(self._wake_w, b"x")
 
-    def _wait_acked(self, seq: int, timeout: float | None) -> Decision:
+    def _wait_acked(self, seq: int, timeout: float | None) -> Reply:
         with self._cond:
             done = self._cond.wait_for(lambda: (self._acked >= seq or self._error is not None
                                                 or not self._thread.is_alive()), timeout)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 import zmq
 
@@ -19,17 +20,17 @@ from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
     REJECT,
     Message,
+    Reply,
     StreamKey,
     decode_batch,
     encode_ack,
     sign,
     verify,
 )
-from kale_ext.search._trial import CONTINUE, Decision
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[list[Message]], "Mapping[int, Decision] | None"]
+Handler = Callable[[list[Message]], "Mapping[int, Reply] | None"]
 
 # Frames taken off the socket before the handler is called once for all of them: one
 # store transaction per drain rather than per frame is what makes batching pay.
@@ -68,7 +69,7 @@ class ChannelServer:
         Called on the server's own thread with each batch of new, in-order messages
         (re-sent duplicates removed). It must persist them before returning, since the
         acknowledgement sent afterwards tells the worker they are durable, and returns
-        the decisions it wants to send, by trial (trials left out keep theirs). If it
+        the replies it wants to send, by trial (trials left out keep theirs). If it
         raises, nothing in the batch is acknowledged and the workers re-send.
     host : str, optional
         Address to bind and advertise; default :func:`channel_host`.
@@ -80,9 +81,9 @@ class ChannelServer:
 
     Notes
     -----
-    Decisions are sticky: once set for a trial (by :meth:`set_decision` or the handler)
-    it goes out in every acknowledgement to that trial until replaced. Set ``CONTINUE``
-    before restarting a paused or exploited trial.
+    Replies are sticky: once set for a trial (by :meth:`set_decision` or the handler)
+    one goes out in every acknowledgement to that trial until replaced; an empty reply
+    clears it. Replace a stop before restarting a paused or exploited trial.
     """
 
     def __init__(self, key: bytes, handler: Handler, *, host: str | None = None,
@@ -93,7 +94,7 @@ class ChannelServer:
         self._key = key
         self._handler = handler
         self._delivered: dict[StreamKey, int] = dict(delivered or {})
-        self._decisions: dict[int, Decision] = {}
+        self._decisions: dict[int, dict[str, Any]] = {}
         self._last_seen: dict[StreamKey, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -154,14 +155,15 @@ class ChannelServer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def set_decision(self, trial: int, decision: Decision) -> None:
+    def set_decision(self, trial: int, reply: Reply) -> None:
         """Tell ``trial`` something; it hears it in the ack of its next message or heartbeat."""
         with self._lock:
-            self._set_decision(trial, decision)
+            self._set_decision(trial, reply)
 
-    def decision(self, trial: int) -> Decision:
+    def decision(self, trial: int) -> dict[str, Any]:
+        """The reply ``trial`` hears now; empty when there is none."""
         with self._lock:
-            return self._decisions.get(trial, CONTINUE)
+            return dict(self._decisions.get(trial, {}))
 
     def last_seen(self) -> dict[StreamKey, float]:
         """Server time of the last authenticated message of each (trial, attempt, rank)."""
@@ -175,11 +177,11 @@ class ChannelServer:
 
     # --- the server thread -----------------------------------------------------------
 
-    def _set_decision(self, trial: int, decision: Decision) -> None:
-        if decision == CONTINUE:
-            self._decisions.pop(trial, None)
+    def _set_decision(self, trial: int, reply: Reply) -> None:
+        if reply:
+            self._decisions[trial] = dict(reply)
         else:
-            self._decisions[trial] = decision
+            self._decisions.pop(trial, None)
 
     def _serve(self) -> None:
         poller = zmq.Poller()
@@ -246,7 +248,7 @@ class ChannelServer:
             for trial, decision in (decisions or {}).items():
                 self._set_decision(trial, decision)
             acks = [(identity, encode_ack(stream, self._delivered[stream],
-                                          self._decisions.get(stream[0], CONTINUE)))
+                                          self._decisions.get(stream[0], {})))
                     for identity, stream in replies]
         for identity, payload in acks:
             # A peer that is gone or whose queue is full re-sends later.

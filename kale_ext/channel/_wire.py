@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from kale_ext._errors import ChannelError
-from kale_ext.search._trial import Decision
 
 VERSION = 1
 KINDS = ("report", "heartbeat", "start", "end", "checkpoint", "control")
@@ -47,6 +46,10 @@ ENV_KEY = "KALE_CHANNEL_KEY"
 
 StreamKey = tuple[int, int, int]
 """(trial, attempt, rank): one ordered stream of messages."""
+
+Reply = Mapping[str, Any]
+"""The driver's reply to a trial, carried in every acknowledgement as a JSON object (the
+trial runtime reads it as a decision); empty when the driver has said nothing."""
 
 
 @dataclass(frozen=True)
@@ -227,16 +230,17 @@ def decode_batch(payload: bytes) -> tuple[StreamKey, int, list[Message]]:
     return (trial, attempt, rank), int(body["base"]), messages
 
 
-def encode_ack(stream: StreamKey, ack: int, decision: Decision) -> bytes:
+def encode_ack(stream: StreamKey, ack: int, reply: Reply) -> bytes:
     trial, attempt, rank = stream
     return json.dumps({"v": VERSION, "trial": trial, "attempt": attempt, "rank": rank,
-                       "ack": ack, "decision": decision.to_dict()}).encode()
+                       "ack": ack, "decision": dict(reply)}).encode()
 
 
-def decode_ack(payload: bytes) -> tuple[StreamKey, int, Decision]:
+def decode_ack(payload: bytes) -> tuple[StreamKey, int, dict[str, Any]]:
     body = json.loads(payload)
+    reply = body.get("decision")
     return ((int(body["trial"]), int(body["attempt"]), int(body["rank"])), int(body["ack"]),
-            Decision.from_dict(body["decision"]))
+            dict(reply) if isinstance(reply, dict) else {})
 
 
 # --- signing -------------------------------------------------------------------------

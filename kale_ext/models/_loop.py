@@ -8,6 +8,8 @@ from typing import Any
 import torch
 
 from kale_ext._errors import ConfigError
+from kale_ext.trial import load_checkpoint, save_checkpoint
+from kale_ext.trial import report as kale_report
 
 OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop")
 
@@ -64,8 +66,6 @@ def resume(modules: dict[str, Any], generator: torch.Generator | None = None) ->
 
     Returns the first epoch to run (0 when starting fresh).
     """
-    from kale_ext.search._runner import load_checkpoint
-
     state = load_checkpoint()
     if state is None:
         return 0
@@ -79,8 +79,6 @@ def resume(modules: dict[str, Any], generator: torch.Generator | None = None) ->
 def checkpoint(modules: dict[str, Any], epoch: int,
                generator: torch.Generator | None = None) -> None:
     """Save ``modules``' state dicts (and the shuffling generator) for ``epoch``."""
-    from kale_ext.search._runner import save_checkpoint
-
     state: dict[str, Any] = {name: m.state_dict() for name, m in modules.items()}
     state["epoch"] = epoch
     if generator is not None:
@@ -90,6 +88,4 @@ def checkpoint(modules: dict[str, Any], epoch: int,
 
 def report(epoch: int, metrics: dict[str, float]) -> None:
     """Report ``metrics`` for ``epoch`` (1-based, as the digits trainable does)."""
-    from kale_ext.search._runner import report as kale_report
-
     kale_report(epoch=epoch + 1, **metrics)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from kale_ext.search._control import ACTIONS, channel_file, control
 from kale_ext.search._domains import Domain, choice, grid, integer, loguniform, uniform
 from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
 from kale_ext.search._space import Space
-from kale_ext.search._trial import Action, Decision, TrialState
 from kale_ext.search.schedulers import (
     ASHA,
     FIFO,
@@ -17,11 +17,13 @@ from kale_ext.search.schedulers import (
     Scheduler,
 )
 from kale_ext.search.schedulers import from_dict as scheduler_from_dict
+from kale_ext.trial import Action, Decision, TrialState
 
 # The public name is ``int`` (kale.int(1, 8)); modules here say ``integer`` to keep the builtin.
 int = integer
 
 __all__ = [
+    "ACTIONS",
     "ALGORITHMS",
     "ASHA",
     "FIFO",
@@ -37,7 +39,9 @@ __all__ = [
     "Space",
     "Suggestion",
     "TrialState",
+    "channel_file",
     "choice",
+    "control",
     "grid",
     "int",
     "integer",

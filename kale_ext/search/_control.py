@@ -11,6 +11,7 @@ from typing import Any
 
 from kale_ext import registry
 from kale_ext._errors import ChannelError, SearchError
+from kale_ext.trial import Decision
 
 ACTIONS = ("stop", "pause", "resume", "restart")
 
@@ -42,14 +43,15 @@ def control(name: str, action: str, trial: int | None = None, *, timeout: float 
     stream = -1 - secrets.randbelow(2**31)
     client = ChannelClient(info.address, info.key, stream, heartbeat=3600.0)
     try:
-        decision = client.send("control", {"action": action, "trial": trial,
-                                           "params": params}, timeout=timeout)
+        reply = client.send("control", {"action": action, "trial": trial,
+                                        "params": params}, timeout=timeout)
     except ChannelError as e:
         raise SearchError(f"The driver of search {name!r} did not answer within {timeout} s "
                           f"({e}); it may have exited. Resume it with kale.Search.resume().") from e
     finally:
         client.close(timeout=0)
-    answer = json.loads(decision.reason or "{}")
+    # The driver's answer rides in the reason of the reply's decision.
+    answer = json.loads(Decision.from_dict(reply).reason or "{}")
     if not answer.get("ok"):
         raise SearchError(answer.get("error", f"The driver refused {action}."))
     return str(answer.get("message", "ok"))

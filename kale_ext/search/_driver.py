@@ -17,13 +17,21 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from kale_ext.channel import Message
 from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
-from kale_ext.search._runner import TrialContext, run_trial
-from kale_ext.search._trial import CONTINUE, Action, Decision, TrialState
+from kale_ext.trial import (
+    CONTINUE,
+    Action,
+    Decision,
+    Ingest,
+    TrialContext,
+    TrialEvents,
+    TrialState,
+    run_trial,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class TrialRun:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-class Driver:
+class Driver(TrialEvents):
     """Runs a search's trials on a cluster; owned by :class:`kale_ext.Search`."""
 
     def __init__(self, search: Any) -> None:
@@ -76,7 +84,8 @@ class Driver:
         from kale_ext.channel import ChannelInfo, ChannelServer, new_key
 
         key = new_key()
-        self.server = ChannelServer(key, self._on_messages, host=self.s.channel_host)
+        ingest = Ingest(self.s.store, self, lock=self.lock)
+        self.server = ChannelServer(key, ingest, host=self.s.channel_host)
         self.server.start()
         info = ChannelInfo.create(self.server.address, key)
         info.save(channel_file(self.s.name))  # 0600: lets the owner's other processes steer
@@ -168,7 +177,7 @@ class Driver:
 
     def _submit(self, run: TrialRun) -> None:
         run.attempt += 1
-        self.server.set_decision(run.number, CONTINUE)  # decisions stick until replaced
+        self.server.set_decision(run.number, CONTINUE.to_dict())  # replies stick until replaced
         ctx = TrialContext(
             trial=run.number, attempt=run.attempt, rank=0, config=run.config,
             checkpoint_dir=str(self.s.checkpoint_dir / f"trial-{run.number}"),
@@ -297,38 +306,35 @@ class Driver:
         run.state = to
         self.s.store.transition(run.number, to, reason, **fields)
 
-    # -- the channel's side (runs on the channel server's thread) --------------------
+    # -- the channel's side (runs on the channel server's thread, under the lock) ------
 
-    def _on_messages(self, batch: list[Any]) -> Mapping[int, Decision]:
-        decisions: dict[int, Decision] = {}
-        with self.lock:
-            commands = [m for m in batch if m.kind == "control"]
-            for msg in commands:
-                decisions[msg.trial] = self._on_control(msg.data)
-            self.s.store.append([m for m in batch if m.kind != "control"])
-            for msg in batch:
-                run = self.s.runs.get(msg.trial)
-                if run is None or msg.attempt != run.attempt:
-                    continue  # a late message from a superseded attempt: stored, not acted on
-                run.last_seen = time.time()
-                if msg.kind == "start":
-                    run.started = run.last_seen
-                    run.worker = msg.data.get("worker") or msg.data.get("host")
-                    self.s.store.transition(run.number, TrialState.RUNNING,
-                                            f"started on {run.worker}", worker=run.worker)
-                elif msg.kind == "checkpoint":
-                    run.checkpoint = msg.data["path"]
-                    self.s.store.add_checkpoint(run.number, msg.data["step"], run.checkpoint)
-                elif msg.kind == "report" and msg.rank == 0:
-                    decision = self._on_report(run, msg.data)
-                    if decision is not None:
-                        decisions[run.number] = decision
-            for run in self.s.runs.values():
-                if run.pending_action is not None and run.state is TrialState.RUNNING:
-                    decisions.setdefault(run.number, run.pending_action)
-        return decisions
+    def attempt(self, trial: int) -> int | None:
+        run = self.s.runs.get(trial)
+        return run.attempt if run is not None else None
 
-    def _on_control(self, data: dict[str, Any]) -> Decision:
+    def on_seen(self, message: Message) -> None:
+        self.s.runs[message.trial].last_seen = time.time()
+
+    def on_start(self, message: Message) -> None:
+        run = self.s.runs[message.trial]
+        run.started = run.last_seen
+        run.worker = message.data.get("worker") or message.data.get("host")
+        self.s.store.transition(run.number, TrialState.RUNNING, f"started on {run.worker}",
+                                worker=run.worker)
+
+    def on_checkpoint(self, trial: int, step: int | None, path: str) -> None:
+        self.s.runs[trial].checkpoint = path
+
+    def on_report(self, message: Message) -> Decision | None:
+        if message.rank != 0:
+            return None
+        return self._on_report(self.s.runs[message.trial], message.data)
+
+    def pending(self) -> Mapping[int, Decision]:
+        return {run.number: run.pending_action for run in self.s.runs.values()
+                if run.pending_action is not None and run.state is TrialState.RUNNING}
+
+    def on_control(self, data: dict[str, Any]) -> Decision:
         try:
             answer = {"ok": True, "message": apply_control(self.s, data)}
         except Exception as e:  # the caller reads why; the search goes on
@@ -358,9 +364,4 @@ class Driver:
         run.pending_action = decision
         run.by_scheduler = False
         run.requeue = requeue
-        self.server.set_decision(run.number, decision)
-
-
-def checkpoint_root(store_path: Path) -> Path:
-    """Checkpoints live beside the store: ``<store>.checkpoints/``."""
-    return store_path.with_name(store_path.name + ".checkpoints")
+        self.server.set_decision(run.number, decision.to_dict())

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.search._space import Space
+from kale_ext.trial import TrialState, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +25,7 @@ def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
 
     rows = []
     for t in store.trials():
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.label}
+        row: dict[str, Any] = {"trial": t.number, "state": TrialState(t.state).label}
         row.update(Space.flatten(t.params))
         last = dict(t.last)
         for name in _METRIC_ORDER:
@@ -60,7 +61,7 @@ def best_trial(store: Store, metric: str, mode: str) -> dict[str, Any] | None:
     pick = max if mode == "max" else min
     t = pick(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
     return {"trial": t.number, "value": t.best, "step": t.best_step, "config": t.params,
-            "state": t.state.label}
+            "state": TrialState(t.state).label}
 
 
 def searches() -> list[dict[str, Any]]:
@@ -69,17 +70,17 @@ def searches() -> list[dict[str, Any]]:
     Reads each store read-only, so it works from any kernel or process.
     """
     from kale_ext import registry
-    from kale_ext.store import Store
 
     out = []
     for record in registry.records("searches"):
         entry = dict(record)
         try:
-            with Store.open(record["store"], readonly=True) as store:
+            with open_store(record["store"], readonly=True) as store:
                 entry["state"] = store.search().get("state")
                 counts: dict[str, int] = {}
                 for t in store.trials():
-                    counts[t.state.label] = counts.get(t.state.label, 0) + 1
+                    label = TrialState(t.state).label
+                    counts[label] = counts.get(label, 0) + 1
                 entry["trials"] = counts
                 definition = store.search()["definition"]
                 entry["best"] = best_trial(store, definition["metric"], definition["mode"])

@@ -11,7 +11,7 @@ import cloudpickle
 
 from kale_ext._errors import SearchError
 from kale_ext.search._driver import TrialRun
-from kale_ext.search._trial import TrialState
+from kale_ext.trial import TrialState, open_store
 
 if TYPE_CHECKING:
     from kale_ext.clusters import Cluster
@@ -26,8 +26,9 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
     if not path.exists():
         raise SearchError(f"No search store at {path}; pass the path printed when the search "
                           "started (search.store_path).")
-    store = Store.open(path)
-    definition = store.search()["definition"]
+    with Store.open(path, readonly=True) as stored:
+        definition = stored.search()["definition"]
+    store = open_store(path, objective=(definition["metric"], definition["mode"]))
     if fn is None:
         try:
             fn = cloudpickle.loads(base64.b64decode(definition["fn_pickle"]))
@@ -59,7 +60,8 @@ def _restore_trials(search: Search) -> None:
         checkpoints[c.trial] = c.path  # in order: the latest wins
     history = []
     for record in sorted(store.trials(), key=lambda r: r.number):
-        run = TrialRun(number=record.number, config=record.params, state=record.state,
+        run = TrialRun(number=record.number, config=record.params,
+                       state=TrialState(record.state),
                        attempt=record.attempt, retries=record.retries,
                        checkpoint=checkpoints.get(record.number), metrics=dict(record.last),
                        worker=record.worker)

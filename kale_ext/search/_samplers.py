@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kale_ext._errors import SearchError
 from kale_ext.search._domains import _canon
 from kale_ext.search._space import Space
-from kale_ext.search._trial import TrialState
+from kale_ext.trial import TrialState
 
 if TYPE_CHECKING:
     import optuna

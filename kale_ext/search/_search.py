@@ -11,18 +11,24 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
-
 from kale_ext import config, registry
 from kale_ext._errors import SearchError
-from kale_ext.search._driver import Driver, TrialRun, checkpoint_root
-from kale_ext.search._trial import Action, Decision, TrialState
+from kale_ext.search._driver import Driver, TrialRun
+from kale_ext.trial import (
+    Action,
+    Decision,
+    TrialState,
+    checkpoint_root,
+    open_store,
+    pickle_function,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from kale_ext.clusters import Cluster
     from kale_ext.search._space import Space
+    from kale_ext.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +141,7 @@ class Search:
                 "starting with a letter or digit."
             )
         self.fn = fn
-        self.fn_pickle = _pickle_fn(fn)
+        self.fn_pickle = pickle_function(fn)
         self.space = space if isinstance(space, Space) else Space(space)
         self.metric, self.mode, self.algorithm, self.seed = metric, mode, algorithm, seed
         self.scheduler = scheduler if scheduler is not None else FIFO()
@@ -177,16 +183,14 @@ class Search:
             "created": time.time(),
         }
 
-    def _create_store(self) -> Any:
-        from kale_ext.store import Store
-
+    def _create_store(self) -> Store:
         if self.store_path.exists():
             raise SearchError(
                 f"Store {self.store_path} already exists. Resume it with "
                 f"kale.Search.resume({str(self.store_path)!r}) or pass another store= or name=."
             )
         self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        store = Store.open(self.store_path)
+        store = open_store(self.store_path, objective=(self.metric, self.mode))
         store.create_search(self._definition())
         return store
 
@@ -401,17 +405,6 @@ class Search:
         return search
 
     resume = _ClassOrInstance(_resume_store, _resume_running)
-
-
-def _pickle_fn(fn: Callable[..., Any]) -> bytes:
-    try:
-        return bytes(cloudpickle.dumps(fn))
-    except Exception as e:
-        raise SearchError(
-            f"The trial function {fn!r} cannot be pickled to send it to the workers ({e}). "
-            "Define it at the top level of a module or notebook cell, and keep unpicklable "
-            "objects (open files, clients, locks) out of its closure."
-        ) from e
 
 
 def _merge(config: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from kale_ext.server._shapes import (
     SeriesPointShape,
     TrialShape,
 )
+from kale_ext.trial import TrialState, open_store
 
 if TYPE_CHECKING:
     from kale_ext.store import MetricRow, Store
@@ -259,11 +260,9 @@ class KaleManager:
         return record
 
     def _open(self, name: str, record: dict[str, Any] | None = None) -> Any:
-        from kale_ext.store import Store
-
         record = record or self._search_record(name)
         try:
-            return Store.open(record["store"], readonly=True)
+            return open_store(record["store"], readonly=True)
         except KaleError as e:
             raise ApiError(410, f"The store of search {name!r} at {record['store']} cannot "
                                 f"be read ({e}).") from e
@@ -273,8 +272,6 @@ class KaleManager:
         """A search's summary and its store's ``search()`` (empty when unreadable)."""
         from kale_ext.search._control import channel_file
         from kale_ext.search._results import best_trial
-        from kale_ext.store import Store
-
         name = str(record.get("name"))
         summary: SearchShape = {
             "name": name, "store": str(record.get("store", "")),
@@ -285,11 +282,12 @@ class KaleManager:
             "metric": None, "mode": None, "planned": None, "trials": {}, "best": None,
         }
         try:
-            with Store.open(record["store"], readonly=True) as store:
+            with open_store(record["store"], readonly=True) as store:
                 info = store.search()
                 definition = info["definition"]
                 for t in store.trials():
-                    summary["trials"][t.state.label] = summary["trials"].get(t.state.label, 0) + 1
+                    label = TrialState(t.state).label
+                    summary["trials"][label] = summary["trials"].get(label, 0) + 1
                 best = best_trial(store, definition["metric"], definition["mode"])
         except Exception as e:  # deleted or unreadable store: say so, list the rest
             summary["state"] = f"unreadable: {e}"

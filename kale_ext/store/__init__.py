@@ -8,9 +8,12 @@ concurrently by other kernels, the command line, the Jupyter server and the widg
 from __future__ import annotations
 
 from kale_ext.store._base import (
+    NEW_TRIAL,
     TRIAL_FIELDS,
     Checkpoint,
     MetricRow,
+    State,
+    States,
     Store,
     Transition,
     TrialRecord,
@@ -18,10 +21,13 @@ from kale_ext.store._base import (
 from kale_ext.store._sqlite import SQLiteStore, default_path, network_filesystem
 
 __all__ = [
+    "NEW_TRIAL",
     "TRIAL_FIELDS",
     "Checkpoint",
     "MetricRow",
     "SQLiteStore",
+    "State",
+    "States",
     "Store",
     "Transition",
     "TrialRecord",

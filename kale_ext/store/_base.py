@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kale_ext._errors import StoreError
-from kale_ext.search._trial import TrialState
 
 if TYPE_CHECKING:
     from kale_ext.channel import Message, StreamKey
@@ -19,17 +18,47 @@ if TYPE_CHECKING:
 TRIAL_FIELDS = ("params", "attempt", "worker", "job_id", "started", "ended", "error",
                 "checkpoint", "retries")
 
+NEW_TRIAL = 0
+"""The state int a trial is added in (the caller's first state: pending)."""
+
+
+class State(Protocol):
+    """What the store needs of a trial state its caller gives it: the int it persists,
+    whether the state starts an attempt (``started`` is set) or ends the trial
+    (``ended`` is set), and a label for JSON. ``kale_ext.trial.TrialState`` is one."""
+
+    def __int__(self) -> int: ...
+
+    def is_running(self) -> bool: ...
+
+    def is_finished(self) -> bool: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+States = Callable[[int], int]
+"""Turns a stored state int back into the caller's state (e.g. ``kale_ext.trial.TrialState``)."""
+
+
+def state_label(state: int) -> str | int:
+    """The label of a state read back with the caller's ``states``, else the stored int."""
+    label = getattr(state, "label", None)
+    return label if isinstance(label, str) else int(state)
+
 
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial as the store last recorded it.
 
-    ``last`` holds the values of the trial's latest report from rank 0, and ``best``
-    the best finite value of the search's metric (by its mode) over all attempts.
+    ``state`` is the stored int, as the ``states`` the store was opened with make it (a
+    ``kale_ext.trial.TrialState``). ``last`` holds the values of the trial's latest
+    report from rank 0, and ``best`` the best finite value of the search's objective
+    over all attempts.
     """
 
     number: int
-    state: TrialState
+    state: int
     params: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
     worker: str | None = None
@@ -45,7 +74,7 @@ class TrialRecord:
     updated: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "state": self.state.label, "params": self.params,
+        return {"number": self.number, "state": state_label(self.state), "params": self.params,
                 "attempt": self.attempt, "worker": self.worker, "job_id": self.job_id,
                 "started": self.started, "ended": self.ended, "last": self.last,
                 "best": self.best, "best_step": self.best_step, "error": self.error,
@@ -78,15 +107,15 @@ class Transition:
 
     rowid: int
     trial: int
-    source: TrialState | None
-    target: TrialState
+    source: int | None
+    target: int
     reason: str
     time: float
 
     def to_dict(self) -> dict[str, Any]:
         return {"rowid": self.rowid, "trial": self.trial,
-                "from": self.source.label if self.source is not None else None,
-                "to": self.target.label, "reason": self.reason, "time": self.time}
+                "from": state_label(self.source) if self.source is not None else None,
+                "to": state_label(self.target), "reason": self.reason, "time": self.time}
 
 
 @dataclass(frozen=True)
@@ -112,21 +141,40 @@ class Store(ABC):
     readonly: bool
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Store:
-        """Open the store at ``path`` (a SQLite file), creating it unless ``readonly``."""
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False,
+             states: States | None = None, objective: tuple[str, str] | None = None) -> Store:
+        """Open the store at ``path`` (a SQLite file), creating it unless ``readonly``.
+
+        Parameters
+        ----------
+        path
+            A file path or ``sqlite:///path``.
+        readonly
+            Open for reading only (any number of readers beside the one writer).
+        states
+            Turns stored state ints into the caller's states in the records read back
+            (``kale_ext.trial.TrialState``); default: the ints as stored.
+        objective
+            ``(metric, mode)`` whose best value :meth:`append` keeps per trial; default:
+            the ``metric`` and ``mode`` of the definition given to :meth:`create_search`.
+        """
         text = os.fspath(path)
         if "://" in text and not text.startswith("sqlite://"):
             raise StoreError(f"Unsupported store address {text!r}: only SQLite files (a path "
                              "or sqlite:///path) are supported.")
         from kale_ext.store._sqlite import SQLiteStore
 
-        return SQLiteStore(Path(text.removeprefix("sqlite://")), readonly=readonly)
+        return SQLiteStore(Path(text.removeprefix("sqlite://")), readonly=readonly,
+                           states=states, objective=objective)
 
     # --- the search ------------------------------------------------------------------
 
     @abstractmethod
     def create_search(self, definition: dict[str, Any]) -> None:
-        """Record the search's definition (JSON: fn reference, space, metric, mode, ...)."""
+        """Record the search's definition (JSON: fn reference, space, metric, mode, ...).
+
+        Unless the store was opened with an ``objective``, the definition's ``metric``
+        and ``mode`` become it."""
 
     @abstractmethod
     def search(self) -> dict[str, Any]:
@@ -139,11 +187,14 @@ class Store(ABC):
 
     @abstractmethod
     def add_trial(self, number: int, params: dict[str, Any]) -> None:
-        """Add a PENDING trial."""
+        """Add a trial in state :data:`NEW_TRIAL` (pending)."""
 
     @abstractmethod
-    def transition(self, number: int, to: TrialState, reason: str = "", **fields: Any) -> None:
-        """Move trial ``number`` to state ``to``, setting ``fields`` (see TRIAL_FIELDS)."""
+    def transition(self, number: int, to: State, reason: str = "", **fields: Any) -> None:
+        """Move trial ``number`` to state ``to``, setting ``fields`` (see TRIAL_FIELDS).
+
+        A state that starts an attempt sets ``started`` (and clears ``ended``), one that
+        ends the trial sets ``ended``, unless ``fields`` give them."""
 
     @abstractmethod
     def trials(self) -> list[TrialRecord]: ...
@@ -162,7 +213,10 @@ class Store(ABC):
         seq of every stream. Re-appending a message already stored changes nothing."""
 
     @abstractmethod
-    def metrics(self, number: int | None = None, since_rowid: int = 0) -> list[MetricRow]: ...
+    def metrics(self, number: int | None = None, since_rowid: int = 0,
+                limit: int | None = None) -> list[MetricRow]:
+        """Metric rows after row id ``since_rowid`` (of trial ``number``, or of every
+        trial), in row order; at most ``limit`` of them."""
 
     @abstractmethod
     def delivered(self) -> dict[StreamKey, int]:

@@ -19,11 +19,13 @@ from urllib.parse import quote
 
 from kale_ext import config
 from kale_ext._errors import StoreError
-from kale_ext.search._trial import TrialState
 from kale_ext.store._base import (
+    NEW_TRIAL,
     TRIAL_FIELDS,
     Checkpoint,
     MetricRow,
+    State,
+    States,
     Store,
     Transition,
     TrialRecord,
@@ -123,12 +125,14 @@ class SQLiteStore(Store):
     while the writer appends (WAL mode).
     """
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, states: States | None = None,
+                 objective: tuple[str, str] | None = None) -> None:
         self.path = path
         self.readonly = readonly
+        self._states: States = states or int
         self._lock = threading.Lock()  # one connection, shared by the driver's threads
         self._lock_fd: int | None = None
-        self._objective: tuple[str, str] | None = None
+        self._objective = objective
         if readonly:
             if not path.exists():
                 raise StoreError(f"No search store at {path}: check the path, or list stores "
@@ -215,6 +219,8 @@ class SQLiteStore(Store):
         except sqlite3.IntegrityError as e:
             raise StoreError(f"Search store {self.path} already holds a search; resume it or "
                              "use a new path.") from e
+        if self._objective is None and definition.get("metric"):
+            self._objective = (str(definition["metric"]), str(definition.get("mode") or "max"))
 
     def search(self) -> dict[str, Any]:
         rows = self._read("SELECT name, definition, created, state FROM search")
@@ -228,14 +234,6 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.execute("UPDATE search SET state = ?", (state,))
 
-    def _objective_of_search(self) -> tuple[str, str] | None:
-        if self._objective is None:
-            rows = self._read("SELECT definition FROM search")
-            definition = json.loads(rows[0][0]) if rows else {}
-            if definition.get("metric"):
-                self._objective = (definition["metric"], definition.get("mode") or "max")
-        return self._objective
-
     # --- trials ----------------------------------------------------------------------
 
     def add_trial(self, number: int, params: dict[str, Any]) -> None:
@@ -244,21 +242,19 @@ class SQLiteStore(Store):
             with self._write() as conn:
                 conn.execute("INSERT INTO trials (number, state, params, updated) "
                              "VALUES (?, ?, ?, ?)",
-                             (number, int(TrialState.PENDING), json.dumps(params), now))
+                             (number, NEW_TRIAL, json.dumps(params), now))
                 conn.execute("INSERT INTO transitions (trial, source, target, reason, time) "
-                             "VALUES (?, NULL, ?, 'added', ?)", (number, int(TrialState.PENDING),
-                                                                 now))
+                             "VALUES (?, NULL, ?, 'added', ?)", (number, NEW_TRIAL, now))
         except sqlite3.IntegrityError as e:
             raise StoreError(f"Trial {number} already exists in {self.path}.") from e
 
-    def transition(self, number: int, to: TrialState, reason: str = "", **fields: Any) -> None:
+    def transition(self, number: int, to: State, reason: str = "", **fields: Any) -> None:
         unknown = sorted(set(fields) - set(TRIAL_FIELDS))
         if unknown:
             raise StoreError(f"Unknown trial field(s) {', '.join(unknown)}; transition() sets "
                              f"{', '.join(TRIAL_FIELDS)}.")
-        to = TrialState(to)
         now = time.time()
-        if to == TrialState.RUNNING:
+        if to.is_running():
             fields.setdefault("started", now)
             fields.setdefault("ended", None)
         elif to.is_finished():
@@ -276,26 +272,27 @@ class SQLiteStore(Store):
                          "VALUES (?, ?, ?, ?, ?)", (number, row[0], int(to), reason, now))
 
     def trials(self) -> list[TrialRecord]:
-        return [_trial(r) for r in self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials "
-                                              "ORDER BY number")]
+        return [self._record(r) for r in self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials "
+                                                    "ORDER BY number")]
 
     def trial(self, number: int) -> TrialRecord:
         rows = self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE number = ?", (number,))
         if not rows:
             raise StoreError(f"No trial {number} in {self.path}.")
-        return _trial(rows[0])
+        return self._record(rows[0])
 
     def transitions(self, number: int | None = None) -> list[Transition]:
         sql = "SELECT id, trial, source, target, reason, time FROM transitions"
         rows = self._read(sql + " WHERE trial = ? ORDER BY id", (number,)) if number is not None \
             else self._read(sql + " ORDER BY id")
-        return [Transition(i, t, TrialState(s) if s is not None else None, TrialState(g), r, tm)
+        state = self._states
+        return [Transition(i, t, state(s) if s is not None else None, state(g), r, tm)
                 for i, t, s, g, r, tm in rows]
 
     # --- metrics and checkpoints -----------------------------------------------------
 
     def append(self, messages: Sequence[Message]) -> None:
-        objective = self._objective_of_search()
+        objective = self._objective
         rows: list[tuple[Any, ...]] = []
         delivered: dict[StreamKey, int] = {}
         last: dict[int, tuple[int, int, str]] = {}
@@ -339,10 +336,20 @@ class SQLiteStore(Store):
                              f"AND (best IS NULL OR ? {cmp} best)",
                              [(v, step, t, v) for t, (v, step) in best.items()])
 
-    def metrics(self, number: int | None = None, since_rowid: int = 0) -> list[MetricRow]:
+    def metrics(self, number: int | None = None, since_rowid: int = 0,
+                limit: int | None = None) -> list[MetricRow]:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise StoreError(f"limit must be an integer >= 0 or None, but got limit={limit!r}.")
         sql = 'SELECT id, trial, attempt, rank, seq, step, time, "values" FROM metrics WHERE id > ?'
-        rows = self._read(sql + " AND trial = ? ORDER BY id", (since_rowid, number)) \
-            if number is not None else self._read(sql + " ORDER BY id", (since_rowid,))
+        args: list[Any] = [since_rowid]
+        if number is not None:
+            sql += " AND trial = ?"
+            args.append(number)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = self._read(sql, args)
         return [MetricRow(i, t, a, r, s, step, tm, json.loads(v))
                 for i, t, a, r, s, step, tm, v in rows]
 
@@ -363,10 +370,9 @@ class SQLiteStore(Store):
             else self._read(sql + " ORDER BY id")
         return [Checkpoint(*r) for r in rows]
 
-
-def _trial(row: Sequence[Any]) -> TrialRecord:
-    (number, state, params, attempt, worker, job_id, started, ended, last, best, best_step,
-     error, checkpoint, retries, updated) = row
-    return TrialRecord(number, TrialState(state), json.loads(params), attempt, worker, job_id,
-                       started, ended, json.loads(last) if last else {}, best, best_step, error,
-                       checkpoint, retries, updated)
+    def _record(self, row: Sequence[Any]) -> TrialRecord:
+        (number, state, params, attempt, worker, job_id, started, ended, last, best, best_step,
+         error, checkpoint, retries, updated) = row
+        return TrialRecord(number, self._states(state), json.loads(params), attempt, worker,
+                           job_id, started, ended, json.loads(last) if last else {}, best,
+                           best_step, error, checkpoint, retries, updated)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from kale_ext.trial import current
+
 _RANK_VARS = ("RANK", "HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("WORLD_SIZE", "HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 _LOCAL_VARS = ("LOCAL_RANK", "HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
@@ -28,8 +30,6 @@ def _first_int(names: tuple[str, ...], default: int) -> int:
 
 def rank() -> int:
     """This process's rank among all ranks of the run (0 when not distributed)."""
-    from kale_ext.search._runner import current
-
     ctx = current()
     if ctx is not None and "world_size" in ctx.extra:
         return ctx.rank
@@ -38,8 +38,6 @@ def rank() -> int:
 
 def world_size() -> int:
     """How many ranks the run has (1 when not distributed)."""
-    from kale_ext.search._runner import current
-
     ctx = current()
     if ctx is not None and "world_size" in ctx.extra:
         return int(ctx.extra["world_size"])
@@ -48,8 +46,6 @@ def world_size() -> int:
 
 def local_rank() -> int:
     """This process's rank among the ranks on its host (0 when not distributed)."""
-    from kale_ext.search._runner import current
-
     ctx = current()
     if ctx is not None and "local_rank" in ctx.extra:
         return int(ctx.extra["local_rank"])

@@ -25,6 +25,7 @@ from kale_ext._errors import ClusterError, ConfigError
 from kale_ext.clusters import Slot
 from kale_ext.training import _placement, _rendezvous
 from kale_ext.training._rank import RankTask, run_rank
+from kale_ext.trial import plain_value
 
 logger = logging.getLogger(__name__)
 
@@ -337,10 +338,8 @@ def _load_value(outcome: dict[str, Any]) -> dict[str, Any]:
 
 def _public(outcome: dict[str, Any]) -> dict[str, Any]:
     """run_trial's fields of a rank outcome (the driver stores these)."""
-    from kale_ext.search._runner import _plain
-
     out = {k: v for k, v in outcome.items() if k in ("status", "action", "reason", "error",
                                                        "traceback")}
     if outcome.get("status") == "ok":
-        out["return"] = _plain(outcome.get("value"))
+        out["return"] = plain_value(outcome.get("value"))
     return out

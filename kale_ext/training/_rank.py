@@ -6,7 +6,7 @@ process group (torch.distributed and Horovod are process-global and set up once)
 its own ``RANK``/``MASTER_*``/``HOROVOD_*`` environment and GPU, and lets a stuck rank
 be ended without taking its worker down.
 
-In the child, :func:`kale_ext.search._runner.run_trial` sends ``start``, runs the
+In the child, :func:`kale_ext.trial.run_trial` sends ``start``, runs the
 function with ``kale.report`` wired to the metric channel, and sends ``end`` with the
 outcome (its traceback on failure). A watchdog thread ends the child when its worker
 dies, and at once when the run is aborted (another rank failed): an abort decision
@@ -24,7 +24,16 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kale_ext.search._trial import Action, Decision
+from kale_ext.trial import (
+    WORKER_NAME_ENV,
+    Action,
+    Decision,
+    ReportClient,
+    TrialContext,
+    current,
+    run_trial,
+    worker_name,
+)
 
 ABORT = "kale.abort"  # key in Decision.params that marks an abort: end now, not at a report
 
@@ -43,7 +52,7 @@ class RankTask:
     """Everything a rank needs, shipped to its worker."""
 
     fn_pickle: bytes
-    context: Any  # kale_ext.search._runner.TrialContext with this rank's number
+    context: TrialContext  # with this rank's number
     channel: dict[str, Any]
     engine: str  # "torch", "horovod" or "none"
     env: dict[str, str] = field(default_factory=dict)
@@ -67,14 +76,12 @@ def run_rank(task: RankTask) -> dict[str, Any]:
 
     import cloudpickle
 
-    from kale_ext.search._runner import _worker_name
-
     rank = task.context.rank
     folder = tempfile.mkdtemp(prefix=f"kale-rank{rank}-")
     spec, result, log = (os.path.join(folder, n) for n in ("task.pkl", "result.pkl", "rank.log"))
     with open(os.open(spec, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
         cloudpickle.dump(task, f)
-    env = {"KALE_WORKER_NAME": _worker_name(), **os.environ, **task.env, "PYTHONUNBUFFERED": "1",
+    env = {WORKER_NAME_ENV: worker_name(), **os.environ, **task.env, "PYTHONUNBUFFERED": "1",
            # The worker's import path, so the child unpickles what the worker could.
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     host = socket.gethostname()
@@ -131,8 +138,6 @@ class _Body:
     def __call__(self, config: dict[str, Any]) -> Any:
         import cloudpickle
 
-        from kale_ext.search._runner import current
-
         ctx = current()
         assert ctx is not None and ctx.client is not None
         _watch(ctx.client)
@@ -153,7 +158,7 @@ class _Body:
         return value
 
 
-def _watch(client: Any) -> None:
+def _watch(client: ReportClient) -> None:
     """End this process when its worker dies or the run is aborted."""
     parent = os.getppid()
 
@@ -162,7 +167,7 @@ def _watch(client: Any) -> None:
             time.sleep(0.1)
             if os.getppid() != parent:  # the worker died: nothing would collect this rank
                 os._exit(1)
-            decision = client.decision
+            decision = Decision.from_dict(client.decision)
             if is_abort(decision):
                 _write_result(_holder["result"], {"status": "stopped", "action": "stop",
                                                  "reason": decision.reason, "aborted": True})
@@ -192,15 +197,11 @@ def _write_result(path: str, outcome: dict[str, Any]) -> None:
 def main(spec_path: str, result_path: str) -> None:
     import cloudpickle
 
-    from kale_ext.search import _runner
-    from kale_ext.search._runner import run_trial
-
     with open(spec_path, "rb") as f:
         task: RankTask = cloudpickle.load(f)
     _holder["result"] = result_path
-    context = replace(task.context, client=None)
     # The launcher named the worker; asking Dask would import distributed (a second).
-    _runner._worker_name = lambda: os.environ.get("KALE_WORKER_NAME", "")
+    context = replace(task.context, client=None, worker=os.environ.get(WORKER_NAME_ENV, ""))
     outcome = run_trial(cloudpickle.dumps(_Body(task)), context, task.channel)
     outcome["value"] = _holder.get("value")
     if "failed_at" in _holder:

@@ -12,14 +12,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_ext import config as kale_config
 from kale_ext import registry
 from kale_ext._errors import ConfigError, TrialError
+from kale_ext.channel import ChannelInfo, ChannelServer, Message, channel_host, new_key
 from kale_ext.training._group import LaunchOptions, RankGroup, launch
 from kale_ext.training._rank import abort_decision
+from kale_ext.trial import (
+    CONTINUE,
+    Ingest,
+    TrialContext,
+    TrialEvents,
+    TrialState,
+    checkpoint_root,
+    open_store,
+    pickle_function,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,13 +71,6 @@ class TrainingRun:
     def __init__(self, fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                  options: LaunchOptions, config: dict[str, Any], *, name: str | None,
                  store: str | Path | None, report_timeout: float, restarts: int = 0) -> None:
-        from kale_ext.channel import ChannelInfo, ChannelServer, channel_host, new_key
-        from kale_ext.search._driver import checkpoint_root
-        from kale_ext.search._runner import TrialContext
-        from kale_ext.search._search import _pickle_fn
-        from kale_ext.search._trial import TrialState
-        from kale_ext.store import Store
-
         options.check()
         if not isinstance(restarts, int) or restarts < 0:
             raise ConfigError(f"restarts must be an integer >= 0, but got {restarts!r}.")
@@ -81,17 +86,17 @@ class TrainingRun:
         self._outcome: dict[str, Any] | None = None
         self._done = threading.Event()
         self._stopping = False
-        self._fn_pickle = _pickle_fn(fn)
+        self._fn_pickle = pickle_function(fn)
         path = Path(store).expanduser().resolve() if store else \
             kale_config.store_dir() / f"{self.name}.kale.sqlite"
-        self.store = Store.open(path)
+        self.store = open_store(path)
         self.store.create_search({"name": self.name, "kind": "training", "engine": options.engine,
                                   "workers": options.workers, "metric": None, "mode": None,
                                   "fn": getattr(fn, "__qualname__", repr(fn)),
                                   "created": time.time()})
         self.store.add_trial(0, config)
         key = new_key()
-        self._server = ChannelServer(key, self._on_messages,
+        self._server = ChannelServer(key, Ingest(self.store, _RunEvents(self)),
                                      host=channel_host(local=cluster.kind == "local"))
         self._server.start()
         self._channel = ChannelInfo.create(self._server.address, key).to_dict()
@@ -115,13 +120,12 @@ class TrainingRun:
         """Start the ranks of the current attempt, from the latest checkpoint if any."""
         from dataclasses import replace
 
-        from kale_ext.search._trial import CONTINUE, TrialState
-
-        self._server.set_decision(0, CONTINUE)  # an abort of the last attempt sticks otherwise
+        # An abort of the last attempt sticks otherwise.
+        self._server.set_decision(0, CONTINUE.to_dict())
         context = replace(self._context, attempt=self.attempt, restore_from=self.checkpoint)
         self._group: RankGroup = launch(
             self.cluster, self._fn_pickle, context, self._channel, self.options,
-            abort=lambda why: self._server.set_decision(0, abort_decision(why)),
+            abort=lambda why: self._server.set_decision(0, abort_decision(why).to_dict()),
             liveness=self._liveness)
         where = f" from {self.checkpoint}" if self.checkpoint else ""
         self.store.transition(0, TrialState.RUNNING,
@@ -131,27 +135,12 @@ class TrainingRun:
 
     # -- the channel's side ------------------------------------------------------------
 
-    def _on_messages(self, batch: list[Any]) -> None:
-        self.store.append([m for m in batch if m.kind != "control"])
-        for m in batch:
-            if m.attempt != self.attempt:
-                continue  # a late message of an earlier attempt: stored, not acted on
-            if m.kind == "start":
-                self.ranks[m.rank] = dict(m.data)
-            elif m.kind == "end":
-                self._ended.add((m.attempt, m.rank))
-            elif m.kind == "checkpoint":
-                self.checkpoint = str(m.data["path"])
-                self.store.add_checkpoint(0, m.data.get("step"), self.checkpoint)
-
     def _liveness(self) -> dict[int, float]:
         """When each started rank was last heard from; ranks that said ``end`` are done."""
         return {rank: t for (trial, attempt, rank), t in self._server.last_seen().items()
                 if attempt == self.attempt and (attempt, rank) not in self._ended}
 
     def _finished(self, future: Any) -> None:
-        from kale_ext.search._trial import TrialState
-
         try:
             outcome = future.result()
         except BaseException as e:
@@ -181,8 +170,6 @@ class TrainingRun:
 
     def _restart(self, outcome: dict[str, Any]) -> bool:
         """Launch the next attempt after a failure; False when that launch fails too."""
-        from kale_ext.search._trial import TrialState
-
         self.restarts_left -= 1
         self.store.transition(0, TrialState.FAILED, outcome["error"],
                               error=outcome.get("traceback", ""))
@@ -252,6 +239,25 @@ class TrainingRun:
                 f"{self.state}>")
 
 
+class _RunEvents(TrialEvents):
+    """What the ranks' messages mean to a training run: trial 0, its current attempt."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run = run
+
+    def attempt(self, trial: int) -> int | None:
+        return self.run.attempt if trial == 0 else None
+
+    def on_start(self, message: Message) -> None:
+        self.run.ranks[message.rank] = dict(message.data)
+
+    def on_end(self, message: Message) -> None:
+        self.run._ended.add((message.attempt, message.rank))
+
+    def on_checkpoint(self, trial: int, step: int | None, path: str) -> None:
+        self.run.checkpoint = path
+
+
 def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                       workers: int = 2, engine: str = "torch",
                       config: dict[str, Any] | None = None, *, backend: str | None = None,
@@ -307,9 +313,9 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                        report_timeout=report_timeout, restarts=restarts)
 
 
-def launch_trial(cluster: Cluster, fn_pickle: bytes, context: Any, channel: dict[str, Any], *,
-                 workers: int, engine: str, server: Any,
-                 heartbeat_timeout: float) -> Any:
+def launch_trial(cluster: Cluster, fn_pickle: bytes, context: TrialContext,
+                 channel: dict[str, Any], *, workers: int, engine: str, server: ChannelServer,
+                 heartbeat_timeout: float) -> Future[Any]:
     """Run one attempt of a search trial as ``workers`` ranks; a future of its outcome.
 
     Used by the search driver for ``workers_per_trial > 1``: the ranks report to the
@@ -317,15 +323,13 @@ def launch_trial(cluster: Cluster, fn_pickle: bytes, context: Any, channel: dict
     settles like ``run_trial``'s. Placement errors come back as the future's exception,
     which the driver treats as a lost worker.
     """
-    from concurrent.futures import Future
-
     trial, attempt = context.trial, context.attempt
 
     def liveness() -> dict[int, float]:
         return {k[2]: t for k, t in server.last_seen().items() if k[:2] == (trial, attempt)}
 
     def abort(why: str) -> None:
-        server.set_decision(trial, abort_decision(why))
+        server.set_decision(trial, abort_decision(why).to_dict())
 
     try:
         group = launch(cluster, fn_pickle, context, channel,

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kale_ext.trial import open_store
+
 if TYPE_CHECKING:
     from kale_ext.store import MetricRow, Store, TrialRecord
 
@@ -56,9 +58,7 @@ class StoreFeed:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> StoreFeed:
         """A feed over a read-only view of the store at ``path``."""
-        from kale_ext.store import Store
-
-        return cls(Store.open(path, readonly=True), owned=True)
+        return cls(open_store(path, readonly=True), owned=True)
 
     def poll(self) -> Delta:
         """Metric rows stored since the last poll and the trials that changed."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.search._space import Space
-from kale_ext.search._trial import TrialState
+from kale_ext.trial import TrialState
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,7 +163,7 @@ class TrialBook:
         t = self.records[number]
         params = Space.flatten(t.params)
         step = next((t.last[k] for k in STEP_KEYS if k in t.last), None)
-        row: dict[str, Any] = {"status": t.state.label,
+        row: dict[str, Any] = {"status": TrialState(t.state).label,
                                "epoch": _number(step)}
         for name in self.param_names:
             row[name] = params.get(name)
@@ -191,7 +191,8 @@ class TrialBook:
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for t in self.records.values():
-            counts[t.state.label] = counts.get(t.state.label, 0) + 1
+            label = TrialState(t.state).label
+            counts[label] = counts.get(label, 0) + 1
         return counts
 
     def best(self) -> tuple[int, float] | None:
@@ -212,14 +213,14 @@ class TrialBook:
         if best is not None:
             parts.append(f"best {self.metric} {best[1]:.4g} (trial {best[0]})")
         parts.append(f"elapsed {_duration(elapsed)}")
-        finished = sum(1 for t in self.records.values() if t.state.is_finished())
+        finished = sum(1 for t in self.records.values() if TrialState(t.state).is_finished())
         if running and self.n_trials and 0 < finished < self.n_trials:
             parts.append(f"ETA {_duration(elapsed / finished * (self.n_trials - finished))}")
         parts.append(f"search {self.state or 'created'}")
         return " | ".join(parts)
 
     def states(self) -> dict[int, TrialState]:
-        return {n: t.state for n, t in self.records.items()}
+        return {n: TrialState(t.state) for n, t in self.records.items()}
 
 
 def _duration(seconds: float) -> str:

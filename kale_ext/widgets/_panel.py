@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kale_ext.search._trial import TrialState
+from kale_ext.trial import TrialState
 from kale_ext.widgets._bokeh import (
     RESYNC_AFTER,
     close_widgets,

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kale_ext.trial import open_store
 from kale_ext.widgets._bokeh import (
     RESYNC_AFTER,
     close_widgets,
@@ -38,7 +39,7 @@ def _open(source: Any) -> tuple[Store, bool]:
         return source, False
     path = getattr(source, "store_path", source)
     if isinstance(path, str | os.PathLike):
-        return Store.open(Path(path).expanduser(), readonly=True), True
+        return open_store(Path(path).expanduser(), readonly=True), True
     raise TypeError(f"DistributedRunPanel needs a run handle (with .store_path), a Store or "
                     f"a store path, but got {source!r}.")
 

@@ -8,11 +8,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kale_ext.channel import ChannelServer, Message, StreamKey, new_key
-from kale_ext.search._trial import Decision
+from kale_ext.trial import Decision
 
 PROCS = Path(__file__).with_name("_procs.py")
 
@@ -25,12 +26,12 @@ class Collector:
         self.decide: Callable[[Message], Decision | None] = lambda m: None
         self._cond = threading.Condition()
 
-    def __call__(self, batch: list[Message]) -> dict[int, Decision]:
+    def __call__(self, batch: list[Message]) -> dict[int, dict[str, Any]]:
         decisions = {}
         for m in batch:
             decision = self.decide(m)
             if decision is not None:
-                decisions[m.trial] = decision
+                decisions[m.trial] = decision.to_dict()
         with self._cond:
             self.messages.extend(batch)
             self._cond.notify_all()

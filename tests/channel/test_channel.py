@@ -16,8 +16,8 @@ import zmq
 
 from kale_ext._errors import ChannelError
 from kale_ext.channel import ChannelClient, ChannelInfo, ChannelServer, new_key
-from kale_ext.search._trial import Action, Decision
 from kale_ext.store import Store
+from kale_ext.trial import Action, Decision
 from tests.channel.conftest import Collector, free_port, spawn
 
 STOP = Decision(Action.STOP, "stop button")
@@ -63,30 +63,31 @@ def test_ordered_exactly_once_from_processes(server, key, collector):
 
 def test_set_decision_reaches_the_next_send(server, key):
     with ChannelClient(server.address, key, trial=7) as client:
-        assert client.send("report", {"step": 0}).action is Action.CONTINUE
-        server.set_decision(7, STOP)
-        assert client.send("report", {"step": 1}) == STOP
-        assert client.decision == STOP  # sticky until replaced
-        server.set_decision(7, Decision())
-        assert client.send("report", {"step": 2}).action is Action.CONTINUE
+        assert Decision.from_dict(client.send("report", {"step": 0})).action is Action.CONTINUE
+        server.set_decision(7, STOP.to_dict())
+        assert Decision.from_dict(client.send("report", {"step": 1})) == STOP
+        assert Decision.from_dict(client.decision) == STOP  # sticky until replaced
+        server.set_decision(7, Decision().to_dict())
+        assert Decision.from_dict(client.send("report", {"step": 2})).action is Action.CONTINUE
 
 
 def test_handler_decision_comes_back_in_the_ack(server, key, collector):
     prune = Decision(Action.PRUNE, "below median")
     collector.decide = lambda m: prune if m.data.get("loss", 0) > 5 else None
     with ChannelClient(server.address, key, trial=3) as client:
-        assert client.send("report", {"step": 0, "loss": 1.0}).action is Action.CONTINUE
-        assert client.send("report", {"step": 1, "loss": 9.0}) == prune
+        reply = client.send("report", {"step": 0, "loss": 1.0})
+        assert Decision.from_dict(reply).action is Action.CONTINUE
+        assert Decision.from_dict(client.send("report", {"step": 1, "loss": 9.0})) == prune
 
 
 def test_decision_reaches_an_idle_trial_through_heartbeats(server, key):
     with ChannelClient(server.address, key, trial=2, heartbeat=0.05) as client:
         client.send("start", {})
-        server.set_decision(2, STOP)
+        server.set_decision(2, STOP.to_dict())
         deadline = time.monotonic() + 5
-        while client.decision != STOP and time.monotonic() < deadline:
+        while Decision.from_dict(client.decision) != STOP and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert client.decision == STOP
+        assert Decision.from_dict(client.decision) == STOP
 
 
 def test_wrong_key_is_rejected_and_the_server_keeps_serving(server, key, collector, caplog):

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from kale_ext.channel import ChannelClient, ChannelServer, Message, new_key
-from kale_ext.search._runner import TrialContext, _current
-from kale_ext.search._trial import Action, Decision
+from kale_ext.trial import Action, Decision, TrialContext
+from kale_ext.trial._context import _current
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Trial:
     attempt: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, batch: list[Message]) -> dict[int, Decision] | None:
+    def handle(self, batch: list[Message]) -> dict[int, dict[str, Any]] | None:
         with self._lock:
             for msg in batch:
                 if msg.kind == "report":
@@ -35,7 +35,7 @@ class Trial:
                     self.checkpoints.append(dict(msg.data))
             epochs = [r.get("epoch") for r in self.reports]
         if self.stop_after is not None and self.stop_after in epochs:
-            return {0: Decision(Action.STOP, "enough")}
+            return {0: Decision(Action.STOP, "enough").to_dict()}
         return None
 
     def run(self, fn: Callable[[dict[str, Any]], Any], config: dict[str, Any],

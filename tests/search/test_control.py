@@ -10,14 +10,13 @@ import sys
 import pytest
 
 import kale_ext as kale
-from kale_ext.search import TrialState
-from kale_ext.search._control import channel_file, control
+from kale_ext.search import TrialState, channel_file, control
 from tests.conftest import wait_for
 from tests.search import trainables
 
 
 def _remote(name, *args):
-    code = ("import sys, json; from kale_ext.search._control import control; "
+    code = ("import sys, json; from kale_ext.search import control; "
             f"print(control({name!r}, *{args!r}))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=os.environ, timeout=60)

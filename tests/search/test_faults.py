@@ -95,7 +95,7 @@ def test_killed_driver_resumes_without_rerun_or_loss(tmp_path):
                     return False
                 from kale_ext.store import Store
 
-                with Store.open(store, readonly=True) as s:
+                with Store.open(store, readonly=True, states=TrialState) as s:
                     trials = s.trials()
                 done = [t for t in trials if t.state is TrialState.COMPLETED]
                 running = [t for t in trials if t.state is TrialState.RUNNING
@@ -108,7 +108,7 @@ def test_killed_driver_resumes_without_rerun_or_loss(tmp_path):
         acked = _acknowledged(tmp_path / "log.jsonl")
         from kale_ext.store import Store
 
-        with Store.open(store, readonly=True) as s:
+        with Store.open(store, readonly=True, states=TrialState) as s:
             before = {t.number: t for t in s.trials()}
             rows_before = {(m.trial, m.attempt, m.seq) for m in s.metrics()}
         completed = {n for n, t in before.items() if t.state is TrialState.COMPLETED}

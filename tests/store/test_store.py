@@ -17,8 +17,8 @@ import pytest
 
 from kale_ext._errors import StoreError
 from kale_ext.channel import Message
-from kale_ext.search._trial import TrialState
 from kale_ext.store import Store, default_path, network_filesystem
+from kale_ext.trial import TrialState
 
 DEFINITION = {"name": "mnist", "fn": "train:train", "space": {"lr": {"kind": "loguniform"}},
               "metric": "val_acc", "mode": "max", "algorithm": "tpe", "trials": 4}
@@ -57,7 +57,7 @@ def test_round_trip_of_everything(store, path):
     store.transition(0, TrialState.COMPLETED, "finished")
     store.transition(1, TrialState.FAILED, "raised", error="Traceback ...\nValueError", retries=1)
 
-    with Store.open(path, readonly=True) as reader:
+    with Store.open(path, readonly=True, states=TrialState) as reader:
         assert reader.search()["state"] == "running"
         t0, t1 = reader.trials()
         assert reader.trial(0) == t0

@@ -15,8 +15,9 @@ import torch
 
 import kale_ext as kale
 from kale_ext import ConfigError
-from kale_ext.search._runner import TrialContext, _current
 from kale_ext.training import _rendezvous, _torch
+from kale_ext.trial import TrialContext
+from kale_ext.trial._context import _current
 
 
 def test_ranks_of_a_host_are_contiguous():

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kale_ext._errors import SearchError
-from kale_ext.search._trial import CONTINUE, Action, Decision
 from kale_ext.search.schedulers._base import Scheduler, check_number
+from kale_ext.trial import CONTINUE, Action, Decision
 
 
 class Rung:

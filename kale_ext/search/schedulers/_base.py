@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kale_ext._errors import SearchError
-from kale_ext.search._trial import CONTINUE, Action, Decision, TrialState
+from kale_ext.trial import CONTINUE, Action, Decision, TrialState
 
 _TYPES: dict[str, type[Scheduler]] = {}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kale_ext.search._trial import CONTINUE, Decision
 from kale_ext.search.schedulers._base import Scheduler
+from kale_ext.trial import CONTINUE, Decision
 
 
 class FIFO(Scheduler):

@@ -7,8 +7,8 @@ import statistics
 from typing import Any
 
 from kale_ext._errors import SearchError
-from kale_ext.search._trial import CONTINUE, Action, Decision
 from kale_ext.search.schedulers._base import Scheduler, check_number
+from kale_ext.trial import CONTINUE, Action, Decision
 
 _BIG = 1e300  # scores are clipped to +-_BIG for averages, so inf and NaN cannot poison a sum
 

@@ -1,0 +1,150 @@
+"""``kale.report`` and checkpoints: what trial code calls while it runs."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kale_ext._errors import ChannelError, KaleError, TrialPruned, TrialStopped
+from kale_ext.trial._context import TrialContext, current
+from kale_ext.trial._state import Action, Decision
+
+
+def check_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with numpy/torch scalars made plain; raises for anything not a
+    number or string, naming the metric."""
+    clean: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise KaleError(
+                f"kale.report() metric {name!r} must be a number or string, but got "
+                f"{type(value).__name__} {value!r}. Report plain numbers, e.g. loss=float(loss)."
+            )
+        clean[name] = value
+    return clean
+
+
+def report(**metrics: Any) -> Decision:
+    """Report metrics of the running trial to the search driver.
+
+    Call it once per epoch (or step) with any named numbers: ``epoch`` (or ``step``)
+    orders the rows; ``loss``, ``val_loss``, ``acc``, ``val_acc`` and anything else are
+    stored and shown live. It returns once the driver has stored the row, with the
+    driver's decision: when the trial must end (stopped, pruned, paused, exploited),
+    it raises :class:`kale.TrialStopped` (:class:`kale.TrialPruned` for early stopping).
+    Save a checkpoint before calling it to be resumable.
+
+    Outside a search, metrics are checked and nothing is sent, so ``train(config)``
+    also runs on its own.
+    """
+    return _report(metrics, block=True)
+
+
+def report_nowait(**metrics: Any) -> Decision:
+    """Like :func:`report`, but queue the row and return at once, for many reports per
+    second; rows are batched and still stored in order, and the decision seen is the
+    latest the driver sent."""
+    return _report(metrics, block=False)
+
+
+def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
+    clean = check_metrics(metrics)
+    ctx = current()
+    if ctx is None or ctx.client is None:
+        return Decision()
+    step = clean.get("epoch", clean.get("step"))
+    if step is None:
+        step = ctx._auto_step
+        clean["step"] = step
+    if isinstance(step, int | float) and not (isinstance(step, float) and math.isnan(step)):
+        ctx._auto_step = int(step) + 1
+    decision = send(ctx, "report", clean, block=block)
+    _raise_for(decision)
+    return decision
+
+
+def send(ctx: TrialContext, kind: str, data: dict[str, Any], *,
+         block: bool = True) -> Decision:
+    """Send a message of the running trial; the driver's decision. A driver silent for
+    ``ctx.report_timeout`` s ends the trial with :class:`kale.TrialStopped`."""
+    if ctx.client is None:
+        return Decision()
+    try:
+        reply = ctx.client.send(kind, data, block=block, timeout=ctx.report_timeout)
+    except ChannelError as e:
+        stop = TrialStopped(f"lost contact with the search driver: {e}")
+        stop.action = Action.STOP  # type: ignore[attr-defined]
+        raise stop from e
+    return Decision.from_dict(reply)
+
+
+def _raise_for(decision: Decision) -> None:
+    if decision.action is Action.CONTINUE:
+        return
+    reason = decision.reason or decision.action.value
+    error = TrialPruned(reason) if decision.action is Action.PRUNE else TrialStopped(reason)
+    error.action = decision.action  # type: ignore[attr-defined]
+    raise error
+
+
+def _torch_or_pickle() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    try:
+        import torch
+
+        return torch.save, lambda path: torch.load(path, weights_only=False)
+    except ImportError:
+        def save(obj: Any, path: str) -> None:
+            with open(path, "wb") as f:
+                pickle.dump(obj, f)
+
+        def load(path: str) -> Any:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+
+        return save, load
+
+
+def save_checkpoint(state: Any, step: int) -> str | None:
+    """Save ``state`` (e.g. model and optimizer state dicts) as the trial's checkpoint.
+
+    Written atomically with ``torch.save`` (pickle without torch) into the trial's
+    checkpoint folder, and recorded in the store so that a paused, restarted or
+    resumed trial continues from it. Only rank 0 of a distributed trial writes.
+    Returns the path, or None outside a search or on ranks other than 0.
+    """
+    ctx = current()
+    if ctx is None or ctx.rank != 0:
+        return None
+    folder = Path(ctx.checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{int(step):06d}.pt"
+    tmp = path.with_suffix(".tmp")
+    save, _ = _torch_or_pickle()
+    save(state, str(tmp))
+    os.replace(tmp, path)
+    if ctx.client is not None:
+        send(ctx, "checkpoint", {"step": int(step), "path": str(path)})
+    ctx.restore_from = str(path)
+    return str(path)
+
+
+def load_checkpoint() -> Any | None:
+    """The state saved by the latest :func:`save_checkpoint` this trial should resume
+    from (after a pause, a retry, a resumed search or a PBT exploit), else None."""
+    ctx = current()
+    if ctx is None or not ctx.restore_from or not Path(ctx.restore_from).exists():
+        return None
+    _, load = _torch_or_pickle()
+    return load(ctx.restore_from)
+
+
+def checkpoint_root(store_path: Path) -> Path:
+    """Where the checkpoints of a search or run live: beside its store,
+    ``<store>.checkpoints/``."""
+    return store_path.with_name(store_path.name + ".checkpoints")
