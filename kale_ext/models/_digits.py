@@ -9,6 +9,7 @@ from typing import Any
 
 from kale_ext.search import choice, loguniform, uniform
 from kale_ext.search import int as int_
+from kale_ext.trial import load_checkpoint, report, save_checkpoint
 
 DIGITS_SPACE: dict[str, Any] = {
     "lr": loguniform(1e-4, 3e-1),
@@ -58,8 +59,6 @@ def train_digits_cnn(config: dict[str, Any]) -> dict[str, float]:
     import torch
     from torch import nn
 
-    import kale_ext as kale
-
     torch.manual_seed(int(config.get("seed", 0)))
     torch.set_num_threads(1)
     data = digits_data()
@@ -73,7 +72,7 @@ def train_digits_cnn(config: dict[str, Any]) -> dict[str, float]:
     )
     loss_fn = nn.CrossEntropyLoss()
     start = 0
-    state = kale.load_checkpoint()
+    state = load_checkpoint()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -100,7 +99,7 @@ def train_digits_cnn(config: dict[str, Any]) -> dict[str, float]:
             val_acc = float((out.argmax(1) == y_val).float().mean())
         metrics = {"loss": running / total, "acc": correct / total,
                    "val_loss": val_loss, "val_acc": val_acc}
-        kale.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "epoch": epoch}, epoch)
-        kale.report(epoch=epoch + 1, **metrics)
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "epoch": epoch}, epoch)
+        report(epoch=epoch + 1, **metrics)
     return metrics
