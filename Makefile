@@ -1,6 +1,7 @@
 # make demo: a real hyperparameter search on a local cluster, with live progress.
-# make test: everything the tests need (Python deps, the lab extension, a local Slurm,
-#            chromium for browser tests, Horovod), then every test.
+# make test: everything the tests need (Python deps, the lab extension, a local Slurm, the
+#            multi-node test bed, chromium for browser tests, Horovod), then every test;
+#            the test bed is removed when the tests end, whatever their result.
 # Both are idempotent and work inside .venv in this checkout.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ LABEXT := kale_ext/labextension/static/style.js
 # jlpm and jupyter come with jupyterlab in the venv; the lab build needs them on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint labext slurm-up slurm-down browser horovod bench clean
+.PHONY: demo test lint labext slurm-up slurm-down testbed-up testbed-down browser horovod bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,14 @@ slurm-up:
 slurm-down:
 	bash deploy/slurm-dev/down.sh
 
+# The multi-node test bed (deploy/testbed/README.md): nodes in network namespaces under a
+# second slurmctld; clients reach it through SLURM_CONF (bash deploy/testbed/env.sh).
+testbed-up:
+	bash deploy/testbed/up.sh
+
+testbed-down:
+	bash deploy/testbed/down.sh
+
 browser: $(STAMP)
 	PY=$(PY) bash deploy/browser/install.sh
 
@@ -49,7 +58,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check kale_ext tests
 	$(PY) -m mypy
 
-test: $(STAMP) $(LABEXT) slurm-up browser horovod lint
+# testbed-up comes last: a prerequisite failing after it would leave the test bed running.
+test: $(STAMP) $(LABEXT) slurm-up browser horovod lint testbed-up
+	trap 'bash deploy/testbed/down.sh' EXIT; trap 'exit 130' INT TERM; \
 	$(PY) -m pytest tests --ignore=tests/benchmarks
 
 bench: $(STAMP) slurm-up horovod
