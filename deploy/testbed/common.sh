@@ -94,9 +94,12 @@ tb_healthy() {
         tb_in_netns "$node" "$pid" || return 1
     done
     tb_slurm scontrol ping 2>/dev/null | grep -q UP || return 1
-    # Every node answers (idle, mixed or allocated; not down, drained or not responding).
-    [ "$(tb_slurm sinfo -h -N -o '%N %t' 2>/dev/null | sort -u \
-         | grep -cE ' (idle|mix|alloc)$')" = "$TB_NNODES" ]
+    # Every node is listed and none is down, drained, failed, unknown or not responding
+    # ("*"); busy states (alloc, mix, comp, ...) are healthy.
+    local states
+    states=$(tb_slurm sinfo -h -N -o '%N %t' 2>/dev/null | sort -u) || return 1
+    [ "$(echo "$states" | awk '{print $1}' | sort -u | grep -c .)" = "$TB_NNODES" ] || return 1
+    ! echo "$states" | grep -qE ' .*(down|drain|drng|fail|unk|[*~#!%])'
 }
 
 tb_slurm() {  # run a Slurm client against the test bed's controller
