@@ -12,7 +12,7 @@ from typing import Any
 
 from kale_ext import config, registry
 from kale_ext._errors import BackendNotFound, ClusterNotFound, ConfigError
-from kale_ext.clusters import _batch
+from kale_ext.clusters import batch
 from kale_ext.clusters._base import (
     KINDS,
     Cluster,
@@ -76,7 +76,8 @@ def start_cluster(
     Parameters
     ----------
     kind
-        ``"local"``, ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"lsf"``; default from the profile.
+        ``"local"`` or a batch system (``"slurm"``, ``"pbs"``, ``"sge"``, ``"lsf"``, or
+        another registered one, see :mod:`kale_ext.clusters.batch`); default from the profile.
     backend
         ``"dask"`` or ``"ipyparallel"``; default from the profile.
     workers
@@ -139,7 +140,7 @@ def stop(cluster_id: str) -> None:
     except Exception as e:  # unreachable: still cancel its jobs and drop the record
         logger.info("cluster %s unreachable (%s); cancelling its jobs", cluster_id, e)
         if record.kind != "local":
-            _batch.cancel(record.kind, record.job_ids)
+            batch.cancel(record.kind, record.job_ids)
         record.forget()
         return
     cluster.stop()
@@ -153,8 +154,9 @@ def is_stale(record: ClusterRecord) -> bool:
         return alive is False
     if alive:
         return False
-    states = _batch.job_states(record.kind, record.job_ids)
-    return all(state in ("GONE", "COMPLETED", "CANCELLED") for state, _ in states.values())
+    system = batch.system(record.kind)
+    return all(system.is_ended(job)
+               for job in batch.job_states(record.kind, record.job_ids).values())
 
 
 def clusters(*, clean: bool = True) -> list[ClusterStatus]:

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from kale_ext import registry
+from kale_ext.clusters import batch
 
-KINDS = ("local", "slurm", "pbs", "sge", "lsf")
+# A cluster runs on this machine or on a registered batch system.
+KINDS = ("local", *batch.names())
 
 
 @dataclass

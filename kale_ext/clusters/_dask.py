@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError
-from kale_ext.clusters import _batch, _dask_jobs, _dask_tls
+from kale_ext.clusters import _dask_jobs, _dask_tls, batch
 from kale_ext.clusters._base import (
     Cluster,
     ClusterRecord,
@@ -41,9 +41,6 @@ from kale_ext.clusters._dask_daemon import ERROR_FILE
 
 logger = logging.getLogger(__name__)
 
-# A job in one of these states will never bring its workers.
-_ENDED = frozenset({"GONE", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
-                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "F", "EXIT"})
 
 
 def _tail(path: Path, n: int = 2000) -> str:
@@ -204,8 +201,9 @@ class DaskCluster(Cluster):
             self._client.close(timeout=5)
         self._wait_for_daemon_exit(timeout=90)
         if record.kind != "local" and job_ids:
-            states = _batch.job_states(record.kind, job_ids)
-            _batch.cancel(record.kind, [j for j, (s, _) in states.items() if s not in _ENDED])
+            system = batch.system(record.kind)
+            states = system.job_states(job_ids)
+            system.cancel([j for j, job in states.items() if not system.is_ended(job)])
         record.forget()
 
     def _wait_for_daemon_exit(self, timeout: float) -> None:
@@ -287,8 +285,10 @@ class DaskCluster(Cluster):
                 "walltime, memory, ...) in the profile or keywords.",
                 output=err["error"],
             )
+        system = batch.system(self.kind) if self.kind != "local" else None
         for job in jobs["jobs"]:
-            if job["active"] and job["state"] in _ENDED:
+            if system and job["active"] and system.is_ended(
+                    batch.JobState(job["state"], job["reason"])):
                 output = self._job_output(str(job["job_id"]))
                 raise BatchJobError(
                     f"Batch job {job['job_id']} of cluster {self.id} ended "

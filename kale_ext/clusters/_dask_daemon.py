@@ -28,7 +28,7 @@ import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from kale_ext import registry
-from kale_ext.clusters import _batch, _dask_jobs, _dask_tls
+from kale_ext.clusters import _dask_jobs, _dask_tls, batch
 from kale_ext.clusters._base import ClusterRecord
 
 logger = logging.getLogger("kale_ext.clusters.dask_daemon")
@@ -163,11 +163,11 @@ class KalePlugin(SchedulerPlugin):
         now = time.time()
         shown = [e for e in self.book.entries
                  if e.job_id and (e.ended is None or now - e.ended < HISTORY_S)]
-        queue: dict[str, tuple[str, str]] = {}
+        queue: dict[str, batch.JobState] = {}
         if states and shown and self.kind != "local":
             try:
                 queue = await asyncio.to_thread(
-                    _batch.job_states, self.kind, [str(e.job_id) for e in shown])
+                    batch.job_states, self.kind, [str(e.job_id) for e in shown])
             except Exception as e:  # the queue may be briefly unreachable
                 logger.warning("job state query failed: %s", e)
         return {
@@ -248,7 +248,7 @@ async def serve(spec: dict[str, Any]) -> None:
             # Jobs jobqueue could not cancel (its scheduler already gone) are cancelled here.
             if kind != "local":
                 with contextlib.suppress(Exception):
-                    _batch.cancel(kind, book.active_ids())
+                    batch.cancel(kind, book.active_ids())
             registry.remove("clusters", cluster_id)
 
 

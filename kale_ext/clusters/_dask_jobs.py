@@ -1,4 +1,7 @@
-"""Profile options to dask-jobqueue / LocalCluster keywords: one table, strict checks.
+"""Profile options to dask-jobqueue / LocalCluster keywords, strictly checked.
+
+What differs between batch systems (the jobqueue class, the keyword that carries the
+account, extra directives) is each system's, under :mod:`kale_ext.clusters.batch`.
 
 dask-jobqueue writes the job scripts. It pastes strings into them unquoted: batch
 directives (``#SBATCH -p <queue>``) and the worker command line. So every string
@@ -9,38 +12,16 @@ command line is quoted with :func:`shlex.quote`.
 
 from __future__ import annotations
 
-import importlib
 import re
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kale_ext import config
 from kale_ext._errors import ConfigError
-
-
-@dataclass(frozen=True)
-class JobSystem:
-    """How one batch system's dask-jobqueue classes take kale's options."""
-
-    cluster: str  # the dask_jobqueue cluster class; its ``job_cls`` writes the script
-    account_keyword: str  # the jobqueue keyword that carries ``account``
-    # kale option -> extra directive template, for options jobqueue has no keyword for
-    directives: Mapping[str, str] = field(default_factory=dict)
-    passthrough: tuple[str, ...] = ()  # jobqueue keywords taken as they are (validated)
-
-
-SYSTEMS: dict[str, JobSystem] = {
-    "slurm": JobSystem("SLURMCluster", "account",
-                       {"qos": "--qos={}", "constraint": "--constraint={}",
-                        "gpus_per_worker": "--gpus={}"}),
-    "pbs": JobSystem("PBSCluster", "account", passthrough=("resource_spec",)),
-    "sge": JobSystem("SGECluster", "project", passthrough=("resource_spec",)),
-    "lsf": JobSystem("LSFCluster", "project", {"gpus_per_worker": "-gpu num={}"}),
-}
+from kale_ext.clusters import batch
 
 COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
                          "dashboard_address", "memory"})
@@ -122,19 +103,7 @@ def check_keys(kind: str, options: Mapping[str, Any]) -> None:
 def walltime_seconds(kind: str, walltime: str) -> int:
     """Seconds in a walltime string as ``kind``'s batch system reads it."""
     text = _check("walltime", walltime, _WALLTIME, "write it like 01:30:00")
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if kind == "lsf":  # [HH:]MM
-        units = [3600, 60][-len(parts):] if len(parts) <= 2 else None
-    elif days:  # Slurm: D-HH[:MM[:SS]]
-        units = [3600, 60, 1][: len(parts)]
-    elif kind == "slurm":  # MM, MM:SS, HH:MM:SS
-        units = {1: [60], 2: [60, 1], 3: [3600, 60, 1]}.get(len(parts))
-    else:  # PBS, SGE: [[HH:]MM:]SS
-        units = [3600, 60, 1][-len(parts):] if len(parts) <= 3 else None
-    if not units:
-        raise ConfigError(f"walltime={walltime!r} has too many fields for {kind}.")
-    return int(days or 0) * 86400 + sum(p * u for p, u in zip(parts, units, strict=True))
+    return batch.system(kind).walltime_seconds(text)
 
 
 def lifetime_args(kind: str, walltime: str | None, margin: float | None) -> list[str]:
@@ -174,10 +143,10 @@ def _worker_options(options: Mapping[str, Any]) -> list[str]:
 def job_kwargs(kind: str, options: Mapping[str, Any], *,
                cluster_id: str = "dummy") -> dict[str, Any]:
     """Keywords for ``dask_jobqueue.<System>Cluster`` (and its Job class), validated."""
-    system = SYSTEMS.get(kind)
-    if system is None:
+    if kind not in batch.names():
         raise ConfigError(f"No dask-jobqueue mapping for kind={kind!r}; known: "
-                          f"{', '.join(sorted(SYSTEMS))} (or 'local').")
+                          f"{', '.join(batch.names())} (or 'local').")
+    system = batch.system(kind)
     check_keys(kind, options)
     cores = _positive_int("cores", options.get("cores", 1))
     processes = _positive_int("processes", options.get("processes", 1))
@@ -195,12 +164,12 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
     if options.get("queue") is not None:
         kw["queue"] = _check("queue", options["queue"], _TOKEN, "a partition/queue name")
     if options.get("account") is not None:
-        kw[system.account_keyword] = _check("account", options["account"], _TOKEN,
+        kw[system.dask_account_keyword] = _check("account", options["account"], _TOKEN,
                                             "an account/project name")
     if options.get("walltime") is not None:
         kw["walltime"] = _check("walltime", options["walltime"], _WALLTIME,
                                 "write it like 01:30:00")
-    for key in system.passthrough:
+    for key in system.dask_passthrough:
         if options.get(key) is not None:
             kw[key] = _check(key, options[key], _DIRECTIVE, "resource text without quotes")
     if options.get("interface") is not None:
@@ -210,14 +179,14 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
 
     directives = [_check("job_extra item", d, _DIRECTIVE, "one directive's options, no quotes")
                   for d in _lines("job_extra", options.get("job_extra"))]
-    for key, template in system.directives.items():
+    for key, template in system.dask_directives.items():
         value = options.get(key)
         if value is None:
             continue
         pattern = _CONSTRAINT if key == "constraint" else _TOKEN
         directives.append(template.format(_check(key, value, pattern, f"a {key} value")))
     for key in ("qos", "constraint", "gpus_per_worker"):
-        if options.get(key) is not None and key not in system.directives:
+        if options.get(key) is not None and key not in system.dask_directives:
             raise ConfigError(f"{key} has no {kind} equivalent here; pass the directive in "
                               "job_extra (or resource_spec for PBS/SGE) instead.")
     kw["job_extra_directives"] = directives
@@ -241,7 +210,7 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
 
 def cluster_class(kind: str) -> type[Any]:
     """The dask-jobqueue cluster class of ``kind``."""
-    return getattr(importlib.import_module("dask_jobqueue"), SYSTEMS[kind].cluster)
+    return batch.system(kind).dask_cluster_class()
 
 
 def job_class(kind: str) -> type[Any]:
@@ -256,7 +225,7 @@ def job_script(kind: str, options: Mapping[str, Any], *, security_dir: str | Pat
     Parameters
     ----------
     kind
-        ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"lsf"``.
+        A batch system: ``"slurm"``, ``"pbs"``, ``"sge"``, ``"lsf"`` or another registered one.
     options
         Resolved profile options (as ``config.resolve`` returns them).
     security_dir

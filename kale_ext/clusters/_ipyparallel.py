@@ -29,7 +29,7 @@ import psutil
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError, ConfigError
-from kale_ext.clusters import _batch
+from kale_ext.clusters import batch
 from kale_ext.clusters._base import (
     Cluster,
     ClusterRecord,
@@ -56,12 +56,6 @@ _DASK_ONLY = frozenset({
     "worker_extra_args", "local_directory", "dashboard_address", "interface",
     "shared_temp_directory", "security", "python", "death_timeout", "nanny",
 })
-# Pending reasons with which a job will never start.
-_HOPELESS = frozenset({
-    "BadConstraints", "PartitionConfig", "InvalidAccount", "InvalidQOS", "PartitionTimeLimit",
-    "QOSMaxWallDurationPerJobLimit", "PartitionNodeLimit", "AccountNotAllowed",
-})
-
 
 class _Loop:
     """One asyncio loop thread per process where every ipyparallel launcher lives.
@@ -443,7 +437,7 @@ class IPyParallelCluster(Cluster):
     def _jobs_text(self) -> str:
         if self.kind == "local":
             return ""
-        states = _batch.job_states(self.kind, self.record.job_ids)
+        states = batch.job_states(self.kind, self.record.job_ids)
         return ", ".join(f"{j} {s}{f' ({r})' if r else ''}" for j, (s, r) in states.items())
 
     def _check_alive(self, n: int, have: int) -> None:
@@ -465,12 +459,11 @@ class IPyParallelCluster(Cluster):
                             f"{_tail(launcher.output_file)}"
                         )
             return
-        system = _batch.system(self.kind)
-        states = _batch.job_states(self.kind, self.record.job_ids)
+        system = batch.system(self.kind)
         by_job = {str(es.job_id): es for es in self._ipp.engines.values()}
-        for job_id, (state, reason) in states.items():
-            dead = state in system.failed_states or state in ("GONE", "COMPLETED", "COMPLETING")
-            if dead or (state == "PENDING" and reason in _HOPELESS):
+        for job_id, job in system.job_states(self.record.job_ids).items():
+            state, reason = job
+            if system.is_ended(job) or system.is_ending(job) or system.is_hopeless(job):
                 es = by_job.get(job_id)
                 output = _tail(getattr(es, "output_file", None))
                 raise BatchJobError(
@@ -504,7 +497,7 @@ class IPyParallelCluster(Cluster):
         jobs = []
         if self.kind != "local":
             jobs = [JobInfo(j, s, r) for j, (s, r) in
-                    _batch.job_states(self.kind, self.record.job_ids).items()]
+                    batch.job_states(self.kind, self.record.job_ids).items()]
         alive = registry.pid_alive(self.record.owner_pid, self.record.owner_host)
         if alive is False:
             return ClusterStatus(self.id, self.backend, self.kind, "unreachable",
@@ -555,7 +548,7 @@ class IPyParallelCluster(Cluster):
                 with contextlib.suppress(Exception):
                     self._loop.run(self._ipp.stop_controller(), timeout=60)
             if self.kind != "local":
-                _batch.cancel(self.kind, self.record.job_ids)
+                batch.cancel(self.kind, self.record.job_ids)
             if self._client is not None:
                 with contextlib.suppress(Exception):
                     self._client.close()
