@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kale_ext import registry
 from kale_ext._errors import ChannelError, SearchError
@@ -57,16 +58,35 @@ def control(name: str, action: str, trial: int | None = None, *, timeout: float 
     return str(answer.get("message", "ok"))
 
 
-def apply(search: Any, data: dict[str, Any]) -> str:
-    """Run one control command on ``search`` (on the driver's side); return a message."""
+class Controllable(Protocol):
+    """What a control command acts on: the driver of a running search."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stop(self, trial: int | None = None) -> None: ...
+
+    def pause(self, trial: int | None = None) -> None: ...
+
+    def resume(self, trial: int | None = None) -> None: ...
+
+    def restart(self, trial: int, params: Mapping[str, Any]) -> None: ...
+
+
+def apply(target: Controllable, data: dict[str, Any]) -> str:
+    """Run one control command on ``target`` (on the driver's side); return a message."""
     action, trial, params = data.get("action"), data.get("trial"), data.get("params") or {}
     if action not in ACTIONS:
         raise SearchError(f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
     if trial is not None and not isinstance(trial, int):
         raise SearchError(f"trial must be an integer, but got {trial!r}.")
     if action == "restart":
-        search.restart(trial, **params)
+        if trial is None:
+            raise SearchError("restart needs a trial number.")
+        if not isinstance(params, Mapping):
+            raise SearchError(f"restart params must be a JSON object, but got {params!r}.")
+        target.restart(trial, params)
     else:
-        getattr(search, action)(trial)
-    target = f"trial {trial}" if trial is not None else f"search {search.name}"
-    return f"{action} {target}: done"
+        getattr(target, action)(trial)
+    where = f"trial {trial}" if trial is not None else f"search {target.name}"
+    return f"{action} {where}: done"

@@ -1,37 +1,47 @@
-"""The search driver: one background thread in the kernel that keeps every worker busy.
+"""The search driver: the owner of a search's trials, and one background thread in the
+kernel that keeps every worker busy.
 
 It asks the sampler for configs, submits trials to the cluster, receives their
 reports through the metric channel (on the channel's thread), asks the scheduler
 what each trial should do, writes everything to the store, and watches heartbeats
-and futures to detect lost workers. All mutable state is guarded by one lock.
+and futures to detect lost workers. :class:`kale_ext.Search` is its front: its
+controls call :meth:`Driver.stop`, :meth:`Driver.pause`, :meth:`Driver.resume` and
+:meth:`Driver.restart`. All mutable state is guarded by one lock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kale_ext.channel import Message
+from kale_ext._errors import SearchError
+from kale_ext.channel import ChannelInfo, ChannelServer, new_key
 from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
+from kale_ext.search._events import SearchEvents
+from kale_ext.search._runs import TrialRun, TrialRuns
 from kale_ext.trial import (
     CONTINUE,
     Action,
     Decision,
     Ingest,
     TrialContext,
-    TrialEvents,
     TrialState,
     run_trial,
 )
+
+if TYPE_CHECKING:
+    from kale_ext.clusters import Cluster
+    from kale_ext.search._samplers import Sampler
+    from kale_ext.search._space import Space
+    from kale_ext.search.schedulers import Scheduler
+    from kale_ext.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -39,34 +49,45 @@ _TICK = 0.25  # seconds between housekeeping passes of the loop
 _WORKERS_EVERY = 2.0  # seconds between counts of the cluster's workers
 
 
-@dataclass
-class TrialRun:
-    """The driver's live view of one trial."""
+class SearchSpec(Protocol):
+    """What the driver reads of the search it runs: its settings (a :class:`kale_ext.Search`)."""
 
-    number: int
-    config: dict[str, Any]
-    token: int | None = None  # the sampler's number for it, until told how it ended
-    state: TrialState = TrialState.PENDING
-    attempt: int = -1  # the current attempt; -1 before the first submission
-    retries: int = 0
-    future: Future[Any] | None = None
-    submitted: float = 0.0
-    started: float | None = None
-    last_seen: float = 0.0
-    last_step: int = -1
-    checkpoint: str | None = None
-    pending_action: Decision | None = None  # what the driver told it, applied when it ends
-    by_scheduler: bool = False  # the pending action came from the scheduler, not the user
-    requeue: bool = False  # restart or resume: submit again once the current attempt ends
-    worker: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    name: str
+    fn_pickle: bytes
+    space: Space
+    metric: str
+    mode: str
+    n_trials: int
+    max_concurrent: int | None
+    retries: int
+    workers_per_trial: int
+    engine: str
+    heartbeat_timeout: float
+    report_timeout: float
+    checkpoint_dir: Path
+    channel_host: str | None
+
+    @property
+    def cluster(self) -> Cluster: ...
 
 
-class Driver(TrialEvents):
-    """Runs a search's trials on a cluster; owned by :class:`kale_ext.Search`."""
+class Driver:
+    """Owns a search's trials and runs them on its cluster.
 
-    def __init__(self, search: Any) -> None:
-        self.s = search
+    Parameters
+    ----------
+    spec
+        The search's settings.
+    store, sampler, scheduler
+        Where everything is recorded, who suggests configs, who decides early stopping.
+    """
+
+    def __init__(self, spec: SearchSpec, store: Store, sampler: Sampler,
+                 scheduler: Scheduler) -> None:
+        self.spec = spec
+        self.store = store
+        scheduler.setup(spec.metric, spec.mode)
+        self.trials = TrialRuns(spec.name, store, sampler, scheduler, spec.space, spec.metric)
         self.lock = threading.RLock()
         self.events: queue.Queue[Callable[[], None]] = queue.Queue()
         self.thread: threading.Thread | None = None
@@ -74,31 +95,62 @@ class Driver(TrialEvents):
         self.paused = False
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self.server: Any = None
+        self.server: ChannelServer | None = None
+        self.channel: dict[str, Any] = {}
         self._workers = 1
         self._workers_read = -_WORKERS_EVERY
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def runs(self) -> dict[int, TrialRun]:
+        """The trials by number (read them; change them through the driver's methods)."""
+        return self.trials.runs
+
+    @property
+    def running(self) -> bool:
+        """Whether the driver's thread is started and not done."""
+        return self.thread is not None and not self.done.is_set()
+
+    def restore(self) -> None:
+        """Take up the trials recorded in the store (a search resumed after a crash)."""
+        with self.lock:
+            self.trials.restore()
+
+    def new_trial(self) -> TrialRun:
+        """Add a trial with the sampler's next config."""
+        with self.lock:
+            return self.trials.new()
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        from kale_ext.channel import ChannelInfo, ChannelServer, new_key
-
+        """Open the metric channel and start the driver's thread; returns at once."""
+        if self.running:
+            raise SearchError(f"Search {self.name!r} is already running.")
+        self.stopping = self.paused = False
+        self.error = None
+        self.done.clear()
         key = new_key()
-        ingest = Ingest(self.s.store, self, lock=self.lock)
-        self.server = ChannelServer(key, ingest, host=self.s.channel_host)
+        events = SearchEvents(self.trials, lambda data: apply_control(self, data))
+        self.server = ChannelServer(key, Ingest(self.store, events, lock=self.lock),
+                                    host=self.spec.channel_host)
         self.server.start()
         info = ChannelInfo.create(self.server.address, key)
-        info.save(channel_file(self.s.name))  # 0600: lets the owner's other processes steer
+        info.save(channel_file(self.name))  # 0600: lets the owner's other processes steer
         self.channel = info.to_dict()
-        self.thread = threading.Thread(target=self._loop, name=f"kale-search-{self.s.name}",
+        self.store.set_search_state("running")
+        self.thread = threading.Thread(target=self._loop, name=f"kale-search-{self.name}",
                                        daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         try:
             while True:
-                # Wait for an event (a control action, a trial's future settling) or a
-                # tick, run every queued event, then look after the trials at once.
+                # Wait for an event (a trial's future settling) or a tick, run every
+                # queued event, then look after the trials at once.
                 with contextlib.suppress(queue.Empty):
                     self.events.get(timeout=_TICK)()
                     while True:
@@ -118,70 +170,70 @@ class Driver(TrialEvents):
     def _shutdown(self) -> None:
         try:
             with self.lock:
-                for run in self.s.runs.values():
+                for run in self.runs.values():
                     if run.future is not None and not run.future.done():
                         with contextlib.suppress(Exception):  # a closed client cannot cancel
                             run.future.cancel()
                     if run.state in (TrialState.RUNNING, TrialState.PENDING) and self.stopping:
-                        self._transition(run, TrialState.STOPPED, "search stopped")
+                        self.trials.transition(run, TrialState.STOPPED, "search stopped")
                 final = "failed" if self.error else ("stopped" if self.stopping else "completed")
-                self.s.store.set_search_state(final)
+                self.store.set_search_state(final)
             if self.server is not None:
                 self.server.close()
-            channel_file(self.s.name).unlink(missing_ok=True)
+            channel_file(self.name).unlink(missing_ok=True)
         finally:
             self.done.set()
 
     def _wake(self, _: Any = None) -> None:
         self.events.put(lambda: None)
 
-    def call(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the driver thread (control actions from the kernel)."""
-        self.events.put(fn)
+    def _server(self) -> ChannelServer:
+        if self.server is None:
+            raise SearchError(f"Search {self.name!r} is not started; call search.start().")
+        return self.server
 
     # -- scheduling ------------------------------------------------------------------
 
     def _capacity(self) -> int:
-        if self.s.max_concurrent:
-            return int(self.s.max_concurrent)
+        if self.spec.max_concurrent:
+            return int(self.spec.max_concurrent)
         now = time.monotonic()
         if now - self._workers_read > _WORKERS_EVERY:  # follows scaling, without a query a tick
             self._workers_read = now
             try:
-                self._workers = self.s.cluster.n_workers()
+                self._workers = self.spec.cluster.n_workers()
             except Exception as e:
                 logger.warning("could not count the cluster's workers: %s", e)
-        return max(1, self._workers // self.s.workers_per_trial)
+        return max(1, self._workers // self.spec.workers_per_trial)
 
     def _fill(self) -> None:
         if self.stopping or self.paused:
             return
-        running = sum(1 for r in self.s.runs.values() if r.state is TrialState.RUNNING)
-        free = self._capacity() - running
-        for run in sorted(self.s.runs.values(), key=lambda r: r.number):
+        free = self._capacity() - len(self.trials.in_state(TrialState.RUNNING))
+        for run in self.trials.in_state(TrialState.PENDING):
             if free <= 0:
                 return
-            if run.state is TrialState.PENDING and run.future is None:
+            if run.future is None:
                 self._submit(run)
                 free -= 1
         while free > 0 and self._can_ask():
-            run = self.s._new_trial()
-            self._submit(run)
+            self._submit(self.trials.new())
             free -= 1
 
     def _can_ask(self) -> bool:
-        if len(self.s.runs) >= self.s.n_trials:
+        if len(self.runs) >= self.spec.n_trials:
             return False
-        remaining = self.s.sampler.remaining()
+        remaining = self.trials.sampler.remaining()
         return remaining is None or remaining > 0
 
     def _submit(self, run: TrialRun) -> None:
+        spec, server = self.spec, self._server()
         run.attempt += 1
-        self.server.set_decision(run.number, CONTINUE.to_dict())  # replies stick until replaced
+        server.set_decision(run.number, CONTINUE.to_dict())  # replies stick until replaced
         ctx = TrialContext(
             trial=run.number, attempt=run.attempt, rank=0, config=run.config,
-            checkpoint_dir=str(self.s.checkpoint_dir / f"trial-{run.number}"),
-            restore_from=run.checkpoint, report_timeout=self.s.report_timeout,
+            checkpoint_dir=str(spec.checkpoint_dir / f"trial-{run.number}"),
+            restore_from=run.checkpoint, report_timeout=spec.report_timeout,
         )
         run.submitted = time.time()
         run.started = None
@@ -189,34 +241,33 @@ class Driver(TrialEvents):
         run.pending_action = None
         run.by_scheduler = False
         run.requeue = False
-        if self.s.workers_per_trial > 1:  # a distributed trial: one rank per worker
+        if spec.workers_per_trial > 1:  # a distributed trial: one rank per worker
             from kale_ext.training import launch_trial
 
-            run.future = launch_trial(self.s.cluster, self.s.fn_pickle, ctx, self.channel,
-                                      workers=self.s.workers_per_trial, engine=self.s.engine,
-                                      server=self.server,
-                                      heartbeat_timeout=self.s.heartbeat_timeout)
+            run.future = launch_trial(spec.cluster, spec.fn_pickle, ctx, self.channel,
+                                      workers=spec.workers_per_trial, engine=spec.engine,
+                                      server=server, heartbeat_timeout=spec.heartbeat_timeout)
         else:
-            run.future = self.s.cluster.submit(run_trial, self.s.fn_pickle, ctx, self.channel)
+            run.future = spec.cluster.submit(run_trial, spec.fn_pickle, ctx, self.channel)
         run.future.add_done_callback(self._wake)  # reaped and refilled without a tick's wait
-        self._transition(run, TrialState.RUNNING, f"attempt {run.attempt} submitted",
-                         attempt=run.attempt)
+        self.trials.transition(run, TrialState.RUNNING, f"attempt {run.attempt} submitted",
+                               attempt=run.attempt)
 
     def _finished(self) -> bool:
-        if any(r.state is TrialState.RUNNING for r in self.s.runs.values()):
+        if self.trials.in_state(TrialState.RUNNING):
             return False
         if self.stopping:
             return True
         if self.paused:
             return False
-        if any(r.state in (TrialState.PENDING, TrialState.PAUSED) for r in self.s.runs.values()):
+        if self.trials.in_state(TrialState.PENDING, TrialState.PAUSED):
             return False  # a paused trial waits for resume() or stop()
         return not self._can_ask()
 
     # -- outcomes --------------------------------------------------------------------
 
     def _reap(self) -> None:
-        for run in self.s.runs.values():
+        for run in self.runs.values():
             fut = run.future
             if run.state is not TrialState.RUNNING or fut is None or not fut.done():
                 continue
@@ -226,51 +277,27 @@ class Driver(TrialEvents):
             except BaseException as e:  # the worker, engine or job died under the trial
                 self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue
-            self._ended(run, outcome)
-
-    def _ended(self, run: TrialRun, outcome: Mapping[str, Any]) -> None:
-        status = outcome.get("status")
-        if status == "ok":
-            self._transition(run, TrialState.COMPLETED, "returned")
-        elif status == "error":
-            self._transition(run, TrialState.FAILED, outcome.get("error", "error"),
-                             error=outcome.get("traceback", ""))
-        else:
-            action = Action(outcome.get("action", "stop"))
-            reason = outcome.get("reason", action.value)
-            decided = run.pending_action
-            if decided is not None and decided.action is Action.EXPLOIT:
-                self._exploit(run, decided)
-            elif run.requeue:
-                self._transition(run, TrialState.PENDING, reason)
-            elif action is Action.PAUSE:
-                self._transition(run, TrialState.PAUSED, reason)
-            elif action is Action.PRUNE:
-                self._transition(run, TrialState.PRUNED, reason)
-            elif run.by_scheduler:  # the scheduler's budget was reached (e.g. ASHA's max_t)
-                self._transition(run, TrialState.COMPLETED, reason)
-            else:
-                self._transition(run, TrialState.STOPPED, reason)
-        self._tell(run)
+            self.trials.end(run, outcome)
 
     def _lost(self, run: TrialRun, reason: str) -> None:
         if run.future is not None:
             run.future.cancel()
             run.future = None
-        if run.retries < self.s.retries and not self.stopping:
+        retries = self.spec.retries
+        if run.retries < retries and not self.stopping:
             run.retries += 1
-            self._transition(run, TrialState.FAILED, reason, retries=run.retries)
-            self._transition(run, TrialState.PENDING,
-                             f"retry {run.retries} of {self.s.retries} after: {reason}")
+            self.trials.transition(run, TrialState.FAILED, reason, retries=run.retries)
+            self.trials.transition(run, TrialState.PENDING,
+                                   f"retry {run.retries} of {retries} after: {reason}")
         else:
-            self._transition(run, TrialState.FAILED, reason)
-            self._tell(run)
+            self.trials.transition(run, TrialState.FAILED, reason)
+            self.trials.tell(run)
 
     def _watch_heartbeats(self) -> None:
         now = time.time()
-        timeout = self.s.heartbeat_timeout
-        seen = self.server.last_seen()
-        for run in self.s.runs.values():
+        timeout = self.spec.heartbeat_timeout
+        seen = self._server().last_seen()
+        for run in self.runs.values():
             server_seen = seen.get((run.number, run.attempt, 0))
             if server_seen is not None:
                 run.last_seen = max(run.last_seen, server_seen)
@@ -279,89 +306,83 @@ class Driver(TrialEvents):
                 self._lost(run, f"no heartbeat for {now - run.last_seen:.0f} s "
                                 f"(limit {timeout:g} s) from {run.worker or 'its worker'}")
 
-    def _exploit(self, run: TrialRun, decision: Decision) -> None:
-        source = self.s.runs.get(decision.source_trial) if decision.source_trial is not None \
-            else None
-        run.config = self.s.space.validate_config({**run.config, **decision.params}) \
-            if decision.params else run.config
-        run.checkpoint = source.checkpoint if source else run.checkpoint
-        self.s.store.transition(run.number, TrialState.PENDING, decision.reason,
-                                params=run.config)
-        run.state = TrialState.PENDING
-
-    def _tell(self, run: TrialRun) -> None:
-        if not run.state.is_finished():
-            return
-        self.s.scheduler.on_trial_end(run.number, run.state)
-        value = run.metrics.get(self.s.metric)
-        value = float(value) if isinstance(value, int | float) else None
-        step = run.last_step if run.last_step >= 0 else None
-        if run.token is not None:
-            self.s.sampler.tell(run.token, value, run.state, step=step)
-            run.token = None
-        else:  # a restarted or resumed trial: the sampler learns it as a new observation
-            self.s.sampler.add(run.config, value, run.state, step=step)
-
-    def _transition(self, run: TrialRun, to: TrialState, reason: str, **fields: Any) -> None:
-        run.state = to
-        self.s.store.transition(run.number, to, reason, **fields)
-
-    # -- the channel's side (runs on the channel server's thread, under the lock) ------
-
-    def attempt(self, trial: int) -> int | None:
-        run = self.s.runs.get(trial)
-        return run.attempt if run is not None else None
-
-    def on_seen(self, message: Message) -> None:
-        self.s.runs[message.trial].last_seen = time.time()
-
-    def on_start(self, message: Message) -> None:
-        run = self.s.runs[message.trial]
-        run.started = run.last_seen
-        run.worker = message.data.get("worker") or message.data.get("host")
-        self.s.store.transition(run.number, TrialState.RUNNING, f"started on {run.worker}",
-                                worker=run.worker)
-
-    def on_checkpoint(self, trial: int, step: int | None, path: str) -> None:
-        self.s.runs[trial].checkpoint = path
-
-    def on_report(self, message: Message) -> Decision | None:
-        if message.rank != 0:
-            return None
-        return self._on_report(self.s.runs[message.trial], message.data)
-
-    def pending(self) -> Mapping[int, Decision]:
-        return {run.number: run.pending_action for run in self.s.runs.values()
-                if run.pending_action is not None and run.state is TrialState.RUNNING}
-
-    def on_control(self, data: dict[str, Any]) -> Decision:
-        try:
-            answer = {"ok": True, "message": apply_control(self.s, data)}
-        except Exception as e:  # the caller reads why; the search goes on
-            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-        return Decision(Action.CONTINUE, json.dumps(answer))
-
-    def _on_report(self, run: TrialRun, data: Mapping[str, Any]) -> Decision | None:
-        run.metrics.update(data)
-        step = data.get("epoch", data.get("step"))
-        value = data.get(self.s.metric)
-        if step is None or not isinstance(value, int | float):
-            return None
-        run.last_step = int(step)
-        if run.pending_action is not None:
-            return run.pending_action
-        decision: Decision = self.s.scheduler.on_report(run.number, int(step), float(value))
-        if decision.action is Action.CONTINUE:
-            return None
-        run.pending_action = decision
-        run.by_scheduler = True
-        return decision
-
-    # -- control from the kernel -----------------------------------------------------
+    # -- controls: the whole search or one trial ---------------------------------------
 
     def tell_trial(self, run: TrialRun, decision: Decision, *, requeue: bool = False) -> None:
         """Ask a running trial to end with ``decision`` at its next report or heartbeat."""
         run.pending_action = decision
         run.by_scheduler = False
         run.requeue = requeue
-        self.server.set_decision(run.number, decision.to_dict())
+        self._server().set_decision(run.number, decision.to_dict())
+
+    def stop(self, trial: int | None = None) -> None:
+        """Stop one trial (pending, running or paused), or the whole search when
+        ``trial`` is None: running trials are told to stop, waiting ones are stopped."""
+        with self.lock:
+            if trial is None:
+                self.stopping = True
+                reason = "search stopped by the user"
+                for run in self.trials.in_state(TrialState.RUNNING):
+                    self.tell_trial(run, Decision(Action.STOP, reason))
+                for run in self.trials.in_state(TrialState.PENDING, TrialState.PAUSED):
+                    self.trials.transition(run, TrialState.STOPPED, reason)
+                return
+            run = self.trials.get(trial)
+            if run.state is TrialState.RUNNING:
+                self.tell_trial(run, Decision(Action.STOP, "stopped by the user"))
+            elif run.state in (TrialState.PENDING, TrialState.PAUSED):
+                self.trials.transition(run, TrialState.STOPPED, "stopped by the user")
+                self.trials.tell(run)
+            else:
+                raise SearchError(f"Trial {run.number} is {run.state.label}; only pending, "
+                                  "running or paused trials can be stopped.")
+
+    def pause(self, trial: int | None = None) -> None:
+        """Pause one trial (it checkpoints and leaves its worker), or the whole search:
+        no new trials start and running ones pause."""
+        with self.lock:
+            if trial is None:
+                self.paused = True
+                for run in self.trials.in_state(TrialState.RUNNING):
+                    self.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
+                return
+            run = self.trials.get(trial)
+            if run.state is TrialState.RUNNING:
+                self.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
+            elif run.state is TrialState.PENDING:
+                self.trials.transition(run, TrialState.PAUSED, "paused by the user")
+            else:
+                raise SearchError(f"Trial {run.number} is {run.state.label}; only running "
+                                  "or pending trials can be paused.")
+
+    def resume(self, trial: int | None = None) -> None:
+        """Resume a paused trial from its checkpoint, or the whole paused search."""
+        with self.lock:
+            if trial is None:
+                self.paused = False
+                targets = self.trials.in_state(TrialState.PAUSED)
+            else:
+                run = self.trials.get(trial)
+                if run.state is not TrialState.PAUSED:
+                    raise SearchError(f"Trial {run.number} is {run.state.label}, not paused.")
+                targets = [run]
+            for run in targets:
+                self.trials.transition(run, TrialState.PENDING, "resumed by the user")
+
+    def restart(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Run ``trial`` again from scratch with ``params`` changed (a nested mapping of
+        new values), checked against the search space first."""
+        run = self.trials.get(trial)
+        config = self.trials.edited(run, params)
+        with self.lock:
+            run.config = config
+            run.checkpoint = None
+            self.store.transition(run.number, run.state, "parameters edited by the user",
+                                  params=config)
+            if run.state is TrialState.RUNNING:
+                self.tell_trial(run, Decision(Action.STOP, "restarted by the user"),
+                                requeue=True)
+            else:
+                run.retries = 0
+                self.trials.transition(run, TrialState.PENDING, "restarted by the user")
+

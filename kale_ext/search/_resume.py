@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from kale_ext._errors import SearchError
-from kale_ext.search._driver import TrialRun
-from kale_ext.trial import TrialState, open_store
+from kale_ext.trial import open_store
 
 if TYPE_CHECKING:
     from kale_ext.clusters import Cluster
@@ -48,39 +47,5 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
         workers_per_trial=definition.get("workers_per_trial", 1),
         engine=definition.get("engine", "torch"), _store=store,
     )
-    _restore_trials(search)
+    search._driver.restore()
     return search
-
-
-def _restore_trials(search: Search) -> None:
-    """Rebuild the runs, replay the scheduler's history and tell the sampler the past."""
-    store, scheduler = search.store, search.scheduler
-    checkpoints: dict[int, str] = {}
-    for c in store.checkpoints():
-        checkpoints[c.trial] = c.path  # in order: the latest wins
-    history = []
-    for record in sorted(store.trials(), key=lambda r: r.number):
-        run = TrialRun(number=record.number, config=record.params,
-                       state=TrialState(record.state),
-                       attempt=record.attempt, retries=record.retries,
-                       checkpoint=checkpoints.get(record.number), metrics=dict(record.last),
-                       worker=record.worker)
-        search.runs[run.number] = run
-        scheduler.on_trial_add(run.number, run.config)
-    for row in store.metrics():
-        value = row.values.get(search.metric)
-        if row.rank == 0 and row.step is not None and isinstance(value, int | float):
-            search.runs[row.trial].last_step = int(row.step)
-            scheduler.on_report(row.trial, int(row.step), float(value))
-    for run in search.runs.values():
-        if run.state.is_finished():
-            scheduler.on_trial_end(run.number, run.state)
-            value = run.metrics.get(search.metric)
-            history.append((run.config, float(value) if isinstance(value, int | float)
-                            else None, run.state))
-        elif run.state is TrialState.RUNNING:
-            run.state = TrialState.PENDING
-            store.transition(run.number, TrialState.PENDING,
-                             "re-queued: the search's driver stopped while it ran"
-                             + (f"; continues from {run.checkpoint}" if run.checkpoint else ""))
-    search.sampler.restore(history)

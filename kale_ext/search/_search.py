@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import time
 import uuid
@@ -13,24 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext import config, registry
 from kale_ext._errors import SearchError
-from kale_ext.search._driver import Driver, TrialRun
-from kale_ext.trial import (
-    Action,
-    Decision,
-    TrialState,
-    checkpoint_root,
-    open_store,
-    pickle_function,
-)
+from kale_ext.channel import channel_host
+from kale_ext.search._driver import Driver
+from kale_ext.search._runs import TrialRun
+from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from kale_ext.clusters import Cluster
     from kale_ext.search._space import Space
+    from kale_ext.search.schedulers import Scheduler
     from kale_ext.store import Store
-
-logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -101,7 +94,7 @@ class Search:
         metric: str,
         mode: str = "max",
         algorithm: str = "random",
-        scheduler: Any = None,
+        scheduler: Scheduler | None = None,
         trials: int = 16,
         max_concurrent: int | None = None,
         retries: int = 1,
@@ -113,7 +106,7 @@ class Search:
         report_timeout: float = 60.0,
         workers_per_trial: int = 1,
         engine: str = "torch",
-        _store: Any = None,
+        _store: Store | None = None,
     ) -> None:
         from kale_ext.search import FIFO, Space, make_sampler
 
@@ -145,7 +138,6 @@ class Search:
         self.space = space if isinstance(space, Space) else Space(space)
         self.metric, self.mode, self.algorithm, self.seed = metric, mode, algorithm, seed
         self.scheduler = scheduler if scheduler is not None else FIFO()
-        self.scheduler.setup(metric, mode)
         self.sampler = make_sampler(algorithm, self.space, mode=mode, seed=seed)
         self.n_trials, self.max_concurrent, self.retries = trials, max_concurrent, retries
         self.workers_per_trial, self.engine = workers_per_trial, engine
@@ -153,12 +145,11 @@ class Search:
         self.report_timeout = float(report_timeout)
         self._cluster = cluster
         self.channel_host: str | None = None
-        self.runs: dict[int, TrialRun] = {}
         self.store_path = Path(store).expanduser().resolve() if store else \
             config.store_dir() / f"{self.name}.kale.sqlite"
         self.checkpoint_dir = checkpoint_root(self.store_path)
         self.store = _store if _store is not None else self._create_store()
-        self._driver: Driver | None = None
+        self._driver = Driver(self, self.store, self.sampler, self.scheduler)
 
     # -- construction ----------------------------------------------------------------
 
@@ -194,13 +185,10 @@ class Search:
         store.create_search(self._definition())
         return store
 
-    def _new_trial(self) -> TrialRun:
-        suggestion = self.sampler.ask()
-        run = TrialRun(number=len(self.runs), config=suggestion.config, token=suggestion.number)
-        self.runs[run.number] = run
-        self.store.add_trial(run.number, run.config)
-        self.scheduler.on_trial_add(run.number, run.config)
-        return run
+    @property
+    def runs(self) -> dict[int, TrialRun]:
+        """The trials by number, as the driver keeps them (state, config, attempt, ...)."""
+        return self._driver.runs
 
     @property
     def cluster(self) -> Cluster:
@@ -214,17 +202,14 @@ class Search:
 
     def start(self) -> Search:
         """Start the search in the background and return at once."""
-        if self._driver is not None and not self._driver.done.is_set():
+        if self._driver.running:
             raise SearchError(f"Search {self.name!r} is already running.")
         cluster = self.cluster
         if self.channel_host is None:
-            from kale_ext.channel import channel_host
-
             self.channel_host = channel_host(local=cluster.kind == "local")
-        _no_dask_rescheduling(cluster)
-        self._driver = Driver(self)
+        # kale retries trials itself (as new attempts, their reports kept apart).
+        cluster.disable_task_retries()
         self._driver.start()
-        self.store.set_search_state("running")
         registry.write("searches", self.name, {
             "name": self.name, "store": str(self.store_path), "cluster": cluster.id,
             "control": self._driver.channel["address"], "started": time.time(),
@@ -233,7 +218,7 @@ class Search:
 
     def wait(self, timeout: float | None = None) -> Search:
         """Block until the search ends; re-raise a driver failure."""
-        driver = self._require_driver()
+        driver = self._started()
         if not driver.done.wait(timeout):
             raise TimeoutError(f"Search {self.name!r} still running after {timeout} s.")
         if driver.error is not None:
@@ -243,101 +228,35 @@ class Search:
 
     @property
     def running(self) -> bool:
-        return self._driver is not None and not self._driver.done.is_set()
+        """Whether the search's driver is running."""
+        return self._driver.running
 
-    def _require_driver(self) -> Driver:
-        if self._driver is None:
+    def _started(self) -> Driver:
+        if self._driver.thread is None:
             raise SearchError(f"Search {self.name!r} is not started; call search.start().")
         return self._driver
-
-    def _run(self, trial: int) -> TrialRun:
-        if trial not in self.runs:
-            raise SearchError(
-                f"Search {self.name!r} has no trial {trial}; trials are "
-                f"{sorted(self.runs) or 'none yet'}."
-            )
-        return self.runs[trial]
-
-    def _control(self, fn: Callable[[Driver], None]) -> None:
-        driver = self._require_driver()
-        with driver.lock:
-            fn(driver)
 
     # -- control: the whole search or one trial ------------------------------------------
 
     def stop(self, trial: int | None = None) -> None:
         """Stop one running trial, or the whole search when ``trial`` is None."""
-        if trial is None:
-            def stop_all(d: Driver) -> None:
-                d.stopping = True
-                for run in self.runs.values():
-                    if run.state is TrialState.RUNNING:
-                        d.tell_trial(run, Decision(Action.STOP, "search stopped by the user"))
-                    elif run.state in (TrialState.PENDING, TrialState.PAUSED):
-                        d._transition(run, TrialState.STOPPED, "search stopped by the user")
-            self._control(stop_all)
-            return
-        self._control(lambda d: self._stop_trial(d, self._run(trial)))
-
-    def _stop_trial(self, d: Driver, run: TrialRun) -> None:
-        if run.state is TrialState.RUNNING:
-            d.tell_trial(run, Decision(Action.STOP, "stopped by the user"))
-        elif run.state in (TrialState.PENDING, TrialState.PAUSED):
-            d._transition(run, TrialState.STOPPED, "stopped by the user")
-            d._tell(run)
-        else:
-            raise SearchError(f"Trial {run.number} is {run.state.label}; only pending, running "
-                              "or paused trials can be stopped.")
+        self._started().stop(trial)
 
     def pause(self, trial: int | None = None) -> None:
         """Pause one trial (it checkpoints and leaves its worker), or the whole search:
         no new trials start and running ones pause."""
-        def pause(d: Driver) -> None:
-            targets = list(self.runs.values()) if trial is None else [self._run(trial)]
-            if trial is None:
-                d.paused = True
-            for run in targets:
-                if run.state is TrialState.RUNNING:
-                    d.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
-                elif run.state is TrialState.PENDING and trial is not None:
-                    d._transition(run, TrialState.PAUSED, "paused by the user")
-                elif trial is not None:
-                    raise SearchError(f"Trial {run.number} is {run.state.label}; only running "
-                                      "or pending trials can be paused.")
-        self._control(pause)
+        self._started().pause(trial)
 
     def _resume_running(self, trial: int | None = None) -> None:
         """Resume a paused trial from its checkpoint, or the whole paused search."""
-        def resume(d: Driver) -> None:
-            targets = list(self.runs.values()) if trial is None else [self._run(trial)]
-            if trial is None:
-                d.paused = False
-            for run in targets:
-                if run.state is TrialState.PAUSED:
-                    d._transition(run, TrialState.PENDING, "resumed by the user")
-                elif trial is not None:
-                    raise SearchError(f"Trial {run.number} is {run.state.label}, not paused.")
-        self._control(resume)
+        self._started().resume(trial)
 
     def restart(self, trial: int, **params: Any) -> None:
         """Run trial ``trial`` again from scratch, with some parameters changed.
 
         The new values are checked against the search space first.
         """
-        run = self._run(trial)
-        new_config = self.space.validate_config(_merge(run.config, params))
-
-        def restart(d: Driver) -> None:
-            run.config = new_config
-            run.checkpoint = None
-            self.store.transition(run.number, run.state, "parameters edited by the user",
-                                  params=new_config)
-            if run.state is TrialState.RUNNING:
-                d.tell_trial(run, Decision(Action.STOP, "restarted by the user"), requeue=True)
-            else:
-                run.retries = 0
-                d._transition(run, TrialState.PENDING, "restarted by the user")
-        self._control(restart)
+        self._started().restart(trial, params)
 
     # -- results -------------------------------------------------------------------------
 
@@ -405,28 +324,3 @@ class Search:
         return search
 
     resume = _ClassOrInstance(_resume_store, _resume_running)
-
-
-def _merge(config: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(config)
-    for key, value in params.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _no_dask_rescheduling(cluster: Cluster) -> None:
-    """kale retries trials itself (as new attempts, with their reports kept apart), so a
-    Dask scheduler must not silently rerun a trial whose worker died."""
-    if cluster.backend != "dask":
-        return
-
-    def no_retries(dask_scheduler: Any) -> None:
-        dask_scheduler.allowed_failures = 0
-
-    try:
-        cluster.client.run_on_scheduler(no_retries)
-    except Exception as e:  # a scheduler that refuses still runs trials; retries then double up
-        logger.warning("could not turn off Dask's task rescheduling: %s", e)
