@@ -8,6 +8,7 @@ from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
 from kale_ext.search._space import Space
+from kale_ext.search._summary import SearchSummary, summarize
 from kale_ext.search.schedulers import (
     ASHA,
     FIFO,
@@ -36,6 +37,7 @@ __all__ = [
     "Sampler",
     "Scheduler",
     "Search",
+    "SearchSummary",
     "Space",
     "Suggestion",
     "TrialState",
@@ -49,5 +51,6 @@ __all__ = [
     "make_sampler",
     "scheduler_from_dict",
     "searches",
+    "summarize",
     "uniform",
 ]

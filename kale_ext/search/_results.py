@@ -1,4 +1,4 @@
-"""Reading a search back from its store: results tables, histories, the best trial.
+"""Reading a search back from its store: results tables, histories, the registry's list.
 
 Works on a live search and on a store opened read-only by another process alike.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kale_ext import registry
 from kale_ext.search._space import Space
+from kale_ext.search._summary import summarize
 from kale_ext.trial import TrialState, open_store
 
 if TYPE_CHECKING:
@@ -53,37 +55,22 @@ def history_frame(store: Store, trial: int) -> pd.DataFrame:
     ])
 
 
-def best_trial(store: Store, metric: str, mode: str) -> dict[str, Any] | None:
-    """The trial with the best reported ``metric``: number, value, step, config, state."""
-    scored = [t for t in store.trials() if t.best is not None]
-    if not scored:
-        return None
-    pick = max if mode == "max" else min
-    t = pick(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
-    return {"trial": t.number, "value": t.best, "step": t.best_step, "config": t.params,
-            "state": TrialState(t.state).label}
-
-
 def searches() -> list[dict[str, Any]]:
     """Every search in the registry with its state and trial counts, newest last.
 
     Reads each store read-only, so it works from any kernel or process.
     """
-    from kale_ext import registry
-
     out = []
     for record in registry.records("searches"):
         entry = dict(record)
         try:
             with open_store(record["store"], readonly=True) as store:
-                entry["state"] = store.search().get("state")
-                counts: dict[str, int] = {}
-                for t in store.trials():
-                    label = TrialState(t.state).label
-                    counts[label] = counts.get(label, 0) + 1
-                entry["trials"] = counts
-                definition = store.search()["definition"]
-                entry["best"] = best_trial(store, definition["metric"], definition["mode"])
+                info = store.search()
+                definition = info["definition"]
+                summary = summarize(store.trials(), mode=definition.get("mode"))
+            entry["state"] = info.get("state")
+            entry["trials"] = summary.counts
+            entry["best"] = summary.best
         except Exception as e:  # a store deleted or unreadable: say so, list the rest
             entry["state"] = f"unreadable: {e}"
         out.append(entry)

@@ -15,6 +15,7 @@ from kale_ext._errors import SearchError
 from kale_ext.channel import channel_host
 from kale_ext.search._driver import Driver
 from kale_ext.search._runs import TrialRun
+from kale_ext.search._summary import SearchSummary, summarize
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
 if TYPE_CHECKING:
@@ -275,9 +276,11 @@ class Search:
     @property
     def best(self) -> dict[str, Any] | None:
         """The best trial so far: number, config and best metric value."""
-        from kale_ext.search._results import best_trial
+        return self.summary().best
 
-        return best_trial(self.store, self.metric, self.mode)
+    def summary(self) -> SearchSummary:
+        """Trials by state, progress and the best trial, as the store has them now."""
+        return summarize(self.store.trials(), mode=self.mode, planned=self.n_trials)
 
     def panel(self, **kwargs: Any) -> Any:
         """The live control panel: trial table, curves, parameters, resources, controls.
@@ -298,11 +301,8 @@ class Search:
         panel._ipython_display_()
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for run in self.runs.values():
-            counts[run.state.label] = counts.get(run.state.label, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"
-        return f"<kale.Search {self.name!r} {self.metric}/{self.mode}: {summary}>"
+        return f"<kale.Search {self.name!r} {self.metric}/{self.mode}: " \
+               f"{self.summary().describe()}>"
 
     # -- resume --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
+from kale_ext.search import ACTIONS, channel_file, control, summarize
 from kale_ext.server._shapes import (
     ClusterActionShape,
     ClusterShape,
@@ -24,7 +25,7 @@ from kale_ext.server._shapes import (
     SeriesPointShape,
     TrialShape,
 )
-from kale_ext.trial import TrialState, open_store
+from kale_ext.trial import open_store
 
 if TYPE_CHECKING:
     from kale_ext.store import MetricRow, Store
@@ -226,8 +227,6 @@ class KaleManager:
 
     def control(self, name: str, body: Any) -> ControlShape:
         """Forward a stop/pause/resume/restart to the search's live driver."""
-        from kale_ext.search._control import ACTIONS, control
-
         body = _object(body, f"POST kale/api/searches/{name}/control")
         _unknown_keys(body, ("action", "trial", "params"), "a control command")
         action = body.get("action")
@@ -259,7 +258,7 @@ class KaleManager:
                                 f"{', '.join(known) or 'none'}.")
         return record
 
-    def _open(self, name: str, record: dict[str, Any] | None = None) -> Any:
+    def _open(self, name: str, record: dict[str, Any] | None = None) -> Store:
         record = record or self._search_record(name)
         try:
             return open_store(record["store"], readonly=True)
@@ -270,10 +269,8 @@ class KaleManager:
     @staticmethod
     def _describe(record: dict[str, Any]) -> tuple[SearchShape, dict[str, Any]]:
         """A search's summary and its store's ``search()`` (empty when unreadable)."""
-        from kale_ext.search._control import channel_file
-        from kale_ext.search._results import best_trial
         name = str(record.get("name"))
-        summary: SearchShape = {
+        shape: SearchShape = {
             "name": name, "store": str(record.get("store", "")),
             "cluster": record.get("cluster"), "started": record.get("started"),
             "state": "unknown",
@@ -285,19 +282,18 @@ class KaleManager:
             with open_store(record["store"], readonly=True) as store:
                 info = store.search()
                 definition = info["definition"]
-                for t in store.trials():
-                    label = TrialState(t.state).label
-                    summary["trials"][label] = summary["trials"].get(label, 0) + 1
-                best = best_trial(store, definition["metric"], definition["mode"])
+                summary = summarize(store.trials(), mode=definition.get("mode"),
+                                    planned=definition.get("trials"))
         except Exception as e:  # deleted or unreadable store: say so, list the rest
-            summary["state"] = f"unreadable: {e}"
-            return summary, {}
-        summary["state"] = str(info.get("state"))
-        summary["metric"] = definition.get("metric")
-        summary["mode"] = definition.get("mode")
-        summary["planned"] = definition.get("trials")
-        summary["best"] = cast(Any, best)
-        return summary, info
+            shape["state"] = f"unreadable: {e}"
+            return shape, {}
+        shape["state"] = str(info.get("state"))
+        shape["metric"] = definition.get("metric")
+        shape["mode"] = definition.get("mode")
+        shape["planned"] = summary.planned
+        shape["trials"] = summary.counts
+        shape["best"] = cast(Any, summary.best)
+        return shape, info
 
 
 def _check_since(since: int) -> None:
@@ -309,7 +305,8 @@ def _rows_since(store: Store, since: int, *, trial: int | None = None,
                 limit: int | None = None) -> tuple[list[MetricRow], bool]:
     """The store's metric rows after row id ``since`` (of ``trial``, or of all trials),
     the first ``limit`` of them, and whether more remain."""
-    rows = store.metrics(trial, since_rowid=since)
+    # One row past the limit, read in SQL, says whether more remain.
+    rows = store.metrics(trial, since_rowid=since, limit=None if limit is None else limit + 1)
     if limit is None or len(rows) <= limit:
         return rows, False
     return rows[:limit], True

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kale_ext.search._space import Space
+from kale_ext.search import Space, summarize
 from kale_ext.trial import TrialState
 
 if TYPE_CHECKING:
@@ -188,39 +188,22 @@ class TrialBook:
 
     # -- the summary ---------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for t in self.records.values():
-            label = TrialState(t.state).label
-            counts[label] = counts.get(label, 0) + 1
-        return counts
-
-    def best(self) -> tuple[int, float] | None:
-        scored = [(t.number, t.best) for t in self.records.values() if t.best is not None]
-        if not scored:
-            return None
-        pick = max if self.mode == "max" else min
-        return pick(scored, key=lambda p: p[1])
-
     def summary(self, now: float | None = None) -> str:
         """Trials by state, best so far, elapsed time and an estimate of what is left."""
         now = time.time() if now is None else now
         running = self.state in ("running", "created", "")
         elapsed = (now if running else self.updated) - self.created
-        counts = self.counts()
-        parts = [", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"]
-        best = self.best()
-        if best is not None:
-            parts.append(f"best {self.metric} {best[1]:.4g} (trial {best[0]})")
+        summary = summarize(self.records.values(), mode=self.mode, planned=self.n_trials)
+        parts = [summary.describe()]
+        if summary.best is not None:
+            parts.append(f"best {self.metric} {summary.best['value']:.4g} "
+                         f"(trial {summary.best['trial']})")
         parts.append(f"elapsed {_duration(elapsed)}")
-        finished = sum(1 for t in self.records.values() if TrialState(t.state).is_finished())
+        finished = summary.finished
         if running and self.n_trials and 0 < finished < self.n_trials:
             parts.append(f"ETA {_duration(elapsed / finished * (self.n_trials - finished))}")
         parts.append(f"search {self.state or 'created'}")
         return " | ".join(parts)
-
-    def states(self) -> dict[int, TrialState]:
-        return {n: TrialState(t.state) for n, t in self.records.items()}
 
 
 def _duration(seconds: float) -> str:

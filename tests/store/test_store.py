@@ -262,3 +262,36 @@ def test_writer_warns_on_a_network_filesystem(tmp_path, monkeypatch, caplog):
     with Store.open(tmp_path / "x.kale.sqlite"):
         pass
     assert "on a lustre file system" in caplog.text
+
+
+def test_metrics_limit_is_applied_in_the_query(store):
+    store.add_trial(0, {})
+    store.add_trial(1, {})
+    store.append([report(t, i, step=i, val_acc=i / 10) for t in (0, 1) for i in range(5)])
+    every = store.metrics()
+    assert store.metrics(limit=3) == every[:3]
+    assert store.metrics(since_rowid=every[2].rowid, limit=4) == every[3:7]
+    assert store.metrics(1, limit=2) == [r for r in every if r.trial == 1][:2]
+    assert store.metrics(limit=0) == []
+    with pytest.raises(StoreError, match="limit must be an integer >= 0"):
+        store.metrics(limit=-1)
+
+
+def test_objective_given_by_the_caller_wins_over_the_definition(tmp_path):
+    with Store.open(tmp_path / "obj.kale.sqlite", objective=("loss", "min")) as store:
+        store.create_search(DEFINITION)  # says val_acc/max
+        store.add_trial(0, {})
+        store.append([report(0, 0, step=0, loss=0.9, val_acc=0.1),
+                      report(0, 1, step=1, loss=0.3, val_acc=0.05)])
+        assert (store.trial(0).best, store.trial(0).best_step) == (0.3, 1)
+
+
+def test_states_come_back_as_the_callers_type(store, path):
+    store.add_trial(0, {})
+    store.transition(0, TrialState.PAUSED, "paused")
+    assert store.trial(0).state == 2 and type(store.trial(0).state) is int
+    with Store.open(path, readonly=True, states=TrialState) as reader:
+        assert reader.trial(0).state is TrialState.PAUSED
+        assert reader.trial(0).to_dict()["state"] == "paused"
+        assert [t.target for t in reader.transitions(0)] == [TrialState.PENDING,
+                                                              TrialState.PAUSED]
