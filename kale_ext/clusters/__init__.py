@@ -147,7 +147,7 @@ def stop(cluster_id: str) -> None:
 
 
 def is_stale(record: ClusterRecord) -> bool:
-    """A record is stale when its owner died and nothing of it is left to reach."""
+    """Tell whether ``record``'s owner died and nothing of its cluster is left to reach."""
     alive = registry.pid_alive(record.owner_pid, record.owner_host)
     if record.kind == "local":
         # A local cluster lives inside its owner's process tree.

@@ -57,10 +57,13 @@ class ClusterRecord:
         registry.write("clusters", self.id, self.to_dict())
 
     def forget(self) -> None:
-        """Drop the record and its private folder (the cluster's keys: nothing may
-        connect once it is gone). The owner (the Dask daemon or the ipyparallel
-        controller) leads a process group of its own; when it died on this host without
-        cleaning up, what is left of its group (workers, schedulers) is ended too."""
+        """Drop the record and its private folder.
+
+        The folder holds the cluster's keys: nothing may connect once it is gone. The
+        owner (the Dask daemon or the ipyparallel controller) leads a process group of its
+        own; when it died on this host without cleaning up, what is left of its group
+        (workers, schedulers) is ended too.
+        """
         if registry.pid_alive(self.owner_pid, self.owner_host) is False:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.owner_pid, signal.SIGTERM)
@@ -139,7 +142,7 @@ class NativeFuture(Future[Any]):
 
     @abstractmethod
     def _native_result(self) -> Any:
-        """The native future's result; raises its exception (CancelledError if cancelled)."""
+        """Return the native future's result; raise its exception (CancelledError if cancelled)."""
 
     @abstractmethod
     def _cancel_native(self) -> None: ...
@@ -279,8 +282,10 @@ class Cluster(ABC):
         return f"<{type(self).__name__} {self.id} kind={self.kind} address={self.record.address}>"
 
     def _ipython_display_(self) -> None:
-        """The registered ``cluster`` view (kale's live widget: status, scale, stop), else
-        the HTML status."""
+        """Show the registered ``cluster`` view, else the HTML status.
+
+        kale's own view is its live widget (status, scale, stop).
+        """
         from IPython.display import HTML, display
 
         from kale_ext.clusters._repr import view_factory

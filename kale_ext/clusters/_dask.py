@@ -185,7 +185,7 @@ class DaskCluster(Cluster):
         self._call("kale_adapt", minimum=int(minimum), maximum=int(maximum))
 
     def jobs(self, *, states: bool = True) -> dict[str, Any]:
-        """The daemon's view: jobs with batch states, submission errors, requested size.
+        """Return the daemon's view: jobs with batch states, submission errors, requested size.
 
         ``states=False`` leaves out the batch system's query (state ``UNKNOWN``).
         """

@@ -80,7 +80,7 @@ class JobBook:
 
 
 def hooked_job_class(base: type[Any], book: JobBook) -> type[Any]:
-    """``base`` (a dask-jobqueue Job class) reporting submissions and closes to ``book``.
+    """Subclass ``base`` (a dask-jobqueue Job class) to report submissions and closes to ``book``.
 
     dask-jobqueue submits jobs in the background and only logs a rejected ``sbatch``;
     the book keeps the batch system's message so that starting clients can raise it.

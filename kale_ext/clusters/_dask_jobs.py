@@ -209,18 +209,18 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
 
 
 def cluster_class(kind: str) -> type[Any]:
-    """The dask-jobqueue cluster class of ``kind``."""
+    """Return the dask-jobqueue cluster class of ``kind``."""
     return batch.system(kind).dask_cluster_class()
 
 
 def job_class(kind: str) -> type[Any]:
-    """The dask-jobqueue Job class of ``kind``."""
+    """Return the dask-jobqueue Job class of ``kind``."""
     return cluster_class(kind).job_cls
 
 
 def job_script(kind: str, options: Mapping[str, Any], *, security_dir: str | Path | None = None,
                scheduler: str = "tls://127.0.0.1:8786") -> str:
-    """The job script dask-jobqueue would submit for one job; starts nothing.
+    """Render the job script dask-jobqueue would submit for one job; start nothing.
 
     Parameters
     ----------

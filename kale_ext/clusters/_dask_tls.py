@@ -81,7 +81,7 @@ def create_credentials(folder: Path, *, days: int = 365) -> Path:
 
 
 def security(folder: str | Path) -> Any:
-    """A ``distributed.Security`` for every role, reading the files in ``folder``."""
+    """Build a ``distributed.Security`` for every role from the files in ``folder``."""
     from distributed.security import Security
 
     folder = Path(folder)

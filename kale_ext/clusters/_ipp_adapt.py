@@ -61,7 +61,7 @@ class AdaptivePolicy:
         return max(self.minimum, min(self.maximum, n))
 
     def decide(self, s: QueueSnapshot) -> Decision:
-        """The engine count to ask for now, and which idle engines to retire first."""
+        """Decide the engine count to ask for now, and which idle engines to retire first."""
         wanted = self._clamp(s.busy + s.unassigned)
         if wanted > s.requested or s.requested < self.minimum:
             self._down_votes = 0

@@ -76,7 +76,7 @@ def pack(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
 
 
 def unpack(reply: tuple[bool, Any]) -> Any:
-    """The result of :func:`run_task`, or its exception raised with the remote traceback noted."""
+    """Return :func:`run_task`'s result, or raise its exception with the remote traceback."""
     ok, value = reply
     if ok:
         return value

@@ -11,7 +11,6 @@ the record's private ``security`` folder.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -19,96 +18,25 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import ipyparallel
-import psutil
 
 from kale_ext import config, registry
-from kale_ext._errors import BatchJobError, ClusterError, ConfigError
+from kale_ext._errors import ClusterError
 from kale_ext.clusters import batch
-from kale_ext.clusters._base import (
-    Cluster,
-    ClusterRecord,
-    ClusterStatus,
-    JobInfo,
-    Slot,
-    WorkerInfo,
-)
-from kale_ext.clusters._ipp_adapt import AdaptivePolicy, Adaptor, Decision, QueueSnapshot
+from kale_ext.clusters._base import ClusterRecord, ClusterStatus, JobInfo, Slot, WorkerInfo
+from kale_ext.clusters._ipp_adapt import Adaptor
 from kale_ext.clusters._ipp_engine import EngineFuture, describe, pack, run_task, unpack
-from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_token, launcher_traits
+from kale_ext.clusters._ipp_health import check_alive, jobs_text
+from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_options
+from kale_ext.clusters._ipp_loop import IppLoop
+from kale_ext.clusters._ipp_scaling import EngineSetScaling
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-_KNOWN = frozenset({
-    "workers", "engines_per_job", "cores", "memory", "walltime", "queue", "account", "qos",
-    "constraint", "gpus_per_worker", "job_extra", "prologue", "interface_host", "profile",
-    "start_timeout",
-})
-# Profile keys that only mean something to the Dask backend; profiles are shared.
-_DASK_ONLY = frozenset({
-    "processes", "threads_per_worker", "lifetime_margin", "scheduler_options",
-    "worker_extra_args", "local_directory", "dashboard_address", "interface",
-    "shared_temp_directory", "security", "python", "death_timeout", "nanny",
-})
-
-class _Loop:
-    """One asyncio loop thread per process where every ipyparallel launcher lives.
-
-    Launchers bind to the loop they start on; keeping them all on one thread works the
-    same in a Jupyter kernel (whose own loop is running) and in a plain script.
-    """
-
-    _instance: _Loop | None = None
-    _guard = threading.Lock()
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="kale-ipp-loop", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> _Loop:
-        with cls._guard:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        async def wrapper() -> T:
-            return fn()
-
-        return self.run(wrapper())
-
-
-def _check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(options) - _KNOWN - _DASK_ONLY
-    if unknown:
-        raise ConfigError(
-            f"Unknown option(s) for backend='ipyparallel': {', '.join(sorted(unknown))}. "
-            f"Known: {', '.join(sorted(_KNOWN))}."
-        )
-    opts = {k: v for k, v in options.items() if k in _KNOWN and v is not None}
-    per_job = opts.get("engines_per_job")
-    if per_job is not None and (isinstance(per_job, bool) or not isinstance(per_job, int)
-                                or per_job < 1):
-        raise ConfigError(
-            f"engines_per_job must be a positive integer (engines per batch job) or None "
-            f"(all engines of a scale step in one job), but got engines_per_job={per_job!r}."
-        )
-    if opts.get("interface_host"):
-        check_token("interface_host", opts["interface_host"])
-    if kind != "local":
-        launcher_traits(kind, opts)  # validate every value before anything starts
-    return opts
-
 
 def _write_private(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -122,16 +50,7 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _tail(path: str | None, lines: int = 40) -> str:
-    if not path:
-        return ""
-    try:
-        return "".join(Path(path).read_text(errors="replace").splitlines(True)[-lines:])
-    except OSError:
-        return ""
-
-
-class IPyParallelCluster(Cluster):
+class IPyParallelCluster(EngineSetScaling):
     """An ipyparallel cluster: a controller process and engines, local or in batch jobs.
 
     Build it with ``kale.start_cluster(kind, backend="ipyparallel", workers=n, ...)`` or
@@ -141,7 +60,7 @@ class IPyParallelCluster(Cluster):
 
     backend = "ipyparallel"
 
-    def __init__(self, record: ClusterRecord, ipp_cluster: Any, loop: _Loop) -> None:
+    def __init__(self, record: ClusterRecord, ipp_cluster: Any, loop: IppLoop) -> None:
         super().__init__(record)
         self._ipp = ipp_cluster
         self._loop = loop
@@ -155,7 +74,7 @@ class IPyParallelCluster(Cluster):
     # ----------------------------------------------------------------- construction
     @classmethod
     def start(cls, kind: str, options: dict[str, Any]) -> IPyParallelCluster:
-        opts = _check_options(kind, dict(options))
+        opts = check_options(kind, dict(options))
         workers = int(opts.pop("workers", 1))
         timeout = float(opts.pop("start_timeout", None) or config.get("start-timeout", 120))
         record = ClusterRecord(
@@ -166,7 +85,7 @@ class IPyParallelCluster(Cluster):
         for folder in (profile_dir, profile_dir / "security"):
             folder.mkdir(exist_ok=True, mode=0o700)
         ip = opts.get("interface_host") or ("127.0.0.1" if kind == "local" else "*")
-        loop = _Loop.get()
+        loop = IppLoop.get()
         ipp = loop.call(lambda: ipyparallel.Cluster(
             engines=ENGINE_LAUNCHERS[kind], controller="local", controller_ip=ip,
             cluster_id=record.id, profile_dir=str(profile_dir), cluster_file="",
@@ -189,11 +108,11 @@ class IPyParallelCluster(Cluster):
 
     @classmethod
     def connect(cls, record: ClusterRecord) -> IPyParallelCluster:
-        loop = _Loop.get()
+        loop = IppLoop.get()
         return cls(record, cls._load(record, loop), loop)
 
     @staticmethod
-    def _load(record: ClusterRecord, loop: _Loop) -> Any:
+    def _load(record: ClusterRecord, loop: IppLoop) -> Any:
         path = record.address
         if not Path(path).is_file():
             raise ClusterError(
@@ -246,141 +165,6 @@ class IPyParallelCluster(Cluster):
                 self._view = self.client.load_balanced_view()
             return self._view
 
-    @property
-    def _sets(self) -> dict[str, int]:
-        sets: dict[str, int] = self.record.options.setdefault("engine_sets", {})
-        return sets
-
-    # ----------------------------------------------------------------------- scaling
-    def _add_engines(self, n: int) -> None:
-        per_job = self.record.options.get("engines_per_job") or n
-        while n > 0:
-            size = min(per_job, n)
-            set_id = f"{int(time.time() * 1000)}-{len(self._ipp.engines)}"
-            kwargs: dict[str, Any] = {
-                "environment": {"KALE_ENGINE_SET": set_id, "KALE_CLUSTER_ID": self.id},
-            }
-            if self.kind != "local":
-                kwargs.update(launcher_traits(self.kind, self.record.options))
-                kwargs["batch_file_name"] = str(
-                    Path(self.record.security or ".") / f"{self.kind}-engines-{set_id}.sh"
-                )
-            try:
-                self._loop.run(self._ipp.start_engines(size, engine_set_id=set_id, **kwargs))
-            except BaseException:
-                self._ipp.engines.pop(set_id, None)
-                raise
-            self._sets[set_id] = size
-            self._save()
-            n -= size
-
-    def scale(self, n: int) -> None:
-        """Ask for ``n`` engines: add engine sets, or stop sets and shut engines down."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ConfigError(f"scale needs a non-negative integer, but got n={n!r}.")
-        self._stop_adapting()  # an explicit size ends adaptive scaling
-        self._scale(Decision(n))
-
-    def _scale(self, decision: Decision) -> None:
-        with self._lock:
-            self._refresh()
-            requested = sum(self._sets.values())
-            if decision.target > requested:
-                self._add_engines(decision.target - requested)
-            elif decision.target < requested:
-                self._remove(requested - decision.target, prefer=decision.remove)
-
-    def _members(self) -> dict[str, list[int]]:
-        members: dict[str, list[int]] = {s: [] for s in self._sets}
-        for eid, info in self._engine_info(timeout=3).items():
-            members.setdefault(info["engine_set"], []).append(eid)
-        return members
-
-    def _remove(self, k: int, prefer: tuple[int, ...] = ()) -> None:
-        members = self._members()
-        preferred = set(prefer)
-        # Sets whose engines are all idle go first, then the newest.
-        order = sorted(
-            self._sets,
-            key=lambda s: (bool(members[s]) and set(members[s]) <= preferred, s),
-            reverse=True,
-        )
-        for set_id in order:
-            if k <= 0:
-                break
-            size = self._sets[set_id]
-            ids = members.get(set_id, [])
-            if size <= k:
-                self._shutdown_engines(ids)
-                self._stop_set(set_id)
-                k -= size
-            elif len(ids) >= k:
-                victims = sorted(ids, key=lambda e: (e not in preferred, -e))[:k]
-                self._shutdown_engines(victims)
-                self._sets[set_id] = size - k
-                k = 0
-            else:  # its engines are not all known yet: replace the set by a smaller one
-                self._shutdown_engines(ids)
-                self._stop_set(set_id)
-                self._add_engines(size - k)
-                k = 0
-            self._save()
-
-    def _shutdown_engines(self, ids: list[int], timeout: float = 10) -> None:
-        """Ask engines to exit cleanly and wait until the controller has let them go."""
-        if not ids:
-            return
-        client = self.client
-        client.shutdown(targets=ids, block=False)
-        deadline = time.monotonic() + timeout
-        while set(ids) & set(client.ids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for eid in ids:
-            self._info.pop(eid, None)
-
-    def _stop_set(self, set_id: str) -> None:
-        es = self._ipp.engines.get(set_id)
-        procs = [la.process for la in getattr(es, "launchers", {}).values() if la.process]
-        if procs:  # local engines asked to shut down: let them exit before any SIGTERM
-            psutil.wait_procs(procs, timeout=3)
-        if set_id in self._ipp.engines:
-            try:
-                self._loop.run(self._ipp.stop_engines(set_id), timeout=120)
-            except BatchJobError as e:  # the job had already ended
-                logger.info("engine set %s: %s", set_id, e)
-                self._ipp.engines.pop(set_id, None)
-        self._sets.pop(set_id, None)
-
-    def adapt(self, minimum: int, maximum: int, *, interval: float = 1.0,
-              wait_count: int = 3) -> None:
-        """Scale between ``minimum`` and ``maximum`` engines with the task queue.
-
-        A background thread reads the controller's queue every ``interval`` seconds;
-        it adds engines as soon as tasks wait and retires idle ones after
-        ``wait_count`` quiet polls. ``scale()`` or ``stop()`` end adapting.
-        """
-        policy = AdaptivePolicy(minimum, maximum, wait_count=wait_count)
-        self._stop_adapting()
-        self._adaptor = Adaptor(policy, self._snapshot, self._scale, interval=interval)
-        self._adaptor.start()
-
-    def _stop_adapting(self) -> None:
-        if self._adaptor is not None:
-            self._adaptor.stop()
-            self._adaptor = None
-
-    def _snapshot(self) -> QueueSnapshot:
-        with self._lock:
-            ids = set(self.client.ids)
-            queues = dict(self.client.queue_status())
-            unassigned = int(queues.pop("unassigned", 0))
-            # The controller keeps queues of engines that have left; count live ones only.
-            queues = {e: q for e, q in queues.items() if e in ids}
-            idle = tuple(sorted(e for e, q in queues.items() if not q["queue"] and not q["tasks"]))
-            return QueueSnapshot(engines=len(queues), requested=sum(self._sets.values()),
-                                 unassigned=unassigned, busy=len(queues) - len(idle),
-                                 idle_engines=idle)
-
     # ---------------------------------------------------------------------- running
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the least busy engine; a ``concurrent.futures.Future``.
@@ -424,54 +208,17 @@ class IPyParallelCluster(Cluster):
                 return
             now = time.monotonic()
             if now >= next_check:  # ask the batch queue less often than the controller
-                self._check_alive(n, have)
+                check_alive(self.id, self.kind, self._ipp, self.record.owner_host,
+                            self.record.job_ids, n, have)
                 next_check = now + interval
             if now >= deadline:
+                jobs = jobs_text(self.kind, self.record.job_ids)
                 raise ClusterError(
                     f"Cluster {self.id}: only {have} of {n} engines registered within "
-                    f"{timeout:.0f} s. Batch jobs: {self._jobs_text() or 'none'}. "
+                    f"{timeout:.0f} s. Batch jobs: {jobs or 'none'}. "
                     "Raise start_timeout or check the queue (kale status)."
                 )
             time.sleep(0.05)
-
-    def _jobs_text(self) -> str:
-        if self.kind == "local":
-            return ""
-        states = batch.job_states(self.kind, self.record.job_ids)
-        return ", ".join(f"{j} {s}{f' ({r})' if r else ''}" for j, (s, r) in states.items())
-
-    def _check_alive(self, n: int, have: int) -> None:
-        controller = self._ipp.controller
-        pid = getattr(controller, "pid", -1)
-        if pid > 0 and registry.pid_alive(pid, self.record.owner_host) is False:
-            raise ClusterError(
-                f"Cluster {self.id}: the ipyparallel controller (pid {pid}) exited. Its output:\n"
-                f"{_tail(getattr(controller, 'output_file', None))}"
-            )
-        if self.kind == "local":
-            for es in self._ipp.engines.values():
-                for launcher in list(getattr(es, "launchers", {}).values()):
-                    proc = launcher.process
-                    if proc is not None and not proc.is_running():
-                        raise ClusterError(
-                            f"Cluster {self.id}: engine process {launcher.pid} exited before "
-                            f"{n} engines registered ({have} did). Its output:\n"
-                            f"{_tail(launcher.output_file)}"
-                        )
-            return
-        system = batch.system(self.kind)
-        by_job = {str(es.job_id): es for es in self._ipp.engines.values()}
-        for job_id, job in system.job_states(self.record.job_ids).items():
-            state, reason = job
-            if system.is_ended(job) or system.is_ending(job) or system.is_hopeless(job):
-                es = by_job.get(job_id)
-                output = _tail(getattr(es, "output_file", None))
-                raise BatchJobError(
-                    f"Cluster {self.id}: {self.kind} job {job_id} is {state}"
-                    f"{f' ({reason})' if reason else ''} while only {have} of {n} engines "
-                    f"registered. Job output:\n{output or '(none)'}",
-                    job_id=job_id, output=output,
-                )
 
     # ----------------------------------------------------------------------- status
     def _engine_info(self, timeout: float = 2.0) -> dict[int, dict[str, Any]]:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def view_factory(name: str) -> Callable[..., Any] | None:
-    """The factory registered as ``name`` in the ``kale_ext.views`` group, or None."""
+    """Return the factory registered as ``name`` in the ``kale_ext.views`` group, or None."""
     for ep in entry_points(group="kale_ext.views", name=name):
         try:
             factory: Callable[..., Any] = ep.load()
@@ -40,7 +40,7 @@ def _size(n: int) -> str:
 
 
 def status_html(s: ClusterStatus) -> str:
-    """The status ``s`` as an HTML block: jobs with their states, workers, dashboard link."""
+    """Render the status ``s`` as HTML: jobs with their states, workers, dashboard link."""
     dash = (
         f'<a href="{escape(s.dashboard)}" target="_blank">{escape(s.dashboard)}</a>'
         if s.dashboard else "none"

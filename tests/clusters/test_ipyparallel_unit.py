@@ -6,8 +6,7 @@ import pytest
 
 from kale_ext._errors import ConfigError
 from kale_ext.clusters._ipp_adapt import AdaptivePolicy, Adaptor, Decision, QueueSnapshot
-from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, launcher_traits
-from kale_ext.clusters._ipyparallel import _check_options
+from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_options, launcher_traits
 
 
 def _script(kind: str, tmp_path, n: int = 2, **options) -> str:
@@ -103,13 +102,13 @@ def test_hostile_strings_never_reach_a_script(tmp_path):
 
 def test_options_are_checked_by_name():
     with pytest.raises(ConfigError, match="wallclock"):
-        _check_options("slurm", {"wallclock": "01:00:00"})
+        check_options("slurm", {"wallclock": "01:00:00"})
     with pytest.raises(ConfigError, match="engines_per_job"):
-        _check_options("slurm", {"engines_per_job": 0})
+        check_options("slurm", {"engines_per_job": 0})
     with pytest.raises(ConfigError, match="interface_host"):
-        _check_options("slurm", {"interface_host": "127.0.0.1; id"})
+        check_options("slurm", {"interface_host": "127.0.0.1; id"})
     # Dask-only profile keys are ignored rather than refused: profiles are shared.
-    assert _check_options("local", {"threads_per_worker": 1, "workers": 2}) == {"workers": 2}
+    assert check_options("local", {"threads_per_worker": 1, "workers": 2}) == {"workers": 2}
 
 
 # ------------------------------------------------------------------ adaptive policy

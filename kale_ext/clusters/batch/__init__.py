@@ -47,13 +47,13 @@ GROUP = "kale_ext.batch"
 
 
 def names() -> tuple[str, ...]:
-    """The registered batch systems, sorted (nothing is imported)."""
+    """Return the registered batch systems' names, sorted (nothing is imported)."""
     return tuple(sorted({ep.name for ep in entry_points(group=GROUP)}))
 
 
 @functools.cache
 def system(kind: str) -> BatchSystem:
-    """The batch system registered as ``kind``."""
+    """Return the batch system registered as ``kind``."""
     found = entry_points(group=GROUP, name=kind)
     if not found:
         raise ConfigError(
@@ -67,8 +67,11 @@ def system(kind: str) -> BatchSystem:
 
 
 def job_states(kind: str, job_ids: Sequence[str]) -> dict[str, JobState]:
-    """Each job's state; :data:`GONE` only when the queue says it does not know a job,
-    :data:`UNKNOWN` (with the reason) when the queue could not be asked or read."""
+    """Ask the queue of ``kind`` for each job's state.
+
+    :data:`GONE` only when the queue says it does not know a job, :data:`UNKNOWN` (with
+    the reason) when the queue could not be asked or its answer read.
+    """
     if not job_ids:
         return {}
     return system(kind).job_states(job_ids)

@@ -109,7 +109,7 @@ def check_token(name: str, value: Any, pattern: re.Pattern[str] = TOKEN) -> str:
 
 
 def check_walltime(value: Any) -> str:
-    """A walltime as it may stand in a directive: ``HH:MM:SS``, ``MM`` or ``D-HH:MM:SS``."""
+    """Check a walltime for a directive: ``HH:MM:SS``, ``MM`` or ``D-HH:MM:SS``."""
     text = check_token("walltime", value)
     if not _WALLTIME.fullmatch(text):
         raise ConfigError(
@@ -120,7 +120,7 @@ def check_walltime(value: Any) -> str:
 
 
 def megabytes(value: Any) -> int:
-    """A memory size (``'4GiB'``, ``'500MB'`` or bytes) in whole MiB, at least 1."""
+    """Convert a memory size (``'4GiB'``, ``'500MB'`` or bytes) to whole MiB, at least 1."""
     from dask.utils import parse_bytes
 
     try:
@@ -133,14 +133,14 @@ def megabytes(value: Any) -> int:
 
 
 def count(name: str, value: Any) -> int:
-    """``value`` when it is a non-negative integer."""
+    """Return ``value`` when it is a non-negative integer."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, but got {name}={value!r}.")
     return value
 
 
 def as_list(name: str, value: Any) -> list[str]:
-    """A string or a list of strings as a list (None: empty)."""
+    """Return a string or a list of strings as a list (None: empty)."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -185,8 +185,10 @@ class BatchSystem(ABC):
     # -- asking the queue ----------------------------------------------------------------
     @abstractmethod
     def status_command(self, job_ids: Sequence[str]) -> list[str]:
-        """The command that asks the queue about ``job_ids`` (one id unless
-        :attr:`batch_status`)."""
+        """Return the command that asks the queue about ``job_ids``.
+
+        One id at a time unless :attr:`batch_status`.
+        """
 
     @abstractmethod
     def parse_status(self, job_ids: Sequence[str], returncode: int, stdout: str,
@@ -198,7 +200,7 @@ class BatchSystem(ABC):
         """
 
     def job_states(self, job_ids: Sequence[str], *, timeout: float = 30) -> dict[str, JobState]:
-        """Each job's :class:`JobState`; a query that fails says :data:`UNKNOWN`, and why."""
+        """Ask the queue for each job's :class:`JobState`; a failed query says :data:`UNKNOWN`."""
         ids = [str(j) for j in job_ids]
         groups = [ids] if self.batch_status else [[j] for j in ids]
         states: dict[str, JobState] = {}
@@ -234,20 +236,23 @@ class BatchSystem(ABC):
 
     # -- what a state means ----------------------------------------------------------------
     def is_ended(self, job: JobState) -> bool:
-        """The job will never bring workers (again)."""
+        """Tell whether the job will never bring workers (again)."""
         return job.state == GONE or job.state in self.ended_states
 
     def is_ending(self, job: JobState) -> bool:
-        """The job is on its way out."""
+        """Tell whether the job is on its way out."""
         return job.state in self.ending_states
 
     def is_hopeless(self, job: JobState) -> bool:
-        """The job waits for something that will not come without someone's help."""
+        """Tell whether the job waits for what will not come without someone's help."""
         return False
 
     def worst(self, states: Sequence[JobState]) -> JobState:
-        """One state for the tasks of an array job: an ended, ending or hopeless task
-        first (the set cannot be complete), else the first task's."""
+        """Sum up the tasks of an array job in one state.
+
+        An ended, ending or hopeless task comes first (the set cannot be complete), else
+        the first task's state.
+        """
         for test in (self.is_ended, self.is_ending, self.is_hopeless):
             for job in states:
                 if test(job):
@@ -256,8 +261,10 @@ class BatchSystem(ABC):
 
     # -- walltime ----------------------------------------------------------------------------
     def walltime_units(self, fields: int, days: bool) -> list[int] | None:
-        """Seconds per ``:``-field of a walltime with ``fields`` fields (after ``D-`` when
-        ``days``); None when the system does not read such a walltime.
+        """Return the seconds per ``:``-field of a walltime with ``fields`` fields.
+
+        ``days`` says that the fields follow ``D-``. None when the system does not read
+        such a walltime.
 
         The default reads ``[[HH:]MM:]SS`` (PBS, SGE) and ``D-HH[:MM[:SS]]``.
         """
@@ -266,7 +273,7 @@ class BatchSystem(ABC):
         return [3600, 60, 1][-fields:] if fields <= 3 else None
 
     def walltime_seconds(self, walltime: str) -> int:
-        """Seconds in ``walltime`` as this system reads it."""
+        """Return the seconds in ``walltime`` as this system reads it."""
         days, _, clock = walltime.rpartition("-")
         parts = [int(p) for p in clock.split(":")]
         units = self.walltime_units(len(parts), bool(days))
@@ -277,18 +284,18 @@ class BatchSystem(ABC):
     # -- starting ipyparallel engines -----------------------------------------------------------
     @abstractmethod
     def engine_directives(self, options: Mapping[str, Any]) -> list[str]:
-        """Validated directive lines, without the prefix, for one engine job.
+        """Return validated directive lines, without the prefix, for one engine job.
 
         Resources are per engine: ``cores``, ``memory``, ``gpus_per_worker``; plus what
         ipyparallel's launcher has no trait for (walltime, account, constraint).
         """
 
     def engine_traits(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Values for the launcher's own traits (besides ``queue``), validated."""
+        """Return values for the launcher's own traits (besides ``queue``), validated."""
         return {}
 
     def dask_cluster_class(self) -> type[Any]:
-        """The dask-jobqueue cluster class (imported on first use)."""
+        """Return the dask-jobqueue cluster class (imported on first use)."""
         import importlib
 
         cls: type[Any] = getattr(importlib.import_module("dask_jobqueue"), self.dask_cluster)

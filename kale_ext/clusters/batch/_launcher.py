@@ -70,7 +70,9 @@ class KaleBatchMixin(ipp_launcher.BatchSystemLauncher):
 
 
 def named(cls: L) -> L:
-    """Record ``cls`` in ipyparallel's cluster file by its import path, so that a
-    reconnecting process imports it back from there."""
+    """Record ``cls`` in ipyparallel's cluster file by its import path.
+
+    A reconnecting process imports it back from there.
+    """
     cls.entrypoint_name = f"{cls.__module__}.{cls.__name__}"  # type: ignore[attr-defined]
     return cls

@@ -31,6 +31,7 @@ class LSFEngineSetLauncher(KaleBatchMixin, ipp_launcher.LSFEngineSetLauncher):
     """ipyparallel's LSF engine set (a job array of n engines)."""
 
     def start(self, n: int = 1) -> str:
+        """Submit the engine job, feeding the script to bsub's stdin."""
         # bsub reads its #BSUB directives from stdin; feed the file rather than a shell pipe.
         self.write_batch_script(n)
         with open(self.batch_file) as script:
@@ -55,10 +56,12 @@ class LSF(BatchSystem):
     engine_launcher = LSFEngineSetLauncher
 
     def status_command(self, job_ids: Sequence[str]) -> list[str]:
+        """Ask ``bjobs`` about one job."""
         return ["bjobs", "-noheader", "-o", "jobid stat pend_reason", *job_ids]
 
     def parse_status(self, job_ids: Sequence[str], returncode: int, stdout: str,
                      stderr: str) -> dict[str, JobState]:
+        """Read bjobs' lines (id, state, pending reason), or its unknown-job answer."""
         states: dict[str, list[JobState]] = {}
         for line in stdout.splitlines():
             fields = line.split(None, 2)
@@ -74,9 +77,11 @@ class LSF(BatchSystem):
         return found
 
     def walltime_units(self, fields: int, days: bool) -> list[int] | None:
+        """Read walltimes as ``[HH:]MM``."""
         return [3600, 60][-fields:] if fields <= 2 else None  # [HH:]MM
 
     def engine_directives(self, options: Mapping[str, Any]) -> list[str]:
+        """Return the engine job's directives: slots, memory, run limit, project."""
         lines = [f"-n {count('cores', options.get('cores') or 1)}"]
         if options.get("memory"):
             lines.append(f"-M {megabytes(options['memory'])}MB")

@@ -60,10 +60,12 @@ class PBS(BatchSystem):
     engine_launcher = PBSEngineSetLauncher
 
     def status_command(self, job_ids: Sequence[str]) -> list[str]:
+        """Ask ``qstat -f`` about one job."""
         return ["qstat", "-f", *job_ids]
 
     def parse_status(self, job_ids: Sequence[str], returncode: int, stdout: str,
                      stderr: str) -> dict[str, JobState]:
+        """Read qstat's ``job_state`` and ``comment``, or its unknown-job answer."""
         said = f"{stderr}\n{stdout}"
         if returncode != 0:
             if "Unknown Job Id" in said:
@@ -77,10 +79,12 @@ class PBS(BatchSystem):
         return dict.fromkeys(job_ids, JobState(attrs["job_state"], attrs.get("comment", "")))
 
     def is_hopeless(self, job: JobState) -> bool:
+        """Tell whether the job will never start without someone's help."""
         # PBS Pro's scheduler comments a job no node can ever run with "Can Never Run: ...".
         return job.state in ("Q", "H") and job.reason.startswith("Can Never Run")
 
     def engine_directives(self, options: Mapping[str, Any]) -> list[str]:
+        """Return the engine job's directives: a select chunk, walltime, account."""
         select = f"select=1:ncpus={count('cores', options.get('cores') or 1)}"
         if options.get("memory"):
             select += f":mem={megabytes(options['memory'])}mb"

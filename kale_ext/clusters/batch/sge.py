@@ -1,5 +1,4 @@
-"""Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE): ``qstat -j``/``qdel``, ``#$``
-directives, ``SGECluster``.
+"""Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE): ``qstat -j``, ``#$``, ``SGECluster``.
 
 ``qstat -j <id>`` answers one job with ``name: value`` lines; Grid Engine 8 adds one
 ``job_state N:`` line per running array task (``r``, ``t``, ``Rr``, ``dr``, ``Eqw``, ...)
@@ -52,10 +51,12 @@ class SGE(BatchSystem):
     engine_launcher = SGEEngineSetLauncher
 
     def status_command(self, job_ids: Sequence[str]) -> list[str]:
+        """Ask ``qstat -j`` about one job."""
         return ["qstat", "-j", ",".join(job_ids)]
 
     def parse_status(self, job_ids: Sequence[str], returncode: int, stdout: str,
                      stderr: str) -> dict[str, JobState]:
+        """Read qstat's task states and reasons, or its unknown-job answer."""
         if "Following jobs do not exist" in f"{stderr}\n{stdout}":
             return dict.fromkeys(job_ids, JobState(GONE))
         if returncode != 0 or not re.search(r"^job_number:", stdout, re.MULTILINE):
@@ -77,12 +78,15 @@ class SGE(BatchSystem):
         return dict.fromkeys(job_ids, self.worst(states))
 
     def is_ending(self, job: JobState) -> bool:
+        """Tell whether the job is being deleted."""
         return "d" in job.state
 
     def is_hopeless(self, job: JobState) -> bool:
+        """Tell whether the job will never start without someone's help."""
         return "E" in job.state
 
     def engine_directives(self, options: Mapping[str, Any]) -> list[str]:
+        """Return the engine job's directives: memory, run time, account."""
         lines = []
         if options.get("memory"):
             lines.append(f"-l h_vmem={megabytes(options['memory'])}M")

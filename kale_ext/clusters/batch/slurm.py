@@ -48,11 +48,13 @@ class Slurm(BatchSystem):
     engine_launcher = SlurmEngineSetLauncher
 
     def status_command(self, job_ids: Sequence[str]) -> list[str]:
+        """Ask ``squeue`` about all jobs at once, ended ones included."""
         return ["squeue", "--noheader", "--format=%i %T %R", "--states=all",
                 "--jobs", ",".join(job_ids)]
 
     def parse_status(self, job_ids: Sequence[str], returncode: int, stdout: str,
                      stderr: str) -> dict[str, JobState]:
+        """Read squeue's lines (id, state, reason); a listed id left out is gone."""
         if returncode != 0:
             # Asked only about ids slurmctld has forgotten, squeue refuses them all.
             if "Invalid job id" in stderr:
@@ -68,15 +70,18 @@ class Slurm(BatchSystem):
         return states
 
     def is_hopeless(self, job: JobState) -> bool:
+        """Tell whether the job will never start without someone's help."""
         # squeue's %R shows a pending reason in parentheses: "(PartitionTimeLimit)".
         return job.state == "PENDING" and job.reason.strip("()") in self.hopeless_reasons
 
     def walltime_units(self, fields: int, days: bool) -> list[int] | None:
+        """Read walltimes as ``MM``, ``MM:SS``, ``HH:MM:SS`` or ``D-HH[:MM[:SS]]``."""
         if days:  # D-HH[:MM[:SS]]
             return super().walltime_units(fields, days)
         return {1: [60], 2: [60, 1], 3: [3600, 60, 1]}.get(fields)  # MM, MM:SS, HH:MM:SS
 
     def engine_directives(self, options: Mapping[str, Any]) -> list[str]:
+        """Return the engine job's directives: cpus and memory per task, GPUs, constraint."""
         cores = count("cores", options.get("cores") or 1)
         lines = [f"--cpus-per-task={cores}"]
         if options.get("memory"):
@@ -90,6 +95,7 @@ class Slurm(BatchSystem):
         return lines
 
     def engine_traits(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Set ipyparallel's own Slurm traits: account, qos and time limit."""
         # ipyparallel's Slurm launcher writes these directives itself.
         traits: dict[str, Any] = {}
         if options.get("account"):
