@@ -81,6 +81,7 @@ def test_search_runs_on_a_backend_of_the_public_api(threads):
     frame = search.results()
     assert len(frame) == 4 and set(frame["state"]) == {"completed"}
     assert (frame["epoch"] == 9).all()
+    assert threads.retries_disabled  # Search.start asked the backend through the API
 
 
 def test_distributed_run_on_a_backend_of_the_public_api(threads):
