@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kale_ext.search._control import ACTIONS, channel_file, control
-from kale_ext.search._domains import Domain, choice, grid, integer, loguniform, uniform
+from kale_ext.search._domains import Choice, Grid, choice, grid, integer, loguniform, uniform
+from kale_ext.search._ranges import Domain, Integer, LogUniform, Uniform
 from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
@@ -30,9 +31,13 @@ __all__ = [
     "FIFO",
     "PBT",
     "Action",
+    "Choice",
     "Decision",
     "Domain",
+    "Grid",
     "Hyperband",
+    "Integer",
+    "LogUniform",
     "MedianStopping",
     "Sampler",
     "Scheduler",
@@ -41,6 +46,7 @@ __all__ = [
     "Space",
     "Suggestion",
     "TrialState",
+    "Uniform",
     "channel_file",
     "choice",
     "control",

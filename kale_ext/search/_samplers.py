@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kale_ext._errors import SearchError
-from kale_ext.search._domains import _canon
+from kale_ext.search._ranges import _canon
 from kale_ext.search._space import Space
 from kale_ext.trial import TrialState
 

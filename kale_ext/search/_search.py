@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kale_ext import config, registry
-from kale_ext._errors import SearchError
+from kale_ext._errors import KaleError, SearchError
 from kale_ext.channel import channel_host
 from kale_ext.search._driver import Driver
 from kale_ext.search._runs import TrialRun
 from kale_ext.search._summary import SearchSummary, summarize
+from kale_ext.search._views import view_factory
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
 if TYPE_CHECKING:
@@ -285,12 +286,16 @@ class Search:
     def panel(self, **kwargs: Any) -> Any:
         """The live control panel: trial table, curves, parameters, resources, controls.
 
-        Keyword arguments go to :class:`kale_ext.widgets.SearchPanel`. Needs the widget
-        extras: ``pip install 'kale-ext[widgets]'``.
+        Keyword arguments go to the ``search`` view registered in the ``kale_ext.views``
+        entry-point group (kale's own: :class:`kale_ext.widgets.SearchPanel`). Needs the
+        widget extras: ``pip install 'kale-ext[widgets]'``.
         """
-        from kale_ext.widgets import SearchPanel
-
-        return SearchPanel(self, **kwargs)
+        factory = view_factory("search")
+        if factory is None:
+            raise KaleError("No search panel is installed (no 'search' view in the "
+                            "kale_ext.views entry points); install the widget extras with "
+                            "pip install 'kale-ext[widgets]'.")
+        return factory(self, **kwargs)
 
     def _ipython_display_(self) -> None:
         try:

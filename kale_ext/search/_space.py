@@ -16,19 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kale_ext._errors import SpaceError
-from kale_ext.search._domains import (
-    _FORMAT,
-    Choice,
-    Domain,
-    _canon,
-    _check_node,
-    _decode,
-    _encode_node,
-    _join,
-    _json_problem,
-    _same,
-    _where,
-)
+from kale_ext.search._domains import _FORMAT, Choice, _check_node, _decode, _encode_node, _join
+from kale_ext.search._ranges import Domain, _canon, _json_problem, _same, _where
 
 if TYPE_CHECKING:
     import optuna

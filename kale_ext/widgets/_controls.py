@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kale_ext._errors import KaleError
-from kale_ext.search._space import Space
+from kale_ext.search import Space
 from kale_ext.widgets._bokeh import require
 from kale_ext.widgets._editor import ParamEditor
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kale_ext.search._domains import Choice, Domain, Integer, Uniform
-from kale_ext.search._space import Space
+from kale_ext.search import Choice, Integer, Space, Uniform
 from kale_ext.widgets._bokeh import require
 
 
@@ -38,7 +37,6 @@ class ParamEditor:
         widgets = require("ipywidgets")
         self.space = space
         flat = Space.flatten(space.spec)
-        self.specs: dict[str, Any] = dict(flat)
         self.fields: dict[str, Any] = {name: _field(name, spec) for name, spec in flat.items()}
         self.widget = widgets.Box(list(self.fields.values()),
                                   layout=widgets.Layout(flex_flow="row wrap"))
@@ -77,9 +75,6 @@ class ParamEditor:
         changed = {n: v for n, v in self.values().items() if _get(config, n) != (True, v)}
         self.space.apply(config, changed)  # raises SpaceError naming value and rule
         return changed
-
-    def is_domain(self, name: str) -> bool:
-        return isinstance(self.specs.get(name), Domain)
 
 
 def _get(config: dict[str, Any], name: str) -> tuple[bool, Any]:

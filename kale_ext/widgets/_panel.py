@@ -99,11 +99,6 @@ class SearchPanel:
         if self.monitor is not None:
             self.monitor.start()
 
-    @classmethod
-    def from_store(cls, path: str | os.PathLike[str], **kwargs: Any) -> SearchPanel:
-        """A read-only panel over the store at ``path``: the whole history, then live."""
-        return cls(path, **kwargs)
-
     # -- updates -------------------------------------------------------------------------
 
     def _tick(self) -> bool:

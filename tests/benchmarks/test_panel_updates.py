@@ -46,7 +46,7 @@ def _run(tmp_path, name, with_panel):
     search = kale.Search(_noop, {"lr": kale.loguniform(1e-4, 1e-1), "layers": kale.int(1, 4)},
                          metric="val_acc", trials=TRIALS, store=tmp_path / f"{name}.sqlite",
                          name=name)
-    panel = kale.widgets.SearchPanel.from_store(search.store_path) if with_panel else None
+    panel = kale.widgets.panel(search.store_path) if with_panel else None
     marks: list[tuple[int, float]] = []
     writer = threading.Thread(target=_stream, args=(search.store, marks))
     lags = []

@@ -63,7 +63,7 @@ def test_restarted_attempt_replaces_the_curve(writer):
 
 def test_read_only_panel_shows_history_then_live_rows(writer):
     _fill(writer)
-    panel = SearchPanel.from_store(writer.path, interval=0.05)
+    panel = SearchPanel(writer.path, interval=0.05)
     try:
         frame = panel.table.frame()
         assert list(frame.index) == [0, 1, 2]

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kale_ext._errors import SearchError, SpaceError
-from kale_ext.search._domains import Choice, Domain, Integer, Uniform, _decode, _same
+from kale_ext.search._domains import Choice, _decode
+from kale_ext.search._ranges import Domain, Integer, Uniform, _same
 from kale_ext.search._space import Space
 from kale_ext.search.schedulers._base import Scheduler, check_number
 from kale_ext.trial import CONTINUE, Action, Decision, TrialState
