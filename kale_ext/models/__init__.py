@@ -6,7 +6,8 @@
   uproot: :func:`root_dataset`.
 - Trainables ``train_xxx(config) -> dict`` that report every epoch and checkpoint:
   :func:`train_digits_cnn`, :func:`train_layout_classifier`, :func:`train_autoencoder`,
-  :func:`train_vae`, :func:`train_gan`.
+  :func:`train_vae`, :func:`train_gan`; :func:`beta_sweep` / :func:`beta_table` for the
+  beta-VAE's posterior against beta.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ _LAZY = {
     "latent_stats": "kale_ext.models._vae",
     "train_vae": "kale_ext.models._vae",
     "train_autoencoder": "kale_ext.models._vae",
+    "BETAS_PUBLISHED": "kale_ext.models._vae",
+    "BETA_TABLE_PUBLISHED": "kale_ext.models._vae",
+    "beta_sweep": "kale_ext.models._vae",
+    "beta_table": "kale_ext.models._vae",
     "train_gan": "kale_ext.models._gan",
     "energy_ks": "kale_ext.models._gan",
     "root_dataset": "kale_ext.models._root",

@@ -26,8 +26,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT = 240  # seconds per cell; a small search takes well under a minute
 
 
-def _increasing(values: list[float]) -> bool:
-    return all(b >= a for a, b in itertools.pairwise(values))
+def _increasing(values: list[float], tolerance: float = 0.0) -> bool:
+    return all(b >= a - tolerance for a, b in itertools.pairwise(values))
 
 
 def check_quickstart(r: dict[str, Any]) -> None:
@@ -65,10 +65,12 @@ def check_distributed(r: dict[str, Any]) -> None:
 def check_beta_vae(r: dict[str, Any]) -> None:
     assert r["auc"] >= 0.9
     betas, var, mean_abs = r["betas"], r["latent_var"], r["latent_mean_abs"]
-    assert betas == sorted(betas)
-    # beta -> 1: the posterior approaches the prior N(0, 1)
-    assert _increasing(var) and var[-1] > 0.9 and var[0] < 0.2, var
-    assert _increasing(mean_abs[::-1]) and mean_abs[-1] < 0.1, mean_abs
+    assert betas == [0.0, 5e-6, 5e-5, 5e-4, 5e-3, 0.05, 0.5, 1.0]  # the published sweep
+    # beta -> 1: the posterior approaches the prior N(0, 1); beta = 0: its variance
+    # shrinks away. Saturated ends differ only by noise, hence the small tolerance.
+    assert _increasing(var, 2e-3) and var[-1] > 0.99 and var[0] < 0.05, var
+    assert _increasing(mean_abs[::-1], 5e-3) and mean_abs[-1] < 0.05, mean_abs
+    assert abs(r["latent_mean"][-1]) < 0.01
 
 
 def check_gan(r: dict[str, Any]) -> None:
