@@ -260,7 +260,7 @@ def train_autoencoder(config: dict[str, Any]) -> dict[str, float]:
 
 def beta_table(betas: Sequence[float], latent_var: Sequence[float],
                latent_mean: Sequence[float]) -> Any:
-    """The table "beta, avg var, avg mean", measured beside the published values.
+    """Tabulate "beta, avg var, avg mean" as measured, beside the published values.
 
     Parameters
     ----------
