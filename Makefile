@@ -54,9 +54,13 @@ browser: $(STAMP)
 horovod: $(STAMP)
 	bash deploy/horovod/build.sh $(PY)
 
+# ruff (pydocstyle on the package's API included), mypy over the whole package, and
+# import-linter's contracts in pyproject.toml: floors that only import downwards, no
+# cycle between packages, no import of another package's private module.
 lint: $(STAMP)
 	$(PY) -m ruff check kale_ext tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # testbed-up comes last: a prerequisite failing after it would leave the test bed running.
 test: $(STAMP) $(LABEXT) slurm-up browser horovod lint testbed-up
