@@ -57,7 +57,7 @@ async def test_empty_registry_lists_nothing(api):
     ({"colour": "red"}, ["'colour'", "allowed: profile, kind, backend, workers, overrides"]),
     ({"overrides": {"workers": 2}}, ["'overrides'", "'workers'", "top-level"]),
     ({"overrides": "queue=debug"}, ["'overrides'", "JSON object"]),
-    ({"kind": "moon"}, ["'moon'", "local, slurm"]),
+    ({"kind": "moon"}, ["'moon'", "local, lsf, pbs, sge, slurm"]),
     ({"backend": "spark"}, ["'spark'", "dask"]),
 ])
 async def test_start_rejects_bad_bodies_naming_field_and_rule(api, body, words):
