@@ -28,7 +28,7 @@ MAX_LINES = 400
 # The floors, lowest first. A unit may import units of its own floor or of floors below.
 FLOORS: tuple[tuple[str, ...], ...] = (
     # errors, configuration, the registry; kernelspecs needs nothing above errors
-    ("_errors", "config", "registry", "kernelspecs"),
+    ("_errors", "config", "registry", "kernelspecs", "views"),
     ("channel", "store"),                    # the metric channel, SQLite stores
     ("trial",),                              # trial states, decisions, the trial runtime
     ("clusters",),                           # the Cluster API, backends, batch systems

@@ -16,7 +16,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from kale_ext import registry
+from kale_ext import registry, views
 from kale_ext.clusters import batch
 
 # A cluster runs on this machine or on a registered batch system.
@@ -288,10 +288,8 @@ class Cluster(ABC):
         """
         from IPython.display import HTML, display
 
-        from kale_ext.clusters._repr import view_factory
-
         try:
-            factory = view_factory("cluster")
+            factory = views.view_factory("cluster")
             widget = factory(self) if factory is not None else None
         except Exception:  # no widget packages (KaleError names them) or no front end
             widget = None

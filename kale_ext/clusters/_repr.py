@@ -1,34 +1,14 @@
-"""How a cluster shows itself in a notebook: a static HTML status, or a registered view.
+"""A cluster's static HTML status: what a notebook shows when no live view can be built.
 
-Clusters sit below the widgets, so they never import them: a package that can show a
-cluster live registers a factory under the ``kale_ext.views`` entry-point group (kale's
-own widgets register ``cluster = kale_ext.widgets:ClusterWidget``). Without one, or when
-it cannot be built (no ipywidgets, no front end), the HTML status is shown.
+The live view is found through :mod:`kale_ext.views`; without one, or when it cannot be
+built (no ipywidgets, no front end), this HTML is shown.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from html import escape
-from importlib.metadata import entry_points
-from typing import Any
 
 from kale_ext.clusters._base import ClusterStatus
-
-logger = logging.getLogger(__name__)
-
-
-def view_factory(name: str) -> Callable[..., Any] | None:
-    """Return the factory registered as ``name`` in the ``kale_ext.views`` group, or None."""
-    for ep in entry_points(group="kale_ext.views", name=name):
-        try:
-            factory: Callable[..., Any] = ep.load()
-        except ImportError as e:  # a view whose packages are missing is skipped
-            logger.debug("view %s unavailable: %s", name, e)
-            continue
-        return factory
-    return None
 
 
 def _size(n: int) -> str:

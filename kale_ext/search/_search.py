@@ -10,13 +10,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kale_ext import config, registry
+from kale_ext import config, registry, views
 from kale_ext._errors import KaleError, SearchError
 from kale_ext.channel import channel_host
 from kale_ext.search._driver import Driver
 from kale_ext.search._runs import TrialRun
 from kale_ext.search._summary import SearchSummary, summarize
-from kale_ext.search._views import view_factory
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
 if TYPE_CHECKING:
@@ -290,7 +289,7 @@ class Search:
         entry-point group (kale's own: :class:`kale_ext.widgets.SearchPanel`). Needs the
         widget extras: ``pip install 'kale-ext[widgets]'``.
         """
-        factory = view_factory("search")
+        factory = views.view_factory("search")
         if factory is None:
             raise KaleError("No search panel is installed (no 'search' view in the "
                             "kale_ext.views entry points); install the widget extras with "

@@ -7,7 +7,8 @@ import sys
 import IPython.display
 import pytest
 
-from kale_ext.clusters import _repr, status_html
+from kale_ext import views
+from kale_ext.clusters import status_html
 from tests.clusters.thread_backend import ThreadCluster
 from tests.conftest import run_python
 
@@ -30,10 +31,10 @@ def test_the_registered_view_is_the_live_widget(cluster, shown, monkeypatch):
     pytest.importorskip("ipywidgets")
     from kale_ext.widgets import ClusterWidget
 
-    factory = _repr.view_factory("cluster")
+    factory = views.view_factory("cluster")
     assert factory is ClusterWidget
     built: list[ClusterWidget] = []
-    monkeypatch.setattr(_repr, "view_factory",  # keep the widget to stop its updater
+    monkeypatch.setattr(views, "view_factory",  # keep the widget to stop its updater
                         lambda name: lambda c: built.append(factory(c)) or built[-1])
     cluster._ipython_display_()
     try:
@@ -49,7 +50,7 @@ def test_without_a_usable_view_the_html_status_is_shown(cluster, shown, monkeypa
     def broken(_cluster):
         raise RuntimeError("no front end")
 
-    monkeypatch.setattr(_repr, "view_factory",
+    monkeypatch.setattr(views, "view_factory",
                         lambda name: broken if factory == "raises" else None)
     cluster._ipython_display_()
     assert len(shown) == 1 and isinstance(shown[0], IPython.display.HTML)
