@@ -2,12 +2,14 @@
 
 - Layout strings in the TMVA style: :func:`build_model`, :func:`describe`
   (grammar in :mod:`kale_ext.models._layout`).
-- Synthetic physics data: :func:`jet_images`, :func:`calo_showers`; ROOT TTrees through
+- Synthetic physics data: :func:`jet_images`, :func:`boosted_jet_images` (with
+  :func:`jet_mass`), :func:`calo_showers`; ROOT TTrees through
   uproot: :func:`root_dataset`.
 - Trainables ``train_xxx(config) -> dict`` that report every epoch and checkpoint:
-  :func:`train_digits_cnn`, :func:`train_layout_classifier`, :func:`train_autoencoder`,
-  :func:`train_vae`, :func:`train_gan`; :func:`beta_sweep` / :func:`beta_table` for the
-  beta-VAE's posterior against beta.
+  :func:`train_digits_cnn`, :func:`train_jet_cnn` (a jet-image CNN, :func:`jet_cnn`),
+  :func:`train_layout_classifier`, :func:`train_autoencoder`, :func:`train_vae`,
+  :func:`train_gan`; :func:`beta_sweep` / :func:`beta_table` for the beta-VAE's
+  posterior against beta.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ _LAZY = {
     "LayerInfo": "kale_ext.models._builder",
     "jet_images": "kale_ext.models._physics",
     "calo_showers": "kale_ext.models._physics",
+    "boosted_jet_images": "kale_ext.models._jets",
+    "jet_mass": "kale_ext.models._jets",
+    "JET_SPACE": "kale_ext.models._jet_cnn",
+    "jet_cnn": "kale_ext.models._jet_cnn",
+    "jet_data": "kale_ext.models._jet_cnn",
+    "evaluate_jet_cnn": "kale_ext.models._jet_cnn",
+    "train_jet_cnn": "kale_ext.models._jet_cnn",
     "load_dataset": "kale_ext.models._classifier",
     "train_layout_classifier": "kale_ext.models._classifier",
     "VAE": "kale_ext.models._vae",

@@ -12,7 +12,7 @@ from kale_ext.models import _loop
 from kale_ext.models._builder import build_model
 from kale_ext.models._shapes import plan
 
-DATASETS = ("digits", "jets")
+DATASETS = ("digits", "jets", "boosted_jets")
 
 DEFAULT_LAYOUTS = {
     "digits": "CONV|16|3|3|1|1|1|1|RELU,MAXPOOL|2|2|2|2,FLAT,DENSE|64|RELU,DENSE|10|LINEAR",
@@ -32,10 +32,13 @@ def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, A
     Parameters
     ----------
     name
-        ``"digits"`` (scikit-learn's 8x8 digits, 10 classes) or ``"jets"``
-        (:func:`kale_ext.models.jet_images`, 2 classes, ``log1p``-scaled energies).
+        ``"digits"`` (scikit-learn's 8x8 digits, 10 classes), ``"jets"``
+        (:func:`kale_ext.models.jet_images`, 2 classes, ``log1p``-scaled energies) or
+        ``"boosted_jets"`` (:func:`kale_ext.models.boosted_jet_images`, W or top jets
+        against QCD, 2 classes, ``log1p``-scaled; :func:`kale_ext.models.jet_data`).
     config
-        ``n`` (jets: events, default 2000), ``size`` (jets: image side, default 32),
+        ``n`` (jets: events, default 2000), ``size`` (jets: image side, default 32;
+        boosted_jets: see :func:`kale_ext.models.jet_data`),
         ``data_seed`` (default 0), ``val_fraction`` (jets, default 0.25).
 
     Returns
@@ -58,8 +61,12 @@ def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, A
         x, y = jet_images(int(config.get("n", 2000)), size=size, seed=seed)
         data = _split(torch.log1p(x), y, float(config.get("val_fraction", 0.25)))
         return {**data, "input_shape": (1, size, size), "n_classes": 2}
+    if name == "boosted_jets":
+        from kale_ext.models._jet_cnn import jet_data
+
+        return {**jet_data(config), "n_classes": 2}
     raise ConfigError(f"dataset {name!r} is not one of {list(DATASETS)}; pass "
-                      "config['dataset'] = 'digits' or 'jets'")
+                      "config['dataset'] = 'digits', 'jets' or 'boosted_jets'")
 
 
 def with_head(layout: str, input_shape: tuple[int, ...], n_classes: int) -> str:

@@ -86,6 +86,14 @@ def check_layouts(r: dict[str, Any]) -> None:
     assert r["layout_error"].startswith("LayoutError")
 
 
+def check_jet_images(r: dict[str, Any]) -> None:
+    assert r["columns"] == ["status", "epoch", "conv sizes", "fc sizes", "dropout",
+                            "optimizer", "lr", "loss", "val_loss", "acc", "val_acc"]
+    assert r["trials"] == sum(r["states"].values()) == 8
+    assert set(r["states"]) <= {"completed", "pruned"} and "completed" in r["states"]
+    assert r["test_auc"] > 0.85 and 0.7 < r["mass_auc"] < 0.99
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "01_quickstart": check_quickstart,
     "02_slurm": check_slurm,
@@ -94,6 +102,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "05_beta_vae": check_beta_vae,
     "06_gan_calo": check_gan,
     "07_layouts": check_layouts,
+    "08_jet_images": check_jet_images,
 }
 
 
