@@ -117,6 +117,24 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _create(path: Path) -> None:
+    """Write an empty store under a temporary name and move it into place.
+
+    A reader (a panel, ``kale search show``) that finds the file then always finds its
+    schema. The store holds the search's params and tracebacks, so only its owner may
+    read it; SQLite gives the -wal and -shm files the database file's mode.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+
+
 class SQLiteStore(Store):
     """A search store in one SQLite file.
 
@@ -166,9 +184,8 @@ class SQLiteStore(Store):
             self._lock_fd = None
             raise StoreError(f"Search store {path} is open for writing in another process (one "
                              "driver per search). Open it with readonly=True to read it.") from e
-        # The store holds the search's params and tracebacks: only its owner reads it.
-        # SQLite gives the -wal and -shm files the database file's mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if not path.exists():
+            _create(path)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives the death of this process (the WAL is in the

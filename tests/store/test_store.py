@@ -295,3 +295,28 @@ def test_states_come_back_as_the_callers_type(store, path):
         assert reader.trial(0).to_dict()["state"] == "paused"
         assert [t.target for t in reader.transitions(0)] == [TrialState.PENDING,
                                                               TrialState.PAUSED]
+
+
+def test_a_reader_never_finds_a_store_without_its_schema(tmp_path):
+    """A panel or `kale search show` polling for a new store opens it as soon as the file
+    exists: the file must appear with its schema, never empty."""
+    seen: list[str] = []
+    for i in range(40):
+        path = tmp_path / f"s{i}.kale.sqlite"
+        stop = threading.Event()
+
+        def poll(path: Path = path, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                if path.exists():
+                    try:
+                        Store.open(path, readonly=True).close()
+                    except StoreError as e:
+                        seen.append(str(e))
+                    return
+
+        reader = threading.Thread(target=poll)
+        reader.start()
+        Store.open(path).close()
+        stop.set()
+        reader.join()
+    assert seen == []
