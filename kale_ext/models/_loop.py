@@ -24,7 +24,10 @@ def setup(config: dict[str, Any]) -> torch.Generator:
 
 
 def device(config: dict[str, Any]) -> torch.device:
-    """The device named by ``config["device"]``: "cpu" (default), "cuda", "cuda:1", "auto"."""
+    """Return the torch device named by ``config["device"]``.
+
+    The name is "cpu" (default), "cuda", "cuda:N", or "auto" (a GPU where there is one).
+    """
     name = str(config.get("device", "cpu"))
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -41,7 +44,11 @@ def device(config: dict[str, Any]) -> torch.device:
 
 def optimizer(params: Any, config: dict[str, Any], prefix: str = "",
               **defaults: Any) -> torch.optim.Optimizer:
-    """The optimizer named by ``config[prefix + "optimizer"]`` at ``config[prefix + "lr"]``."""
+    """Return the optimizer of ``params`` that ``config`` names.
+
+    The name is ``config[prefix + "optimizer"]`` (default "Adam") and the learning rate
+    ``config[prefix + "lr"]``; ``defaults`` are further arguments of the optimizer.
+    """
     name = str(config.get(prefix + "optimizer", "Adam"))
     lr = float(config.get(prefix + "lr", defaults.pop("lr", 1e-3)))
     if name not in OPTIMIZERS:

@@ -1,6 +1,9 @@
-"""Controlling a running search from another process: the CLI, the Jupyter server, a
-second kernel. Commands travel over the search's own authenticated metric channel;
-the channel key lives in a 0600 file beside the search's registry record."""
+"""Controlling a running search from another process.
+
+The CLI, the Jupyter server or a second kernel send commands over the search's own
+authenticated metric channel; the channel key lives in a 0600 file beside the search's
+registry record.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +26,32 @@ def channel_file(name: str) -> Path:
 
 def control(name: str, action: str, trial: int | None = None, *, timeout: float = 10.0,
             **params: Any) -> str:
-    """Ask the driver of search ``name`` to ``stop``/``pause``/``resume`` the search or
-    one trial, or to ``restart`` a trial with new params; return the driver's answer.
+    """Send a control command to the driver of a running search.
 
-    Raises :class:`SearchError` when no live driver answers, with the reason, or when
-    the driver refused (the message says why, e.g. the trial already completed).
+    Parameters
+    ----------
+    name
+        The search's name.
+    action
+        ``"stop"``, ``"pause"`` or ``"resume"`` (the search, or one trial), or
+        ``"restart"`` (one trial, with new params).
+    trial
+        The trial to act on; None acts on the whole search (not for ``"restart"``).
+    timeout
+        Seconds to wait for the driver's answer.
+    **params
+        The new parameter values of a ``"restart"`` (nested).
+
+    Returns
+    -------
+    str
+        The driver's answer.
+
+    Raises
+    ------
+    SearchError
+        When no live driver answers, with the reason, or when the driver refused (the
+        message says why, e.g. the trial already completed).
     """
     from kale_ext.channel import ChannelClient, ChannelInfo
 

@@ -1,5 +1,7 @@
-"""Choices, grids and the public domain constructors, and checking and encoding a
-space's nodes (a ``choice`` of dicts nests further nodes, so the two live together).
+"""Choices, grids, the public domain constructors, and a space's nodes.
+
+Checking and encoding a space's nodes lives here too, since a ``choice`` of dicts nests
+further nodes.
 
 A space is a dict mapping parameter names to a domain (``uniform``, ``loguniform``,
 ``integer``, ``choice``, ``grid``), a constant passed through unchanged, or a nested dict.

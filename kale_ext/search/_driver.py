@@ -1,5 +1,7 @@
-"""The search driver: the owner of a search's trials, and one background thread in the
-kernel that keeps every worker busy.
+"""The search driver.
+
+The driver owns a search's trials and runs one background thread in the kernel that
+keeps every worker busy.
 
 It asks the sampler for configs, submits trials to the cluster, receives their
 reports through the metric channel (on the channel's thread), asks the scheduler
@@ -316,8 +318,11 @@ class Driver:
         self._server().set_decision(run.number, decision.to_dict())
 
     def stop(self, trial: int | None = None) -> None:
-        """Stop one trial (pending, running or paused), or the whole search when
-        ``trial`` is None: running trials are told to stop, waiting ones are stopped."""
+        """Stop one trial (pending, running or paused), or the whole search.
+
+        With ``trial`` None, running trials are told to stop and waiting ones are
+        stopped.
+        """
         with self.lock:
             if trial is None:
                 self.stopping = True
@@ -338,8 +343,11 @@ class Driver:
                                   "running or paused trials can be stopped.")
 
     def pause(self, trial: int | None = None) -> None:
-        """Pause one trial (it checkpoints and leaves its worker), or the whole search:
-        no new trials start and running ones pause."""
+        """Pause one trial, or the whole search.
+
+        A paused trial checkpoints and leaves its worker. A paused search starts no new
+        trials and its running ones pause.
+        """
         with self.lock:
             if trial is None:
                 self.paused = True
@@ -370,8 +378,11 @@ class Driver:
                 self.trials.transition(run, TrialState.PENDING, "resumed by the user")
 
     def restart(self, trial: int, params: Mapping[str, Any]) -> None:
-        """Run ``trial`` again from scratch with ``params`` changed (a nested mapping of
-        new values), checked against the search space first."""
+        """Run ``trial`` again from scratch with ``params`` changed.
+
+        ``params`` is a nested mapping of new values, checked against the search space
+        first.
+        """
         run = self.trials.get(trial)
         config = self.trials.edited(run, params)
         with self.lock:

@@ -1,5 +1,7 @@
-"""What the messages of a search's trials mean to its driver: starts, checkpoints,
-reports to the scheduler, and control commands from other processes.
+"""What the messages of a search's trials mean to its driver.
+
+The messages are starts, checkpoints, reports to the scheduler, and control commands
+from other processes.
 
 Called by :class:`kale_ext.trial.Ingest` on the channel server's thread, under the
 driver's lock, after each batch is stored.

@@ -1,5 +1,7 @@
-"""The parameter domain base class and the range domains: ``uniform``, ``loguniform``
-and ``int``, with the JSON-value rules every domain and constant follows.
+"""The parameter domain base class and the range domains.
+
+The range domains are ``uniform``, ``loguniform`` and ``int``; the JSON-value rules
+every domain and constant follows live here too.
 
 Domains are light records; a :class:`~kale_ext.search.Space` checks them all at once,
 so every error names the parameter path (``opt[0].momentum`` is parameter ``momentum``
@@ -105,7 +107,7 @@ class Domain(ABC):
 
     @abstractmethod
     def distribution(self) -> optuna.distributions.BaseDistribution:
-        """The Optuna distribution of the internal value (for ``create_trial``)."""
+        """Return the Optuna distribution of the internal value (for ``create_trial``)."""
 
     @abstractmethod
     def check_value(self, value: Any, path: str) -> Any:

@@ -21,8 +21,11 @@ _METRIC_ORDER = ("epoch", "step", "loss", "val_loss", "acc", "val_acc")
 
 
 def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
-    """One row per trial: number, state, flattened params, last metrics, best value,
-    duration, worker, attempt and retries."""
+    """Return one row per trial.
+
+    The columns are number, state, flattened params, last metrics, best value, duration,
+    worker, attempt and retries.
+    """
     import pandas as pd
 
     rows = []

@@ -1,5 +1,7 @@
-"""A search's trials as its driver keeps them: the live runs, their transitions, and
-what the sampler and the scheduler are told about them.
+"""A search's trials as its driver keeps them.
+
+That is the live runs, their transitions, and what the sampler and the scheduler are
+told about them.
 
 Every method runs under the driver's lock; nothing here does I/O beyond the store.
 """
@@ -45,8 +47,10 @@ class TrialRun:
 
 
 class TrialRuns:
-    """The runs of one search, keyed by trial number, with the sampler and scheduler
-    that decide them and the store that records them.
+    """The runs of one search, keyed by trial number.
+
+    With them are the sampler and scheduler that decide them and the store that records
+    them.
 
     Parameters
     ----------
@@ -70,7 +74,7 @@ class TrialRuns:
         self.runs: dict[int, TrialRun] = {}
 
     def get(self, trial: int) -> TrialRun:
-        """The run of ``trial``; raises :class:`kale.SearchError` naming the known ones."""
+        """Return the run of ``trial``; raise :class:`kale.SearchError` naming the known ones."""
         if trial not in self.runs:
             raise SearchError(
                 f"Search {self.name!r} has no trial {trial}; trials are "
@@ -79,12 +83,14 @@ class TrialRuns:
         return self.runs[trial]
 
     def in_state(self, *states: TrialState) -> list[TrialRun]:
-        """The runs in any of ``states``, by trial number."""
+        """Return the runs in any of ``states``, by trial number."""
         return [r for _, r in sorted(self.runs.items()) if r.state in states]
 
     def new(self) -> TrialRun:
-        """A new pending trial with the sampler's next config, added to the store and
-        the scheduler."""
+        """Add a new pending trial with the sampler's next config.
+
+        It is added to the store and the scheduler.
+        """
         suggestion = self.sampler.ask()
         run = TrialRun(number=len(self.runs), config=suggestion.config, token=suggestion.number)
         self.runs[run.number] = run
@@ -139,8 +145,10 @@ class TrialRuns:
         self.tell(run)
 
     def edited(self, run: TrialRun, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``run``'s config with ``params`` (nested new values) merged in, checked
-        against the search space."""
+        """Return ``run``'s config with ``params`` (nested new values) merged in.
+
+        The result is checked against the search space.
+        """
         return self.space.validate_config(_merge(run.config, params))
 
     def exploit(self, run: TrialRun, decision: Decision) -> None:
@@ -153,8 +161,11 @@ class TrialRuns:
         self.transition(run, TrialState.PENDING, decision.reason, params=run.config)
 
     def restore(self) -> None:
-        """Rebuild the runs from the store after the driver died: replay the scheduler's
-        history, tell the sampler the past, and queue again what was running."""
+        """Rebuild the runs from the store after the driver died.
+
+        Replay the scheduler's history, tell the sampler the past, and queue again what
+        was running.
+        """
         store, scheduler = self.store, self.scheduler
         checkpoints: dict[int, str] = {}
         for c in store.checkpoints():

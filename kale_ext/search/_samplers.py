@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A config to run: the sampler's trial ``number``, the nested ``config`` handed to the
-    trial, and ``flat_params`` (``Space.flatten(config)``) for tables and the store."""
+    """A config to run.
+
+    It has the sampler's trial ``number``, the nested ``config`` handed to the trial, and
+    ``flat_params`` (``Space.flatten(config)``) for tables and the store.
+    """
 
     number: int
     config: dict[str, Any]
@@ -49,7 +52,7 @@ class Sampler(ABC):
 
     @abstractmethod
     def ask(self) -> Suggestion:
-        """The next config (enqueued configs first)."""
+        """Return the next config (enqueued configs first)."""
 
     @abstractmethod
     def tell(self, number: int, value: float | None, state: TrialState, *,
@@ -75,8 +78,10 @@ class Sampler(ABC):
         """Record a finished trial the sampler did not ask for (resumed or restarted)."""
 
     def restore(self, history: History) -> None:
-        """Tell the sampler every finished trial of a resumed search:
-        ``(config, value, state)`` tuples, in the order they finished."""
+        """Tell the sampler every finished trial of a resumed search.
+
+        ``history`` holds ``(config, value, state)`` tuples, in the order they finished.
+        """
         for config, value, state in history:
             self.add(config, value, state)
 

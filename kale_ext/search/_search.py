@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext import config, registry, views
 from kale_ext._errors import KaleError, SearchError
-from kale_ext.channel import channel_host
 from kale_ext.search._driver import Driver
 from kale_ext.search._runs import TrialRun
 from kale_ext.search._summary import SearchSummary, summarize
@@ -30,8 +29,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _ClassOrInstance:
-    """``Search.resume(store)`` continues a search from its store; ``search.resume()``
-    resumes a paused search or trial: one word, as users say it, for both."""
+    """One method name that acts on the class and on an instance.
+
+    ``Search.resume(store)`` continues a search from its store; ``search.resume()``
+    resumes a paused search or trial: one word, as users say it, for both.
+    """
 
     def __init__(self, on_class: Any, on_instance: Callable[..., Any]) -> None:
         self.on_class, self.on_instance = on_class, on_instance
@@ -207,7 +209,7 @@ class Search:
             raise SearchError(f"Search {self.name!r} is already running.")
         cluster = self.cluster
         if self.channel_host is None:
-            self.channel_host = channel_host(local=cluster.kind == "local")
+            self.channel_host = cluster.channel_host()
         # kale retries trials itself (as new attempts, their reports kept apart).
         cluster.disable_task_retries()
         self._driver.start()
@@ -244,8 +246,11 @@ class Search:
         self._started().stop(trial)
 
     def pause(self, trial: int | None = None) -> None:
-        """Pause one trial (it checkpoints and leaves its worker), or the whole search:
-        no new trials start and running ones pause."""
+        """Pause one trial, or the whole search when ``trial`` is None.
+
+        A paused trial checkpoints and leaves its worker. A paused search starts no new
+        trials and its running ones pause.
+        """
         self._started().pause(trial)
 
     def _resume_running(self, trial: int | None = None) -> None:
@@ -283,7 +288,7 @@ class Search:
         return summarize(self.store.trials(), mode=self.mode, planned=self.n_trials)
 
     def panel(self, **kwargs: Any) -> Any:
-        """The live control panel: trial table, curves, parameters, resources, controls.
+        """Return the live control panel: trial table, curves, parameters, resources, controls.
 
         Keyword arguments go to the ``search`` view registered in the ``kale_ext.views``
         entry-point group (kale's own: :class:`kale_ext.widgets.SearchPanel`). Needs the

@@ -48,14 +48,23 @@ class SearchSummary:
         return min(1.0, self.finished / self.planned) if self.planned else None
 
     def describe(self) -> str:
-        """The counts as text: ``"2 completed, 1 running"``, or ``"no trials yet"``."""
+        """Return the counts as text: ``"2 completed, 1 running"``, or ``"no trials yet"``."""
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no trials yet"
 
 
 def summarize(trials: Iterable[TrialRecord], *, mode: str | None,
               planned: int | None = None) -> SearchSummary:
-    """The summary of a search's ``trials`` (the store's records), best by ``mode``
-    (``"max"`` or ``"min"``; None: no best), with ``planned`` trials asked for."""
+    """Summarize a search's ``trials`` (the store's records).
+
+    Parameters
+    ----------
+    trials
+        The store's trial records.
+    mode
+        ``"max"`` or ``"min"``, by which the best trial is picked; None: no best.
+    planned
+        The number of trials asked for, if known.
+    """
     counts: dict[str, int] = {}
     finished = total = 0
     best: TrialRecord | None = None

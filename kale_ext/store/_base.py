@@ -23,9 +23,12 @@ NEW_TRIAL = 0
 
 
 class State(Protocol):
-    """What the store needs of a trial state its caller gives it: the int it persists,
-    whether the state starts an attempt (``started`` is set) or ends the trial
-    (``ended`` is set), and a label for JSON. ``kale_ext.trial.TrialState`` is one."""
+    """A trial state as the store's caller gives it.
+
+    The store needs the int it persists, whether the state starts an attempt
+    (``started`` is set) or ends the trial (``ended`` is set), and a label for JSON.
+    ``kale_ext.trial.TrialState`` is one.
+    """
 
     def __int__(self) -> int: ...
 
@@ -42,7 +45,7 @@ States = Callable[[int], int]
 
 
 def state_label(state: int) -> str | int:
-    """The label of a state read back with the caller's ``states``, else the stored int."""
+    """Return the label of a state read back with the caller's ``states``, else the int."""
     label = getattr(state, "label", None)
     return label if isinstance(label, str) else int(state)
 
@@ -83,8 +86,11 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One report. ``rowid`` grows with every stored row: pass the last one seen as
-    ``since_rowid`` to read only newer rows."""
+    """One report.
+
+    ``rowid`` grows with every stored row: pass the last one seen as ``since_rowid``
+    to read only newer rows.
+    """
 
     rowid: int
     trial: int
@@ -132,8 +138,10 @@ class Checkpoint:
 
 
 class Store(ABC):
-    """Everything one search records: its definition, trials, transitions, metrics and
-    checkpoints. Written by the search driver only; read by anyone.
+    """Everything one search records.
+
+    That is its definition, trials, transitions, metrics and checkpoints. Written by
+    the search driver only; read by anyone.
 
     Every write is one transaction. Readers get frozen snapshots.
     """
@@ -174,7 +182,8 @@ class Store(ABC):
         """Record the search's definition (JSON: fn reference, space, metric, mode, ...).
 
         Unless the store was opened with an ``objective``, the definition's ``metric``
-        and ``mode`` become it."""
+        and ``mode`` become it.
+        """
 
     @abstractmethod
     def search(self) -> dict[str, Any]:
@@ -194,7 +203,8 @@ class Store(ABC):
         """Move trial ``number`` to state ``to``, setting ``fields`` (see TRIAL_FIELDS).
 
         A state that starts an attempt sets ``started`` (and clears ``ended``), one that
-        ends the trial sets ``ended``, unless ``fields`` give them."""
+        ends the trial sets ``ended``, unless ``fields`` give them.
+        """
 
     @abstractmethod
     def trials(self) -> list[TrialRecord]: ...
@@ -209,14 +219,20 @@ class Store(ABC):
 
     @abstractmethod
     def append(self, messages: Sequence[Message]) -> None:
-        """Store a batch from the channel: a metric row per report, the last delivered
-        seq of every stream. Re-appending a message already stored changes nothing."""
+        """Store a batch of messages from the channel.
+
+        That is a metric row per report and the last delivered seq of every stream.
+        Re-appending a message already stored changes nothing.
+        """
 
     @abstractmethod
     def metrics(self, number: int | None = None, since_rowid: int = 0,
                 limit: int | None = None) -> list[MetricRow]:
-        """Metric rows after row id ``since_rowid`` (of trial ``number``, or of every
-        trial), in row order; at most ``limit`` of them."""
+        """Return the metric rows after row id ``since_rowid``, in row order.
+
+        Only trial ``number``'s rows when it is given, else every trial's; at most
+        ``limit`` of them.
+        """
 
     @abstractmethod
     def delivered(self) -> dict[StreamKey, int]:

@@ -82,7 +82,7 @@ def default_path(name: str) -> Path:
 
 
 def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
-    """The file system type of ``path`` when it is a network/parallel one, else None."""
+    """Return the file system type of ``path`` if it is a network/parallel one, else None."""
     if mounts is None:
         try:
             mounts = Path("/proc/mounts").read_text()

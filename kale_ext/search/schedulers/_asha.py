@@ -46,7 +46,7 @@ class Rung:
             self._sorted.pop(bisect.bisect_left(self._sorted, score))
 
     def cutoff(self, keep: int) -> float:
-        """The ``keep``-th best score recorded here."""
+        """Return the ``keep``-th best score recorded here."""
         return self._sorted[-keep]
 
 
@@ -118,7 +118,7 @@ class ASHA(Scheduler):
         return [rung for bracket in self.brackets for rung in bracket]
 
     def bracket_of(self, trial: int) -> int | None:
-        """The bracket ``trial`` was assigned to, or None before it was added."""
+        """Return the bracket ``trial`` was assigned to, or None before it was added."""
         return self._bracket_of.get(trial)
 
     def _assign(self, trial: int) -> int:

@@ -46,12 +46,12 @@ class Scheduler(ABC):
         self.metric, self.mode = metric, mode
 
     def on_trial_add(self, trial: int, params: Mapping[str, Any]) -> None:
-        """A trial starts (or restarts) with the nested config ``params``."""
+        """Start (or restart) ``trial`` with the nested config ``params``."""
         self._final.pop(trial, None)
         self._forget(trial)
 
     def on_report(self, trial: int, step: int, value: float) -> Decision:
-        """The decision for ``trial`` reporting ``value`` at ``step`` (its epoch/iteration)."""
+        """Decide on ``trial`` reporting ``value`` at ``step`` (its epoch/iteration)."""
         if self.mode is None:
             raise SearchError(
                 f"{type(self).__name__} was not set up: call setup(metric, mode) first "
@@ -65,11 +65,11 @@ class Scheduler(ABC):
         return decision
 
     def on_trial_end(self, trial: int, state: TrialState) -> None:  # noqa: B027 - optional hook
-        """A trial finished in ``state``."""
+        """Note that ``trial`` finished in ``state``."""
 
     @abstractmethod
     def _decide(self, trial: int, step: int, value: float, score: float) -> Decision:
-        """The decision for one report; ``score`` is higher-is-better, NaN -> -inf."""
+        """Decide on one report; ``score`` is higher-is-better, NaN -> -inf."""
 
     def _forget(self, trial: int) -> None:  # noqa: B027 - optional hook
         """Drop what is known about ``trial``'s previous run (it restarts)."""
@@ -97,7 +97,7 @@ class Scheduler(ABC):
 
     @staticmethod
     def is_nan(value: Any) -> bool:
-        """True for NaN and for anything that is not a number."""
+        """Return True for NaN and for anything that is not a number."""
         try:
             return math.isnan(float(value))
         except (TypeError, ValueError):

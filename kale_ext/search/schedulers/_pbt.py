@@ -171,7 +171,7 @@ class PBT(Scheduler):
             + (f" with {', '.join(changes)}" if changes else "")), source, new)
 
     def explore(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """A perturbed copy of a nested config, and ``"name a -> b"`` for each change."""
+        """Return a perturbed copy of a nested config, and ``"name a -> b"`` per change."""
         flat = Space.flatten(params)
         changes = []
         for name, spec in self.mutations.items():
