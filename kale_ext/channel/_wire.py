@@ -94,7 +94,7 @@ class Message:
 
 
 def new_key() -> bytes:
-    """A fresh random per-search key (32 bytes) for signing channel frames."""
+    """Return a fresh random per-search key (32 bytes) for signing channel frames."""
     return secrets.token_bytes(32)
 
 
@@ -190,7 +190,7 @@ def _to_json(value: Any, name: str) -> Any:
 
 
 def encode_body(kind: str, time: float, data: Mapping[str, Any]) -> bytes:
-    """A message without its seq, ``[kind, time, data]`` as JSON bytes.
+    """Encode a message without its seq, ``[kind, time, data]``, as JSON bytes.
 
     numpy/torch scalars are converted; anything else raises ChannelError, so the error
     surfaces in the trial's ``report()`` call. :func:`with_seq` completes the message.
