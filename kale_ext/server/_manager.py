@@ -1,6 +1,8 @@
-"""The manager behind the REST handlers: clusters, profiles and searches, read from the
-registry and the search stores. Plain blocking Python, no tornado: the handlers run
-each call in an executor, and the manager can be used and tested without a server.
+"""The manager behind the REST handlers.
+
+It serves clusters, profiles and searches, read from the registry and the search stores.
+Plain blocking Python, no tornado: the handlers run each call in an executor, and the
+manager can be used and tested without a server.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _object(body: Any, what: str) -> dict[str, Any]:
 
 
 def _count(body: Mapping[str, Any], key: str, *, required: bool = True) -> int | None:
-    """A non-negative integer field (JSON booleans are not counts)."""
+    """Return a non-negative integer field (JSON booleans are not counts)."""
     value = body.get(key)
     if value is None and not required:
         return None
@@ -268,7 +270,7 @@ class KaleManager:
 
     @staticmethod
     def _describe(record: dict[str, Any]) -> tuple[SearchShape, dict[str, Any]]:
-        """A search's summary and its store's ``search()`` (empty when unreadable)."""
+        """Return a search's summary and its store's ``search()`` (empty when unreadable)."""
         name = str(record.get("name"))
         shape: SearchShape = {
             "name": name, "store": str(record.get("store", "")),
@@ -303,8 +305,10 @@ def _check_since(since: int) -> None:
 
 def _rows_since(store: Store, since: int, *, trial: int | None = None,
                 limit: int | None = None) -> tuple[list[MetricRow], bool]:
-    """The store's metric rows after row id ``since`` (of ``trial``, or of all trials),
-    the first ``limit`` of them, and whether more remain."""
+    """Return the store's metric rows after row id ``since``, and whether more remain.
+
+    The rows are ``trial``'s, or all trials' when it is None; the first ``limit`` of them.
+    """
     # One row past the limit, read in SQL, says whether more remain.
     rows = store.metrics(trial, since_rowid=since, limit=None if limit is None else limit + 1)
     if limit is None or len(rows) <= limit:
