@@ -16,7 +16,7 @@ from kale_ext._errors import ConfigError
 
 def shard_indices(n: int, rank: int, world_size: int, *, shuffle: bool = False, seed: int = 0,
                   epoch: int = 0, drop_last: bool = False) -> list[int]:
-    """The indices of ``range(n)`` that ``rank`` of ``world_size`` reads in ``epoch``.
+    """Return the indices of ``range(n)`` that ``rank`` of ``world_size`` reads in ``epoch``.
 
     Over all ranks the shards partition the (shuffled) indices: each sample is read
     exactly once, and shard sizes differ by at most one. With ``drop_last`` the last
@@ -96,7 +96,7 @@ class ShardSampler:
 def shard(data: Any, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
           drop_last: bool = False, rank: int | None = None,
           world_size: int | None = None) -> Any:
-    """This rank's shard of ``data``.
+    """Return this rank's shard of ``data``.
 
     Parameters
     ----------
@@ -155,8 +155,10 @@ def _shard_loader(loader: Any, *, shuffle: bool, seed: int, epoch: int, drop_las
 
 
 def _torch_attr(module: str, name: str) -> Any:
-    """``torch.<module>.<name>`` when torch is imported already (sharding plain data
-    must not import torch), else None."""
+    """Return ``torch.<module>.<name>`` when torch is imported already, else None.
+
+    Sharding plain data must not import torch.
+    """
     import importlib
     import sys
 
