@@ -17,8 +17,10 @@ _RULES = ("linear", "sqrt", "none")
 
 
 def scale_lr(lr: float, world_size: int | None = None, *, rule: str = "linear") -> float:
-    """``lr`` scaled for ``world_size`` ranks: ``lr * world_size`` (``rule="linear"``),
-    ``lr * sqrt(world_size)`` (``"sqrt"``, common for Adam) or ``lr`` (``"none"``).
+    """Return ``lr`` scaled for ``world_size`` ranks.
+
+    The result is ``lr * world_size`` (``rule="linear"``), ``lr * sqrt(world_size)``
+    (``"sqrt"``, common for Adam) or ``lr`` (``"none"``).
 
     ``world_size`` defaults to this process's (:func:`kale.world_size`).
     """
@@ -49,7 +51,7 @@ def warmup_factor(step: int, warmup_steps: int, world_size: int) -> float:
 
 
 def lr_warmup(optimizer: Any, warmup_steps: int, world_size: int | None = None) -> Any:
-    """A ``torch.optim.lr_scheduler.LambdaLR`` that warms ``optimizer`` up.
+    """Return a ``torch.optim.lr_scheduler.LambdaLR`` that warms ``optimizer`` up.
 
     Build the optimizer with the scaled rate (:func:`scale_lr`), then call the
     scheduler's ``step()`` after every optimizer step: the rate ramps from the
