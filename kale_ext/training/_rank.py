@@ -39,7 +39,7 @@ ABORT = "kale.abort"  # key in Decision.params that marks an abort: end now, not
 
 
 def abort_decision(reason: str) -> Decision:
-    """The decision that ends every rank of a run at once."""
+    """Return the decision that ends every rank of a run at once."""
     return Decision(Action.STOP, reason, params={ABORT: True})
 
 
@@ -177,8 +177,11 @@ def _watch(client: ReportClient) -> None:
 
 
 def _write_result(path: str, outcome: dict[str, Any]) -> None:
-    """Write the outcome for the parent task: plain fields, and the return value as
-    cloudpickle bytes that only the kernel loads (the worker need not import torch)."""
+    """Write the outcome for the parent task.
+
+    That is plain fields, and the return value as cloudpickle bytes that only the kernel
+    loads (the worker need not import torch).
+    """
     import pickle
 
     import cloudpickle
