@@ -18,8 +18,11 @@ BACKENDS = ("gloo", "nccl")
 
 
 def choose_backend(gpus: list[int], requested: str | None = None) -> str:
-    """``requested`` if given (checked), else nccl when every rank's host has a GPU,
-    else gloo. ``gpus`` is the number of visible GPUs on each rank's worker."""
+    """Return the backend: ``requested`` if given (checked), else nccl or gloo.
+
+    nccl is chosen when every rank's host has a GPU. ``gpus`` is the number of visible
+    GPUs on each rank's worker.
+    """
     if requested is not None:
         if requested not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} or None (gloo on "
@@ -33,8 +36,10 @@ def choose_backend(gpus: list[int], requested: str | None = None) -> str:
 
 
 def place_device(backend: str, local_rank: int, cuda: Any = None) -> Any:
-    """Pin this rank to GPU ``local_rank`` (modulo the GPUs it sees) for nccl; returns
-    the ``torch.device`` the rank should use. ``cuda`` defaults to ``torch.cuda``."""
+    """Pin this rank to GPU ``local_rank`` (modulo the GPUs it sees) for nccl.
+
+    Return the ``torch.device`` the rank should use. ``cuda`` defaults to ``torch.cuda``.
+    """
     import torch
 
     cuda = torch.cuda if cuda is None else cuda
