@@ -16,8 +16,11 @@ started itself (the ranks of a distributed run, a plain ``srun`` job)."""
 
 
 class ReportClient(Protocol):
-    """What a trial needs of its end of the metric channel (a
-    :class:`kale_ext.channel.ChannelClient`): send a message, read the driver's reply."""
+    """What a trial needs of its end of the metric channel.
+
+    That is to send a message and read the driver's reply; a
+    :class:`kale_ext.channel.ChannelClient` is one.
+    """
 
     @property
     def decision(self) -> Mapping[str, Any]:
@@ -79,7 +82,7 @@ _current: contextvars.ContextVar[TrialContext | None] = contextvars.ContextVar(
 
 
 def current() -> TrialContext | None:
-    """The running trial's context, or None outside a trial."""
+    """Return the running trial's context, or None outside a trial."""
     return _current.get()
 
 
@@ -94,8 +97,11 @@ def using(context: TrialContext) -> Iterator[TrialContext]:
 
 
 def worker_name() -> str:
-    """This process's worker as a trial reports it: the Dask worker's name, the
-    ipyparallel engine id, ``$KALE_WORKER_NAME``, else ``host:pid``."""
+    """Return the name of this process's worker as a trial reports it.
+
+    That is the Dask worker's name, the ipyparallel engine id, ``$KALE_WORKER_NAME``,
+    else ``host:pid``.
+    """
     try:
         from distributed import get_worker
 
