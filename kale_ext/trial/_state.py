@@ -61,13 +61,13 @@ class Decision:
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form sent in the channel's acknowledgements."""
+        """Return the JSON form sent in the channel's acknowledgements."""
         return {"action": self.action.value, "reason": self.reason,
                 "source_trial": self.source_trial, "params": self.params}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
-        """The decision of a channel reply; an empty reply means ``CONTINUE``."""
+        """Return the decision of a channel reply; an empty reply means ``CONTINUE``."""
         return cls(Action(data.get("action", Action.CONTINUE.value)), data.get("reason", ""),
                    data.get("source_trial"), dict(data.get("params") or {}))
 
