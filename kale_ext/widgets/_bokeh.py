@@ -43,13 +43,13 @@ def load_bokehjs(force: bool = False) -> None:
 
 
 def bokeh_widget(model: Any) -> Any:
-    """A ``jupyter_bokeh.BokehModel`` showing ``model`` (a figure or layout)."""
+    """Return a ``jupyter_bokeh.BokehModel`` showing ``model`` (a figure or layout)."""
     jupyter_bokeh = require("jupyter_bokeh")
     return jupyter_bokeh.BokehModel(model)
 
 
 def palette(n: int) -> str:
-    """A stable colour for series ``n``."""
+    """Return a stable colour for series ``n``."""
     from bokeh.palettes import Category20
 
     colours = Category20[20]
@@ -57,8 +57,11 @@ def palette(n: int) -> str:
 
 
 def close_widgets(widgets: list[Any], bokeh_models: list[Any]) -> None:
-    """Close ``widgets``, and ``bokeh_models`` as plain widgets: a BokehModel detaches
-    from its document in its finaliser, which fails if ``close()`` already did."""
+    """Close ``widgets``, and ``bokeh_models`` as plain widgets.
+
+    A BokehModel detaches from its document in its finaliser, which fails if ``close()``
+    already did.
+    """
     import ipywidgets
 
     for w in widgets:
