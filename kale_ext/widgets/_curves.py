@@ -125,7 +125,7 @@ class CurvesView:
             self.figure.yaxis.axis_label = self.metric
 
     def line(self, key: int) -> tuple[list[float], list[float]]:
-        """The points of ``key``'s line as the plot's source holds them."""
+        """Return the points of ``key``'s line as the plot's source holds them."""
         with self.lock:
             row = self.rows.get(key)
             if row is None:
