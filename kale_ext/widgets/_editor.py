@@ -56,7 +56,7 @@ class ParamEditor:
                 field.value = value
 
     def values(self) -> dict[str, Any]:
-        """The fields' values by flat name; raises ValueError for text that is not JSON."""
+        """Return the fields' values by flat name; raise ValueError for text not JSON."""
         out = {}
         for name, field in self.fields.items():
             if field.__class__.__name__ == "Text":
@@ -78,7 +78,10 @@ class ParamEditor:
 
 
 def _get(config: dict[str, Any], name: str) -> tuple[bool, Any]:
-    """``(True, value)`` at the flat ``name`` ("a.b") in a nested config, else (False, None)."""
+    """Return ``(True, value)`` at the flat ``name`` ("a.b") in a nested config.
+
+    Return ``(False, None)`` when the config has no such value.
+    """
     node: Any = config
     for part in name.split("."):
         if not isinstance(node, dict) or part not in node:
