@@ -57,7 +57,7 @@ class StoreFeed:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> StoreFeed:
-        """A feed over a read-only view of the store at ``path``."""
+        """Return a feed over a read-only view of the store at ``path``."""
         return cls(open_store(path, readonly=True), owned=True)
 
     def poll(self) -> Delta:
