@@ -175,7 +175,7 @@ class TrialBook:
         return row
 
     def frame(self) -> pd.DataFrame:
-        """The table as a DataFrame indexed by trial number."""
+        """Return the table as a DataFrame indexed by trial number."""
         import pandas as pd
 
         numbers = sorted(self.records)
