@@ -185,5 +185,5 @@ class SearchPanel:
 
 
 def panel(source: Search | str | os.PathLike[str], **kwargs: Any) -> SearchPanel:
-    """The live panel of a search, or a read-only one of a store path."""
+    """Return the live panel of a search, or a read-only one of a store path."""
     return SearchPanel(source, **kwargs)
