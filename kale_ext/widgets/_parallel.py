@@ -29,7 +29,7 @@ def _axis(values: list[Any]) -> list[float]:
 
 
 def coordinates(book: TrialBook) -> dict[str, list[Any]]:
-    """The parallel-coordinates source: one polyline per scored trial."""
+    """Return the parallel-coordinates source: one polyline per scored trial."""
     scored = sorted(n for n, t in book.records.items() if t.best is not None)
     axes = [*book.param_names, book.best_column]
     frame = {n: book.row(n) for n in scored}
