@@ -81,8 +81,11 @@ class DistributedRunPanel:
         self.updater = Updater(self._tick, interval=interval, name="kale-run").start()
 
     def _with_rate(self, row: MetricRow) -> MetricRow:
-        """The row with ``samples/s``: reported directly, or from a running ``samples``
-        count over the time since the rank's previous row."""
+        """Return the row with ``samples/s``.
+
+        The rate is reported directly, or computed from a running ``samples`` count over
+        the time since the rank's previous row.
+        """
         values = row.values
         rate = next((values[k] for k in _RATE_KEYS if isinstance(values.get(k), int | float)),
                     None)
