@@ -63,7 +63,7 @@ class TrialTable:
         self.grid.on_cell_click(self._on_click)
 
     def _renderers(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """The state column coloured; numbers shown with 4 significant digits."""
+        """Return the renderers: state column coloured, numbers to 4 significant digits."""
         text = self.ipydatagrid.TextRenderer
         out = {str(c): text(format=".4~g") for c, kind in frame.dtypes.items()
                if kind.kind == "f"}
@@ -87,7 +87,7 @@ class TrialTable:
             for n, row in zip(frame.index, frame.to_dict("records"), strict=True)}
 
     def frame(self) -> pd.DataFrame:
-        """The rows the grid holds now, indexed by trial."""
+        """Return the rows the grid holds now, indexed by trial."""
         with self.lock:
             return self._frame()
 
@@ -192,7 +192,7 @@ class TrialTable:
 
 
 def _plain(value: Any) -> Any:
-    """A cell value the grid's JSON accepts (numpy scalars to Python ones)."""
+    """Return a cell value the grid's JSON accepts (numpy scalars to Python ones)."""
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
