@@ -51,13 +51,13 @@ _THETA_MIN = 0.01
 
 
 def _pt(rng: np.random.Generator, low: float, high: float) -> float:
-    """A jet pT from dN/dpT ~ pT^-4 in [low, high] (inverse transform of the CDF)."""
+    """Draw a jet pT from dN/dpT ~ pT^-4 in [low, high] (inverse transform of the CDF)."""
     u = rng.random()
     return float((low**-3 - u * (low**-3 - high**-3)) ** (-1.0 / 3.0))
 
 
 def _mass(rng: np.random.Generator, mass: float, width: float) -> float:
-    """A Breit-Wigner (Cauchy) mass, kept within five widths of the pole."""
+    """Draw a Breit-Wigner (Cauchy) mass, kept within five widths of the pole."""
     return float(mass + 0.5 * width * np.tan(np.pi * (rng.random() - 0.5) * 0.94))
 
 
@@ -99,7 +99,10 @@ def _radiate(rng: np.random.Generator, prongs: list[list[float]], index: int,
 
 
 def _prongs(rng: np.random.Generator, kind: str, pt: float) -> list[list[float]]:
-    """The jet's partons as [pT, eta, phi] around (0, 0), hardest first, radiation included."""
+    """Draw the jet's partons as [pT, eta, phi] around (0, 0), hardest first.
+
+    Radiation is included.
+    """
     if kind == "qcd":
         prongs = [[pt, 0.0, 0.0]]
         _radiate(rng, prongs, 0, RADIUS, 3.0 if rng.random() < 0.5 else 4.0 / 3.0)
