@@ -31,6 +31,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("_errors", "config", "registry", "kernelspecs", "views"),
     ("channel", "store"),                    # the metric channel, SQLite stores
     ("trial",),                              # trial states, decisions, the trial runtime
+    ("export",),                             # a store to TensorBoard, MLflow, Optuna, tables
     ("clusters",),                           # the Cluster API, backends, batch systems
     ("search", "training"),                  # searches, distributed runs
     ("models",),                             # ready trainables built on search and trial
