@@ -1,4 +1,4 @@
-"""``kale search list|show|stop|pause|resume|restart`` and ``kale kernels install|list``.
+"""``kale search list|show|stop|pause|resume|restart|export`` and ``kale kernels install|list``.
 
 Search commands read the stores through the same manager the Jupyter server uses, and
 steer a running search over its authenticated channel.
@@ -51,7 +51,7 @@ def _params(params: dict[str, Any], prefix: str = "") -> str:
 
 # -- kale search -----------------------------------------------------------------------
 def register_search_commands(sub: Any) -> None:
-    """``kale search list|show|stop|pause|resume|restart``."""
+    """``kale search list|show|stop|pause|resume|restart|export``."""
     group = sub.add_parser("search", help="list, inspect and steer hyperparameter searches")
     ssub = group.add_subparsers(dest="search_command", required=True, metavar="COMMAND")
 
@@ -77,6 +77,18 @@ def register_search_commands(sub: Any) -> None:
                            metavar="KEY=VALUE", help="a new parameter value; VALUE is YAML")
         add_json_flag(p)
         p.set_defaults(func=_search_control, action=action)
+
+    from kale_ext.export import TARGETS
+
+    p = ssub.add_parser("export", help="write a search to TensorBoard, MLflow, Optuna, "
+                                       "Parquet or CSV")
+    p.add_argument("name", help="a search's (or training run's) name, or its store's path")
+    p.add_argument("--to", required=True, choices=TARGETS)
+    p.add_argument("--dir", help="the folder to write into (tensorboard, parquet, csv; "
+                                 "mlflow and optuna write DIR/<tool>.db without --uri)")
+    p.add_argument("--uri", help="mlflow: a tracking URI; optuna: a storage URL or journal file")
+    add_json_flag(p)
+    p.set_defaults(func=_search_export)
 
 
 def _best(s: dict[str, Any]) -> str:
@@ -138,6 +150,19 @@ def _search_control(args: argparse.Namespace) -> int:
         print_json(answer)
     else:
         print(answer["message"])
+    return 0
+
+
+def _search_export(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from kale_ext.export import export
+
+    done = export(args.name, to=args.to, dir=args.dir, uri=args.uri)
+    if wants_json(args):
+        print_json(asdict(done))
+    else:
+        print(done)
     return 0
 
 
