@@ -19,14 +19,29 @@ def _size(n: int) -> str:
     return f"{n} PiB"
 
 
+def plural(n: int, word: str) -> str:
+    """Return "1 worker", "2 workers": ``n`` and ``word``, plural unless ``n`` is 1."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# Job states in which the batch system's reason column lists the job's nodes.
+_RUNNING = frozenset({"RUNNING", "COMPLETING", "R", "r", "RUN", "E"})
+
+
 def status_html(s: ClusterStatus) -> str:
     """Render the status ``s`` as HTML: jobs with their states, workers, dashboard link."""
+    head = (f"<div><strong>kale cluster {escape(s.id)}</strong> "
+            f"({escape(s.backend)} on {escape(s.kind)}, {escape(s.state)})<br>")
+    if s.state == "stopped":
+        return head + "its workers and scheduler are gone</div>"
     dash = (
         f'<a href="{escape(s.dashboard)}" target="_blank">{escape(s.dashboard)}</a>'
         if s.dashboard else "none"
     )
     jobs = "".join(
-        f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.state)}</td><td>{escape(j.reason)}</td></tr>"
+        f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.state)}</td>"
+        + (f"<td>{escape(j.reason)}</td><td></td>" if j.state in _RUNNING
+           else f"<td></td><td>{escape(j.reason)}</td>") + "</tr>"
         for j in s.jobs
     )
     workers = "".join(
@@ -35,12 +50,11 @@ def status_html(s: ClusterStatus) -> str:
         for w in s.workers
     )
     return (
-        f"<div><strong>kale cluster {escape(s.id)}</strong> "
-        f"({escape(s.backend)} on {escape(s.kind)}, {escape(s.state)})<br>"
-        f"address: <code>{escape(s.address)}</code> &middot; dashboard: {dash}<br>"
-        f"{len(s.workers)} workers, {s.cores} cores, {_size(s.memory)}"
-        + (f"<table><tr><th>job</th><th>state</th><th>reason</th></tr>{jobs}</table>"
-           if jobs else "")
+        head
+        + f"address: <code>{escape(s.address)}</code> &middot; dashboard: {dash}<br>"
+        f"{plural(len(s.workers), 'worker')}, {plural(s.cores, 'core')}, {_size(s.memory)}"
+        + (f"<table><tr><th>job</th><th>state</th><th>nodes</th><th>reason</th></tr>"
+           f"{jobs}</table>" if jobs else "")
         + (f"<table><tr><th>worker</th><th>host</th><th>cores</th><th>memory</th><th>job</th></tr>"
            f"{workers}</table>" if workers else "")
         + (f"<br><em>{escape(s.detail)}</em>" if s.detail else "")

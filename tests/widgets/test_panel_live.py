@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import kale_ext as kale
@@ -126,7 +128,7 @@ def test_cluster_widget_scales_and_stops(module_state):
     cluster = kale.start_cluster(kind="local", backend="dask", workers=1)
     widget = ClusterWidget(cluster, interval=0.2)
     try:
-        assert cluster.id in widget.view.value and "1 workers" in widget.view.value
+        assert cluster.id in widget.view.value and "1 worker," in widget.view.value
         widget.workers.value = 2
         widget.scale_button.click()
         assert "asked for 2 workers" in widget.message.value
@@ -138,3 +140,27 @@ def test_cluster_widget_scales_and_stops(module_state):
         widget.close()
         if not widget.stopped:
             cluster.stop()
+
+
+def test_cluster_widget_reads_stopped_after_cluster_stop_and_a_new_cluster_reads_running(
+        module_state):
+    """Run All twice: the first cluster stopped by code (not by its widget) says
+    "stopped" with its controls disabled and its updates ended; the second cluster's
+    widget shows that cluster running, with no error."""
+    first = kale.start_cluster(kind="local", backend="dask", workers=1)
+    old = ClusterWidget(first, interval=0.2)
+    first.stop()
+    wait_for(lambda: old.stopped, what="the stopped cluster read as stopped")
+    assert "stopped" in old.view.value and "unreachable" not in old.view.value
+    assert "NoneType" not in old.view.value + old.message.value
+    assert old.scale_button.disabled and old.stop_button.disabled and old.workers.disabled
+    wait_for(lambda: not old.updater.alive, what="the stopped cluster's updates ended")
+    second = kale.start_cluster(kind="local", backend="dask", workers=1)
+    new = ClusterWidget(second, interval=0.2)
+    try:
+        time.sleep(0.6)
+        assert "running" in new.view.value and "1 worker," in new.view.value
+        assert not new.stop_button.disabled and not new.message.value
+    finally:
+        new.close()
+        second.stop()
