@@ -1,7 +1,8 @@
 """Ready models and trainables for searches and distributed runs (PyTorch, imported lazily).
 
 - Layout strings in the TMVA style: :func:`build_model`, :func:`describe`
-  (grammar in :mod:`kale_ext.models._layout`).
+  (grammar in :mod:`kale_ext.models._layout`; TMVA's keywords and how they are read in
+  :data:`TMVA_KEYWORDS`).
 - Synthetic physics data: :func:`jet_images`, :func:`boosted_jet_images` (with
   :func:`jet_mass`), :func:`calo_showers`; ROOT TTrees through
   uproot: :func:`root_dataset`.
@@ -27,6 +28,7 @@ _LAZY = {
     "AutoEncoder": "kale_ext.models._builder",
     "GANPair": "kale_ext.models._builder",
     "LayerInfo": "kale_ext.models._builder",
+    "TMVA_KEYWORDS": "kale_ext.models._tmva",
     "jet_images": "kale_ext.models._physics",
     "calo_showers": "kale_ext.models._physics",
     "boosted_jet_images": "kale_ext.models._jets",

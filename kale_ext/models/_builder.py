@@ -111,7 +111,7 @@ def activation(name: str, arg: float | None = None, dim: int = -1) -> nn.Module:
     if name == "SOFTMAX":
         return nn.Softmax(dim=dim)
     simple: dict[str, type[nn.Module]] = {
-        "TANH": nn.Tanh, "RELU": nn.ReLU, "SIGMOID": nn.Sigmoid, "GELU": nn.GELU,
+        "TANH": nn.Tanh, "FTANH": nn.Tanh, "RELU": nn.ReLU, "SIGMOID": nn.Sigmoid, "GELU": nn.GELU,
         "IDENTITY": nn.Identity, "LINEAR": nn.Identity, "SOFTSIGN": nn.Softsign,
         "SYMMRELU": SymmRelu, "GAUSS": Gauss}
     return simple[name]()
@@ -167,18 +167,25 @@ def sequential(layers: list[LayerPlan]) -> nn.Sequential:
     return nn.Sequential(*(_module(lp) for lp in layers))
 
 
-def build_model(layout: str, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build a torch module from a TMVA-style layout string.
+def build_model(layout: str, input_shape: tuple[int, ...] | str,
+                outputs: int | None = None) -> nn.Module:
+    """Build a torch module from a TMVA-style layout string, as TMVA would build it.
 
     Parameters
     ----------
     layout
         Comma-separated layers such as ``"CONV|16|3|3|1|1|1|1|RELU,MAXPOOL|2|2|2|2,FLAT,
         DENSE|10|LINEAR"``; ``"Encoder={...}Decoder={...}"`` for an autoencoder;
-        ``"generator##discriminator"`` for a GAN. See :mod:`kale_ext.models._layout`.
+        ``"generator##discriminator"`` for a GAN; TMVA's ``"Layout=..."`` or a whole TMVA
+        option string. See :mod:`kale_ext.models._layout`.
     input_shape
         One sample's shape without the batch dimension: ``(C, H, W)``, ``(T, F)`` or
-        ``(F,)``; for a GAN, the generator's latent shape.
+        ``(F,)``, or a TMVA InputLayout such as ``"1|16|16"``; for a GAN, the
+        generator's latent shape.
+    outputs
+        The model's number of outputs, the width of TMVA's output layer (``DENSE|0|act``
+        or a bare activation ending the layout); without it such a layer is an error
+        and a bare activation is an activation layer.
 
     Returns
     -------
@@ -190,7 +197,7 @@ def build_model(layout: str, input_shape: tuple[int, ...]) -> nn.Module:
     kale_ext.LayoutError
         Naming the token, its index and character offset, and the rule it broke.
     """
-    checked = plan(layout, input_shape)
+    checked = plan(layout, input_shape, outputs)
     parts = {name: sequential(layers) for name, layers in checked.parts.items()}
     if checked.kind == "autoencoder":
         return AutoEncoder(parts["encoder"], parts["decoder"])
@@ -212,13 +219,15 @@ class LayerInfo:
     params: int
 
 
-def describe(layout: str, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+def describe(layout: str, input_shape: tuple[int, ...] | str,
+             outputs: int | None = None) -> list[LayerInfo]:
     """Per-layer output shapes and parameter counts of a layout (a DataFrame-ready list).
 
     ``pandas.DataFrame(describe(layout, shape))`` gives a table; the last row's
-    ``output_shape`` is the model's.
+    ``output_shape`` is the model's. Arguments as for :func:`build_model`; a layer the
+    layout implies (an autoencoder's final reshape) shows ``(implicit)`` in its token.
     """
-    checked = plan(layout, input_shape)
+    checked = plan(layout, input_shape, outputs)
     rows = []
     for part, layers in checked.parts.items():
         for lp in layers:

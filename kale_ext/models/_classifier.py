@@ -69,15 +69,45 @@ def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, A
                       "config['dataset'] = 'digits', 'jets' or 'boosted_jets'")
 
 
+def tmva_outputs(n_classes: int) -> int:
+    """TMVA's number of outputs: one sigmoid output for two classes, else one per class."""
+    return 1 if n_classes == 2 else n_classes
+
+
+class SigmoidPair(nn.Module):
+    """Two class logits ``(0, z)`` from one: their softmax is ``(1 - sigmoid(z), sigmoid(z))``.
+
+    A two-class layout that ends in one output, as TMVA's binary classifiers do, then
+    trains with the same cross entropy as TMVA's sigmoid output.
+    """
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
 def with_head(layout: str, input_shape: tuple[int, ...], n_classes: int) -> str:
-    """``layout`` with a linear output layer of ``n_classes`` units unless it has one."""
-    layers = plan(layout, input_shape).parts.get("model")
+    """``layout`` with a linear output layer of ``n_classes`` units unless it has one.
+
+    A layout with TMVA's output layer (``DENSE|0|LINEAR`` or a bare activation at its
+    end) has one already, as has a two-class layout ending in one output.
+    """
+    outputs = tmva_outputs(n_classes)
+    layers = plan(layout, input_shape, outputs).parts.get("model")
     if layers is None:
         raise ConfigError(f"a classifier layout must be a plain list of layers, not an "
                           f"autoencoder or GAN: {layout!r}")
-    if layers[-1].out_shape == (n_classes,):
+    if layers[-1].out_shape in {(n_classes,), (outputs,)}:
         return layout
     return f"{layout},DENSE|{n_classes}|LINEAR"
+
+
+def classifier(layout: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """The torch module of a classifier layout: ``n_classes`` logits (see :func:`with_head`)."""
+    layout = with_head(layout, input_shape, n_classes)
+    model = build_model(layout, input_shape, tmva_outputs(n_classes))
+    if n_classes == 2 and plan(layout, input_shape, 1).parts["model"][-1].out_shape == (1,):
+        return nn.Sequential(model, SigmoidPair())
+    return model
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, Any]:
@@ -92,7 +122,8 @@ def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
     """Train a classifier built from ``config["layout"]`` as a trial, reporting every epoch.
 
     Config keys (all optional): ``layout`` (a layout string; a linear output layer is
-    appended unless the layout already ends with ``n_classes`` outputs), ``dataset``
+    appended unless the layout already ends with ``n_classes`` outputs or TMVA's output
+    layer, see :func:`with_head`), ``dataset``
     (``"digits"`` or ``"jets"``), ``epochs`` (5), ``lr`` (1e-3), ``optimizer`` ("Adam"),
     ``batch_size`` (64), ``seed`` (0), ``device`` ("cpu"; "cuda" or "auto"), plus
     :func:`load_dataset`'s keys. Layout strings are plain strings, so
@@ -105,10 +136,9 @@ def train_layout_classifier(config: dict[str, Any]) -> dict[str, float]:
     generator = _loop.setup(config)
     name = str(config.get("dataset", "digits"))
     data = load_dataset(name, config)
-    layout = with_head(str(config.get("layout", DEFAULT_LAYOUTS.get(name, ""))),
-                       data["input_shape"], data["n_classes"])
+    layout = str(config.get("layout", DEFAULT_LAYOUTS.get(name, "")))
     dev = _loop.device(config)
-    model = build_model(layout, data["input_shape"]).to(dev)
+    model = classifier(layout, data["input_shape"], data["n_classes"]).to(dev)
     opt = _loop.optimizer(model.parameters(), config)
     modules = {"model": model, "optimizer": opt}
     start = _loop.resume(modules, generator)

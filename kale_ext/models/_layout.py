@@ -7,10 +7,14 @@ spaces are ignored.
 
 Grammar (fields in ``[]`` are optional; TMVA's field order where TMVA has the layer)::
 
-    layout       := layers | "Encoder={" layers "}Decoder={" layers "}" | layers "##" layers
+    layout       := ["Layout="] (layers | "Encoder={" layers "}Decoder={" layers "}"
+                    | layers "##" layers)
     layers       := layer ("," layer)*
-    DENSE|units[|act]                       dense layer; as in TMVA, act|units and a bare
-                                            "64|RELU" or "TANH|64" token are dense too
+    DENSE|width[|act]                       dense layer; as in TMVA, act|width and a bare
+                                            "64|RELU" or "TANH|64" token are dense too;
+                                            width may be a formula in N, the number of
+                                            input values ("(N+100)*2", truncated as TMVA
+                                            does); width 0 is TMVA's output layer
     CONV|depth|fh|fw|sh|sw[|ph|pw][|act]    2-D convolution: depth filters of fh x fw,
                                             strides sh, sw, zero padding ph rows / pw
                                             columns on each side (TMVA: CONV|depth|
@@ -27,17 +31,29 @@ Grammar (fields in ``[]`` are optional; TMVA's field order where TMVA has the la
     BNORM[|momentum[|epsilon]]              batch norm; momentum is TMVA/Keras's weight
                                             of the running average (0.99), not torch's
     DROPOUT|p                               dropout with drop probability p in [0, 1)
-    RNN|units[|inputSize|timeSteps|rememberState|returnSequence]   also LSTM, GRU;
+    RNN|units[|inputSize|timeSteps|rememberState|returnSequence]   also LSTM, GRU (GRU:
+                                            a sixth field, TMVA's resetGateAfter 0/1);
                                             inputSize/timeSteps 0 = take from the input,
                                             rememberState must be 0, returnSequence 0/1
-    TANH RELU SIGMOID GELU IDENTITY LINEAR SOFTMAX SOFTSIGN SYMMRELU GAUSS
+    TANH RELU SIGMOID GELU IDENTITY LINEAR SOFTMAX SOFTSIGN SYMMRELU GAUSS FTANH
     LEAKYRELU[|slope] ELU[|alpha]           a standalone activation layer
 
 Activations inside DENSE/CONV/DECONV are the same names; the default is TANH, as in
-TMVA. LEAKYRELU's default slope is 0.2 (the DCGAN choice). An autoencoder's decoder
-starts from the encoder's output shape and must end at the input shape. In
-``generator##discriminator`` the input shape is the generator's latent shape, the
-discriminator reads the generator's output and must end in one logit (``DENSE|1|LINEAR``).
+TMVA (FTANH, TMVA's fast tanh, is tanh). LEAKYRELU's default slope is 0.2 (the DCGAN
+choice). An autoencoder's decoder starts from the encoder's output shape and must end
+at the input shape. In ``generator##discriminator`` the input shape is the generator's
+latent shape, the discriminator reads the generator's output and must end in one logit
+(``DENSE|1|LINEAR``).
+
+TMVA's output layer (read in :mod:`kale_ext.models._shapes`, which knows the shapes):
+``DENSE|0|act`` as the last layer, or a bare activation ending the layout where the
+shape before it is not already the output's (TMVA's older ``...,LINEAR``), is a dense
+layer with as many units as the model has outputs: ``outputs`` when the caller gives
+it, the input's number of values at the end of an autoencoder's decoder, 1 at the end
+of a discriminator. An autoencoder's decoder that ends flat with the input's number of
+values is reshaped to the input, as TMVA compares flattened outputs. A whole TMVA option
+string (``"!H:V:Layout=...:TrainingStrategy=..."``) may be given: its ``Layout=`` value
+is read.
 """
 
 from __future__ import annotations
@@ -48,11 +64,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kale_ext._errors import LayoutError
+from kale_ext.models._tmva import FORMULA, layout_value, width_formula
 
 Shape = tuple[int, ...]
 
 ACTIVATIONS = ("TANH", "RELU", "SIGMOID", "LEAKYRELU", "ELU", "GELU", "IDENTITY", "LINEAR",
-               "SOFTMAX", "SOFTSIGN", "SYMMRELU", "GAUSS")
+               "SOFTMAX", "SOFTSIGN", "SYMMRELU", "GAUSS", "FTANH")
+
 MAX_FIELD = 1 << 20  # widths, filters and kernel sizes above this are typos, not models
 
 
@@ -101,6 +119,7 @@ def parse(layout: str) -> tuple[str, dict[str, list[Token]]]:
     if not isinstance(layout, str):
         raise LayoutError(f"a layout must be a string, but got {type(layout).__name__} "
                           f"{layout!r}", rule="layout is a string")
+    layout, base = layout_value(layout)
     if not layout.strip():
         raise LayoutError("the layout string is empty; give layers such as 'DENSE|64|RELU'",
                           rule="layout is not empty")
@@ -108,20 +127,21 @@ def parse(layout: str) -> tuple[str, dict[str, list[Token]]]:
         m = _AE.match(layout)
         if m is None:
             raise LayoutError(f"layout {layout!r} uses braces or '=' but is not of the form "
-                              "'Encoder={...}Decoder={...}'", offset=0,
+                              "'Encoder={...}Decoder={...}'", offset=base,
                               rule="autoencoder form Encoder={...}Decoder={...}")
-        return "autoencoder", {"encoder": _split_layers(m["enc"], m.start("enc"), "encoder"),
-                               "decoder": _split_layers(m["dec"], m.start("dec"), "decoder")}
+        return "autoencoder", {
+            "encoder": _split_layers(m["enc"], base + m.start("enc"), "encoder"),
+            "decoder": _split_layers(m["dec"], base + m.start("dec"), "decoder")}
     if "##" in layout:
         gen, sep, disc = layout.partition("##")
         if "##" in disc:
             raise LayoutError(f"layout {layout!r} has more than one '##'; a GAN is "
-                              "'generator##discriminator'", offset=layout.rindex("##"),
+                              "'generator##discriminator'", offset=base + layout.rindex("##"),
                               rule="one '##' in a GAN layout")
-        return "gan", {"generator": _split_layers(gen, 0, "generator"),
-                       "discriminator": _split_layers(disc, len(gen) + len(sep),
+        return "gan", {"generator": _split_layers(gen, base, "generator"),
+                       "discriminator": _split_layers(disc, base + len(gen) + len(sep),
                                                       "discriminator")}
-    return "sequential", {"model": _split_layers(layout, 0, "model")}
+    return "sequential", {"model": _split_layers(layout, base, "model")}
 
 
 # ---------------------------------------------------------------- reading fields
@@ -164,12 +184,19 @@ def _dense(tok: Token, f: list[str]) -> dict[str, Any]:
     rule = "DENSE needs an integer width and an optional activation, e.g. DENSE|64|RELU"
     if not 1 <= len(f) <= 2:
         raise tok.error(f"{rule}, got {len(f)} fields")
-    ints = [v for v in f if _is_int(v)]
-    others = [v for v in f if not _is_int(v)]
-    if len(ints) != 1:
-        raise tok.error(f"{rule}; found {len(ints)} integer fields in {f}")
+    # a field is a width (an integer, or a formula in N as TMVA allows) or an activation
+    widths = [v for v in f if FORMULA.fullmatch(v) and v.upper() not in ACTIVATIONS]
+    others = [v for v in f if v not in widths]
+    if len(widths) != 1:
+        raise tok.error(f"{rule}; found {len(widths)} width fields in {f}")
     act = _activation(tok, others[0], rule) if others else "TANH"
-    return {"units": _int(tok, ints[0], "width", rule), "act": act}
+    text = widths[0]
+    if _is_int(text):  # 0 is TMVA's output layer, resolved once the outputs are known
+        return {"units": _int(tok, text, "width", rule, 0), "act": act}
+    if re.fullmatch(r"[0-9. +\-]+", text):
+        raise tok.error(f"{rule}; width {text!r} is not an integer")
+    width_formula(tok, text, rule)
+    return {"units": text, "act": act}
 
 
 def _conv(tok: Token, f: list[str], name: str) -> dict[str, Any]:
@@ -248,13 +275,17 @@ def _dropout(tok: Token, f: list[str]) -> dict[str, Any]:
 
 
 def _recurrent(tok: Token, f: list[str], name: str) -> dict[str, Any]:
-    rule = f"{name} needs units[|inputSize|timeSteps|rememberState|returnSequence], integers"
-    if not 1 <= len(f) <= 5:
+    extra = "|resetGateAfter" if name == "GRU" else ""
+    rule = (f"{name} needs units[|inputSize|timeSteps|rememberState|returnSequence{extra}], "
+            "integers")
+    if not 1 <= len(f) <= (6 if name == "GRU" else 5):
         raise tok.error(f"{rule}, got {len(f)} fields")
     vals = [_int(tok, v, w, rule, 0 if i else 1) for i, (v, w) in
             enumerate(zip(f, ("units", "inputSize", "timeSteps", "rememberState",
-                              "returnSequence"), strict=False))]
-    vals += [0] * (5 - len(vals))
+                              "returnSequence", "resetGateAfter"), strict=False))]
+    vals += [0] * (6 - len(vals))
+    if vals[5] not in (0, 1):  # torch's GRU resets after the product either way
+        raise tok.error(f"{rule}; resetGateAfter must be 0 or 1, got {vals[5]}")
     if vals[3] != 0:
         raise tok.error(f"{rule}; rememberState=1 (state carried across batches) is not "
                         "supported, use 0")
@@ -279,8 +310,8 @@ def read_token(tok: Token) -> tuple[str, dict[str, Any]]:
     """Read the layer kind and checked parameters of one token (shapes not yet known)."""
     fields = tok.fields
     name, rest = fields[0].upper(), fields[1:]
-    if _is_int(fields[0]):  # TMVA's old DNN form: "64|RELU" is a dense layer
-        return "DENSE", _dense(tok, fields)
+    if FORMULA.fullmatch(fields[0]) and name not in ACTIVATIONS:
+        return "DENSE", _dense(tok, fields)  # TMVA's old DNN form: "64|RELU", "N|TANH"
     if name == "DENSE":
         return name, _dense(tok, rest)
     if name in ("CONV", "DECONV"):

@@ -12,6 +12,7 @@ from typing import Any
 
 from kale_ext._errors import LayoutError
 from kale_ext.models._layout import Shape, Token, parse, read_token
+from kale_ext.models._tmva import TMVA_ACTIVATIONS, eval_width, input_layout
 
 MAX_ELEMENTS = 1 << 26  # per-sample output size of one layer
 MAX_PARAMS = 200_000_000  # weights of one layer: guards against allocating by mistake
@@ -113,11 +114,40 @@ def out_shape(tok: Token, kind: str, p: dict[str, Any], shape: Shape) -> tuple[S
     return shape, 0  # DROPOUT, ACT
 
 
-def plan_layers(tokens: list[Token], shape: Shape) -> list[LayerPlan]:
-    """Read and shape-check a list of tokens starting from ``shape``."""
+def _tmva_output(tok: Token, kind: str, params: dict[str, Any], shape: Shape, last: bool,
+                 n_inputs: int, outputs: int | None) -> tuple[str, dict[str, Any]]:
+    """Resolve TMVA's width formulas and its output layer (DENSE|0, a bare final activation)."""
+    if kind == "ACT" and last and outputs is not None and params["act"] in TMVA_ACTIVATIONS \
+            and len(tok.fields) == 1 and len(shape) in (1, 2) and shape[-1:] != (outputs,):
+        return "DENSE", {"units": outputs, "act": params["act"]}  # TMVA's "...,LINEAR"
+    if kind != "DENSE":
+        return kind, params
+    units = params["units"]
+    if isinstance(units, str):
+        units = eval_width(tok, units, n_inputs)
+    if units == 0:
+        if not last or outputs is None:
+            where = ("only the last layer can be TMVA's output layer" if not last else
+                     "this model's number of outputs is not known here; pass outputs=N")
+            raise tok.error(f"DENSE needs an integer width and an optional activation; width "
+                            f"must be in [1, 1048576], got 0 (TMVA's output layer: {where})")
+        units = outputs
+    return kind, {**params, "units": units}
+
+
+def plan_layers(tokens: list[Token], shape: Shape, *, n_inputs: int | None = None,
+                outputs: int | None = None) -> list[LayerPlan]:
+    """Read and shape-check a list of tokens starting from ``shape``.
+
+    ``n_inputs`` is TMVA's N in width formulas (default: the values in ``shape``);
+    ``outputs`` the width of TMVA's output layer (``DENSE|0`` or a bare activation
+    ending the list), unknown when None.
+    """
+    n_inputs = math.prod(shape) if n_inputs is None else n_inputs
     plans: list[LayerPlan] = []
-    for tok in tokens:
-        kind, params = read_token(tok)
+    for i, tok in enumerate(tokens):
+        kind, params = _tmva_output(tok, *read_token(tok), shape, i == len(tokens) - 1,
+                                    n_inputs, outputs)
         new, weights = out_shape(tok, kind, params, shape)
         if min(new) < 1:
             raise tok.error(f"{kind} turns input {shape} into an empty output {new}")
@@ -132,8 +162,26 @@ def plan_layers(tokens: list[Token], shape: Shape) -> list[LayerPlan]:
     return plans
 
 
+def to_input_shape(layers: list[LayerPlan], shape: Shape) -> list[LayerPlan]:
+    """A decoder ending flat with the input's number of values, reshaped to the input.
+
+    TMVA compares an autoencoder's output with its input flattened, so such a decoder
+    reconstructs the input; here the reshape is made explicit (a last, implicit layer).
+    """
+    last = layers[-1]
+    if last.out_shape == shape or last.out_shape != (math.prod(shape),):
+        return layers
+    text = f"RESHAPE|{'|'.join(map(str, shape))}"
+    tok = Token(f"{text} (implicit)", last.token.index + 1,
+                last.token.offset + len(last.token.text), last.token.part)
+    return [*layers, LayerPlan(tok, "RESHAPE", {"dims": shape, "flat": False},
+                               last.out_shape, shape, 0)]
+
+
 def check_shape(shape: Any) -> Shape:
-    """Check an input shape: a tuple of positive ints, or LayoutError."""
+    """Check an input shape: a tuple of positive ints, or a TMVA InputLayout string."""
+    if isinstance(shape, str):
+        shape = input_layout(shape)
     try:
         dims = tuple(int(d) for d in shape)
         ok = all(int(d) == d for d in shape)
@@ -146,14 +194,22 @@ def check_shape(shape: Any) -> Shape:
     return dims
 
 
-def plan(layout: str, input_shape: Any) -> Plan:
-    """Parse ``layout`` and check every layer's shapes from ``input_shape``."""
+def plan(layout: str, input_shape: Any, outputs: int | None = None) -> Plan:
+    """Parse ``layout`` and check every layer's shapes from ``input_shape``.
+
+    ``outputs`` is the number of outputs a TMVA output layer (``DENSE|0|act`` or a bare
+    activation ending the layout) gets; an autoencoder's decoder gets the input's size.
+    """
     shape = check_shape(input_shape)
     kind, parts = parse(layout)
     result = Plan(kind, shape)
+    size = math.prod(shape)
+    wanted = {"model": outputs, "decoder": size, "discriminator": 1}
     current = shape
     for name, tokens in parts.items():
-        layers = plan_layers(tokens, current)
+        layers = plan_layers(tokens, current, n_inputs=size, outputs=wanted.get(name))
+        if name == "decoder":
+            layers = to_input_shape(layers, shape)
         result.parts[name] = layers
         current = layers[-1].out_shape
     if kind == "autoencoder" and current != shape:

@@ -15,6 +15,7 @@ average variance and mean beside the values published for the same sweep
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from kale_ext._errors import ConfigError, LayoutError
 from kale_ext.models import _loop
 from kale_ext.models._builder import AutoEncoder, build_model, sequential
 from kale_ext.models._layout import parse
-from kale_ext.models._shapes import check_shape, plan_layers
+from kale_ext.models._shapes import check_shape, plan_layers, to_input_shape
 
 # The beta sweep of the work this package descends from: the betas and the posterior's
 # average variance / average mean it published (None where it gave no number; "~0" is 0).
@@ -104,18 +105,21 @@ def build_vae(layout: str, input_shape: tuple[int, ...], latent_dim: int) -> VAE
     """Build a :class:`VAE` from ``"Encoder={...}Decoder={...}"``.
 
     The encoder must end flat; Gaussian heads of ``latent_dim`` units follow it; the
-    decoder starts from ``(latent_dim,)`` and must end at ``input_shape``.
+    decoder starts from ``(latent_dim,)`` and must end at ``input_shape``, or flat with
+    its number of values (then it is reshaped to it, as TMVA's ``DENSE|0|SIGMOID`` does).
     """
     shape = check_shape(input_shape)
     kind, parts = parse(layout)
     if kind != "autoencoder":
         raise LayoutError(f"a VAE layout must be 'Encoder={{...}}Decoder={{...}}', got "
                           f"{layout!r}", rule="autoencoder form")
-    enc = plan_layers(parts["encoder"], shape)
+    size = math.prod(shape)
+    enc = plan_layers(parts["encoder"], shape, n_inputs=size)
     if len(enc[-1].out_shape) != 1:
         raise enc[-1].token.error(f"a VAE encoder must end flat, but ends at "
                                   f"{enc[-1].out_shape}; end it with FLAT or a DENSE layer")
-    dec = plan_layers(parts["decoder"], (int(latent_dim),))
+    dec = to_input_shape(plan_layers(parts["decoder"], (int(latent_dim),), n_inputs=size,
+                                     outputs=size), shape)
     if dec[-1].out_shape != shape:
         raise dec[-1].token.error(f"a VAE decoder must end at the input shape {shape}, "
                                   f"but ends at {dec[-1].out_shape}")

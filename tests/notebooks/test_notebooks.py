@@ -84,6 +84,10 @@ def check_layouts(r: dict[str, Any]) -> None:
     assert r["completed"] == r["trials"] == r["requested_trials"]
     assert r["best_val_acc"] > 0.9
     assert r["layout_error"].startswith("LayoutError")
+    # TMVA's MethodAE default: the flat decoder output reshaped to the input
+    assert r["tmva_ae_shapes"] == [[64], [328], [64], [1, 8, 8]]
+    assert set(r["tmva_keywords"]) == {"yes", "differs", "no"}
+    assert sum(r["tmva_keywords"].values()) >= 15
 
 
 def check_jet_images(r: dict[str, Any]) -> None:
