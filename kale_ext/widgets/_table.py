@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.widgets._bokeh import require
+from kale_ext.widgets._format import GRID_FORMAT, GRID_TEXT, MISSING, column_width
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,21 +55,50 @@ class TrialTable:
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
         self._reloaded = 0.0
+        self._store(frame)
         self.grid = self.ipydatagrid.DataGrid(
             frame, selection_mode="row", renderers=self._renderers(frame),
-            base_column_size=90, base_row_size=_ROW, auto_fit_columns=True,
-            layout={"height": self._height(len(frame))})
-        self._store(frame)
+            base_column_size=90, base_row_size=_ROW, auto_fit_columns=False,
+            column_widths=self._widths(), layout={"height": self._height(len(frame))})
         self.grid.observe(self._on_selections, names="selections")
         self.grid.on_cell_click(self._on_click)
 
     def _renderers(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """Return the renderers: state column coloured, numbers to 4 significant digits."""
-        text = self.ipydatagrid.TextRenderer
-        out = {str(c): text(format=".4~g") for c, kind in frame.dtypes.items()
-               if kind.kind == "f"}
-        out["status"] = text(background_color=self.ipydatagrid.VegaExpr(_state_expr()))
+        """Return the renderers: state column coloured, numbers by magnitude.
+
+        Numbers show as :func:`~kale_ext.widgets._format.format_number` writes them
+        (four significant digits, scientific below 0.001 and from 10000); a metric not
+        reported yet shows an en dash.
+        """
+        grid = self.ipydatagrid
+        out = {str(c): grid.TextRenderer(format=grid.VegaExpr(GRID_FORMAT),
+                                         text_value=grid.VegaExpr(GRID_TEXT), missing=MISSING)
+               for c, kind in frame.dtypes.items() if kind.kind == "f"}
+        out["status"] = grid.TextRenderer(background_color=grid.VegaExpr(_state_expr()))
         return out
+
+    def _widths(self) -> dict[str, int]:
+        """Pixels per column (the trial index included): its header and cells uncut."""
+        widths = {"trial": column_width("trial", self.order)}
+        for column in self.columns:
+            widths[column] = column_width(column, (row[column] for row in self.rows.values()))
+        return widths
+
+    def _fit(self, cells: Iterable[tuple[str, Any]] | None = None) -> None:
+        """Widen (never narrow) the columns whose text outgrew them.
+
+        ``cells`` are the (column, value) pairs that changed; None: every cell.
+        """
+        widths = dict(self.grid.column_widths)
+        if cells is None:
+            wanted = self._widths()
+        else:
+            wanted = {}
+            for column, value in cells:
+                wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
+        if any(w > widths.get(c, 0) for c, w in wanted.items()):
+            self.grid.column_widths = {**widths, **{c: max(w, widths.get(c, 0))
+                                                    for c, w in wanted.items()}}
 
     def _height(self, rows: int) -> str:
         """Tall enough for ``rows`` (and the header and a scroll bar), at most ``max_height``."""
@@ -105,6 +135,7 @@ class TrialTable:
             self._store(frame)
             self.grid.renderers = self._renderers(frame)
             self.grid.layout.height = self._height(len(frame))
+            self._fit()
             self._replace(frame)
 
     def _replace(self, frame: pd.DataFrame) -> None:
@@ -131,6 +162,8 @@ class TrialTable:
                     if column in old and not _same(value, old[column]):
                         old[column] = value
                         changed.append((column, self.positions[number], value))
+            if changed:
+                self._fit((column, value) for column, _, value in changed)
             if len(changed) > _BULK_CELLS:
                 self._replace(self._frame())
             else:
