@@ -10,15 +10,15 @@ checkpoints' paths to one target:
   optuna-dashboard (``uri=`` or ``dir=``);
 - ``"parquet"``, ``"csv"``: a trials table and a metrics table (``dir=``).
 
-Each target's library is imported on first use; ``pip install 'kale-ext[export]'``
-installs them all.
+:func:`live_log` (``Search(..., log_to="tensorboard:DIR")``) keeps a TensorBoard log of a
+running search up to date from its driver. Each target's library is imported on first
+use; ``pip install 'kale-ext[export]'`` installs them all.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,14 +30,14 @@ from kale_ext import registry
 from kale_ext._errors import ConfigError, StoreError
 from kale_ext.export._data import SearchData, TrialData, read
 from kale_ext.export._deps import EXTRA, MissingDependency
+from kale_ext.export._live import LiveLog, live_log
+from kale_ext.export._tensorboard import MARKER
 from kale_ext.store import Store
 from kale_ext.trial import open_store
 
 TARGETS = ("tensorboard", "mlflow", "optuna", "parquet", "csv")
 """The names :func:`export` takes as ``to=``."""
 
-# Marks a TensorBoard folder an export wrote, so a later export may replace it.
-MARKER = ".kale-export"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TAKES = {"tensorboard": {"dir"}, "parquet": {"dir"}, "csv": {"dir"},
           "mlflow": {"dir", "uri", "experiment", "artifacts"}, "optuna": {"dir", "uri"}}
@@ -164,20 +164,6 @@ def _read(source: Any, store: Store, path: str | None) -> SearchData:
                           "holds a search once kale.Search(...) created it.") from e
 
 
-def _tensorboard_root(dir: Path, name: str) -> Path:
-    root = dir / name
-    if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).exists():
-            raise ConfigError(
-                f"export(to='tensorboard', dir={str(dir)!r}): {root} exists and was not "
-                "written by an export, so it is left alone; pass another dir= or name=, or "
-                "remove it.")
-        shutil.rmtree(root)  # an earlier export of this search: replaced, not appended to
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("written by kale_ext.export; replaced by the next export\n")
-    return root
-
-
 def export(store_or_path: Any, to: str, *, dir: str | os.PathLike[str] | None = None,
            uri: str | os.PathLike[str] | None = None, name: str | None = None,
            experiment: str | None = None, artifacts: bool = False) -> Exported:
@@ -250,7 +236,7 @@ def export(store_or_path: Any, to: str, *, dir: str | os.PathLike[str] | None = 
         from kale_ext.export import _tensorboard
 
         assert folder is not None
-        root = _tensorboard_root(folder, label)
+        root = _tensorboard.prepare_root(folder, label)
         location = str(root.resolve())
         written = _tensorboard.write(data, root)
     elif to == "mlflow":
@@ -279,9 +265,11 @@ __all__ = [
     "MARKER",
     "TARGETS",
     "Exported",
+    "LiveLog",
     "MissingDependency",
     "SearchData",
     "TrialData",
     "export",
+    "live_log",
     "read",
 ]

@@ -151,18 +151,15 @@ def _best(trials: tuple[TrialData, ...], mode: str | None) -> TrialData | None:
     return best
 
 
-def read(store: Store, path: str | None = None) -> SearchData:
-    """Read everything an export writes from ``store`` (live or read-only alike)."""
-    info = store.search()
-    definition = {k: v for k, v in dict(info.get("definition") or {}).items()
-                  if k != "fn_pickle"}
+def trials_of(store: Store) -> tuple[TrialData, ...]:
+    """Read every trial of ``store`` with its reason and checkpoints, by number."""
     reasons: dict[int, str] = {}
     for transition in store.transitions():
         reasons[transition.trial] = transition.reason  # in order: the latest one wins
     checkpoints: dict[int, list[str]] = {}
     for c in store.checkpoints():
         checkpoints.setdefault(c.trial, []).append(c.path)
-    trials = tuple(
+    return tuple(
         TrialData(number=t.number, state=TrialState(t.state).label,
                   reason=reasons.get(t.number, ""), params=dict(t.params),
                   flat=flatten(t.params), error=t.error, attempt=t.attempt, retries=t.retries,
@@ -170,12 +167,25 @@ def read(store: Store, path: str | None = None) -> SearchData:
                   best_step=t.best_step, last=dict(t.last), checkpoint=t.checkpoint,
                   checkpoints=tuple(checkpoints.get(t.number, ())))
         for t in sorted(store.trials(), key=lambda t: t.number))
+
+
+def rows_since(store: Store, rowid: int) -> list[MetricRow]:
+    """Read every metric row stored after row id ``rowid``, in pages, in order."""
     rows: list[MetricRow] = []
     while True:
-        page = store.metrics(since_rowid=rows[-1].rowid if rows else 0, limit=_PAGE)
+        page = store.metrics(since_rowid=rows[-1].rowid if rows else rowid, limit=_PAGE)
         rows.extend(page)
         if len(page) < _PAGE:
-            break
+            return rows
+
+
+def read(store: Store, path: str | None = None) -> SearchData:
+    """Read everything an export writes from ``store`` (live or read-only alike)."""
+    info = store.search()
+    definition = {k: v for k, v in dict(info.get("definition") or {}).items()
+                  if k != "fn_pickle"}
+    trials = trials_of(store)
+    rows = rows_since(store, 0)
     mode = definition.get("mode")
     return SearchData(
         name=str(info.get("name") or definition.get("name") or "search"),

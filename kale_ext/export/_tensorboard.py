@@ -10,12 +10,20 @@ checkpoint.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kale_ext._errors import ConfigError
 from kale_ext.export._data import SearchData, TrialData, metric_name, number, scalar, step_of
 from kale_ext.export._deps import require
 from kale_ext.export._space import Domain, domains
+
+if TYPE_CHECKING:
+    from kale_ext.store import MetricRow
+
+MARKER = ".kale-export"
+"""Marks a folder an export wrote, so that a later export may replace it."""
 
 STATE_HPARAM = "kale.state"
 """The HParams column that holds each trial's state, to filter trials by it."""
@@ -89,27 +97,88 @@ def _experiment(hparams: dict[str, Domain], metrics: list[str], states: list[str
     return _plugin_summary(metadata.EXPERIMENT_TAG, experiment=experiment)
 
 
-def _session(trial: TrialData, hparams: dict[str, Domain]) -> tuple[Any, Any]:
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+def value_kind(value: Any) -> str:
+    """Say how the HParams plugin holds one value: ``number``, ``string`` or ``bool``."""
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, int | float) else "string"
+
+
+def session_start(trial: TrialData, kinds: dict[str, str], *, state: bool = True) -> Any:
+    """Summarise the trial's HParams session start: its params (and ``kale.state``)."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=trial.started or 0.0)
     for name, value in trial.flat.items():
-        start.hparams[name].CopyFrom(_value(_kind(hparams[name]), scalar(value)))
-    start.hparams[STATE_HPARAM].CopyFrom(_value("string", trial.state))
+        start.hparams[name].CopyFrom(_value(kinds[name], scalar(value)))
+    if state:
+        start.hparams[STATE_HPARAM].CopyFrom(_value("string", trial.state))
+    return _plugin_summary(metadata.SESSION_START_INFO_TAG, session_start_info=start)
+
+
+def write_rows(writer: Any, rows: list[MetricRow]) -> None:
+    """Write each numeric value of ``rows`` as a scalar at its step and time."""
+    for row in rows:
+        for key, value in row.values.items():
+            if (x := number(value)) is not None:
+                writer.add_scalar(metric_name(row, key), x, global_step=step_of(row),
+                                  walltime=row.time)
+
+
+def write_end(writer: Any, trial: TrialData, metric: str | None) -> None:
+    """Write how the trial stands: best value, state and reason, error, checkpoints, status."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    if metric and trial.best is not None:
+        writer.add_scalar(best_tag(metric), trial.best, global_step=trial.best_step or 0,
+                          walltime=trial.ended)
+    text = f"**{trial.state}**" + (f": {trial.reason}" if trial.reason else "")
+    writer.add_text("kale/state", text, walltime=trial.ended)
+    if trial.error:
+        writer.add_text("kale/error", f"```\n{trial.error}\n```", walltime=trial.ended)
+    if trial.checkpoints:
+        writer.add_text("kale/checkpoint", "\n\n".join(trial.checkpoints), walltime=trial.ended)
     end = plugin_data_pb2.SessionEndInfo(
         status=api_pb2.Status.Value(_STATUS.get(trial.state, "STATUS_RUNNING")),
         end_time_secs=trial.ended or trial.started or 0.0)
-    return (_plugin_summary(metadata.SESSION_START_INFO_TAG, session_start_info=start),
-            _plugin_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
+    writer.file_writer.add_summary(
+        _plugin_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end),
+        walltime=trial.ended or trial.started)
+
+
+def summary_writer() -> Any:
+    """Return ``torch.utils.tensorboard.SummaryWriter``, or say what to install."""
+    require("torch", target="tensorboard", package="torch")
+    require("tensorboard", target="tensorboard", package="tensorboard")
+    return require("torch.utils.tensorboard", target="tensorboard",
+                   package="tensorboard").SummaryWriter
+
+
+def prepare_root(dir: Path, name: str, *, what: str = "export(to='tensorboard')") -> Path:
+    """Make ``DIR/<name>`` for an export, replacing what an earlier export wrote there.
+
+    Raises
+    ------
+    ConfigError
+        When the folder holds files an export did not write (they are left alone).
+    """
+    root = dir / name
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise ConfigError(
+                f"{what}, dir={str(dir)!r}: {root} exists and was not written by an export, "
+                "so it is left alone; pass another dir= or name=, or remove it.")
+        shutil.rmtree(root)  # an earlier export of this search: replaced, not appended to
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("written by kale_ext.export; replaced by the next export\n")
+    return root
 
 
 def write(data: SearchData, root: Path) -> list[Path]:
     """Write ``data`` under ``root`` (``DIR/<search>``); return the trials' run folders."""
-    require("torch", target="tensorboard", package="torch")
-    require("tensorboard", target="tensorboard", package="tensorboard")
-    writer_class = require("torch.utils.tensorboard", target="tensorboard",
-                           package="tensorboard").SummaryWriter
+    writer_class = summary_writer()
     hparams = domains(data.definition, data.trials)
+    kinds = {name: _kind(domain) for name, domain in hparams.items()}
     metrics: dict[str, None] = {}
     for row in data.rows:
         metrics.update({metric_name(row, k): None for k, v in row.values.items()
@@ -118,7 +187,6 @@ def write(data: SearchData, root: Path) -> list[Path]:
         metrics[best_tag(data.metric)] = None
     states = sorted({t.state for t in data.trials})
 
-    root.mkdir(parents=True, exist_ok=True)
     top = writer_class(log_dir=str(root))
     try:
         top.file_writer.add_summary(_experiment(hparams, list(metrics), states))
@@ -129,24 +197,9 @@ def write(data: SearchData, root: Path) -> list[Path]:
         run = root / trial.run_name
         writer = writer_class(log_dir=str(run))
         try:
-            start, end = _session(trial, hparams)
-            writer.file_writer.add_summary(start, walltime=trial.started)
-            for row in data.rows_of(trial.number):
-                for key, value in row.values.items():
-                    if (x := number(value)) is not None:
-                        writer.add_scalar(metric_name(row, key), x, global_step=step_of(row),
-                                          walltime=row.time)
-            if data.metric and trial.best is not None:
-                writer.add_scalar(best_tag(data.metric), trial.best,
-                                  global_step=trial.best_step or 0, walltime=trial.ended)
-            text = f"**{trial.state}**" + (f": {trial.reason}" if trial.reason else "")
-            writer.add_text("kale/state", text, walltime=trial.ended)
-            if trial.error:
-                writer.add_text("kale/error", f"```\n{trial.error}\n```", walltime=trial.ended)
-            if trial.checkpoints:
-                writer.add_text("kale/checkpoint", "\n\n".join(trial.checkpoints),
-                                walltime=trial.ended)
-            writer.file_writer.add_summary(end, walltime=trial.ended or trial.started)
+            writer.file_writer.add_summary(session_start(trial, kinds), walltime=trial.started)
+            write_rows(writer, data.rows_of(trial.number))
+            write_end(writer, trial, data.metric)
         finally:
             writer.close()
         runs.append(run)
