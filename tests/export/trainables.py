@@ -30,3 +30,10 @@ def planted(config):
         if number == STOPPED:
             time.sleep(0.3)
     return {"epochs": config["epochs"]}
+
+
+def ranks(config):
+    """Every rank of a distributed run reports three epochs of its own loss."""
+    for epoch in range(1, 4):
+        kale.report(epoch=epoch, loss=1.0 / (epoch + kale.rank()))
+    return kale.rank()
