@@ -1,7 +1,8 @@
 """Live TensorBoard logging of a running search, written by its driver.
 
 The driver calls :meth:`LiveLog.update` from its loop and :meth:`LiveLog.close` when
-the search ends; trials never write event files themselves. Each update reads what the
+the search ends, or has :meth:`LiveLog.follow` do both in a thread beside it; trials
+never write event files themselves. Each update reads what the
 store gained since the last one (new trials, metric rows after the last row id, state
 changes), so the log follows the store, never the other way round. The layout is the one
 :func:`kale_ext.export.export` writes (``DIR/<search>/trial-0007/``); without an
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,22 @@ class LiveLog:
             self._broken = True
             logger.warning("Live TensorBoard log %s stopped; the search goes on.", self.root,
                            exc_info=True)
+
+    def follow(self, store: Store, done: threading.Event) -> threading.Thread:
+        """Update from ``store`` every ``every`` seconds in a thread until ``done`` is set.
+
+        Then write the last of the store and close the log. For a driver that does not
+        call :meth:`update` from its own loop.
+        """
+        def loop() -> None:
+            while not done.wait(self.every):
+                self.update(store)
+            self.close(store)
+
+        thread = threading.Thread(target=loop, name=f"kale-live-log-{self.root.name}",
+                                  daemon=True)
+        thread.start()
+        return thread
 
     def close(self, store: Store | None = None) -> None:
         """Write the last of ``store`` and close every event file."""

@@ -74,3 +74,23 @@ def test_a_spec_that_is_not_tensorboard_dir(spec):
     with pytest.raises(ConfigError) as e:
         live_log(spec, "name")
     assert repr(spec) in str(e.value) and "log_to='tensorboard:DIR'" in str(e.value)
+
+
+def test_follow_updates_until_done_then_closes(tmp_path):
+    import threading
+
+    with open_store(tmp_path / "s.kale.sqlite") as store:
+        store.create_search({"name": "followed", "metric": "acc", "mode": "max"})
+        store.add_trial(0, {"lr": 0.1})
+        store.transition(0, TrialState.RUNNING, "started")
+        done = threading.Event()
+        log = LiveLog(tmp_path / "tb", "followed", every=0.05)
+        thread = log.follow(store, done)
+        store.append([_report(0, s, epoch=s, acc=0.1 * s) for s in range(3)])
+        store.transition(0, TrialState.COMPLETED, "done")
+        done.set()
+        thread.join(30)
+        assert not thread.is_alive()
+    run = _accumulate(tmp_path / "tb" / "followed" / "trial-0000")
+    assert [s.step for s in run.Scalars("acc")] == [0, 1, 2]
+    assert run.Scalars("kale/best_acc")[0].value == pytest.approx(0.2)
