@@ -163,7 +163,7 @@ def plan_layers(tokens: list[Token], shape: Shape, *, n_inputs: int | None = Non
 
 
 def to_input_shape(layers: list[LayerPlan], shape: Shape) -> list[LayerPlan]:
-    """A decoder ending flat with the input's number of values, reshaped to the input.
+    """Return ``layers``, reshaped to the input if they end flat with its number of values.
 
     TMVA compares an autoencoder's output with its input flattened, so such a decoder
     reconstructs the input; here the reshape is made explicit (a last, implicit layer).
