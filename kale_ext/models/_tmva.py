@@ -32,7 +32,7 @@ _FORMULA_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.
 
 
 def layout_value(text: str) -> tuple[str, int]:
-    """The layout itself and its offset in ``text``: TMVA's "Layout=" and option strings.
+    """Return the layout and its offset in ``text``: TMVA's "Layout=" and option strings.
 
     ``"Layout=DENSE|64"`` gives ``"DENSE|64"``; in ``"!H:V:Layout=...:TrainingStrategy=..."``
     the value runs from "Layout=" to the next ':' (a layout has no ':').
@@ -45,7 +45,7 @@ def layout_value(text: str) -> tuple[str, int]:
 
 
 def input_layout(text: str) -> tuple[int, ...]:
-    """The input shape of a TMVA ``InputLayout`` ("1|16|16", "InputLayout=10|30").
+    """Return the input shape of a TMVA ``InputLayout`` ("1|16|16", "InputLayout=10|30").
 
     TMVA's dense networks read ``1|1|N`` (depth 1, height 1): that is N flat features.
     """
@@ -73,7 +73,7 @@ def width_formula(tok: Token, text: str, rule: str) -> ast.Expression:
 
 
 def eval_width(tok: Token, text: str, n_inputs: int) -> int:
-    """A width formula's value for ``N = n_inputs``, truncated towards 0 as TMVA does."""
+    """Return a width formula's value for ``N = n_inputs``, truncated towards 0 like TMVA."""
     rule = "DENSE width formula"
     tree = width_formula(tok, text, rule)
 
