@@ -4,8 +4,8 @@
   (grammar in :mod:`kale_ext.models._layout`; TMVA's keywords and how they are read in
   :data:`TMVA_KEYWORDS`).
 - Synthetic physics data: :func:`jet_images`, :func:`boosted_jet_images` (with
-  :func:`jet_mass`), :func:`calo_showers`; ROOT TTrees through
-  uproot: :func:`root_dataset`.
+  :func:`jet_mass`), :func:`calo_showers`; ROOT trees through uproot, many files and
+  per-rank shards, read whole or streamed (:class:`RootStream`): :func:`root_dataset`.
 - Trainables ``train_xxx(config) -> dict`` that report every epoch and checkpoint:
   :func:`train_digits_cnn`, :func:`train_jet_cnn` (a jet-image CNN, :func:`jet_cnn`),
   :func:`train_layout_classifier`, :func:`train_autoencoder`, :func:`train_vae`,
@@ -55,6 +55,8 @@ _LAZY = {
     "train_gan": "kale_ext.models._gan",
     "energy_ks": "kale_ext.models._gan",
     "root_dataset": "kale_ext.models._root",
+    "root_files": "kale_ext.models._root",
+    "RootStream": "kale_ext.models._root_stream",
     "shard_range": "kale_ext.models._root",
 }
 

@@ -26,6 +26,31 @@ def _split(x: torch.Tensor, y: torch.Tensor, val_fraction: float) -> dict[str, A
     return {"train": (x[n_val:], y[n_val:]), "val": (x[:n_val], y[:n_val])}
 
 
+def is_root_source(name: str) -> bool:
+    """Whether a dataset name is a ROOT source: ``root://`` URL, ``file://`` or ``*.root``."""
+    return name.startswith(("root://", "file://")) or name.endswith(".root")
+
+
+def _root(source: str, config: dict[str, Any]) -> dict[str, Any]:
+    from kale_ext.models._root import root_dataset, root_entries, root_files
+
+    tree, label = str(config.get("tree", "events")), str(config.get("label", "label"))
+    if "branches" not in config:
+        raise ConfigError(f"a ROOT dataset needs config['branches'], the branches (names or "
+                          f"globs such as 'pix_*') of tree {tree!r} in {source!r}")
+    total = sum(root_entries(root_files(source), tree))
+    n_val = max(int(total * float(config.get("val_fraction", 0.2))), 1)
+    keys: dict[str, Any] = {"label": label, "image_shape": config.get("image_shape"),
+                            "pad_to": config.get("pad_to")}
+    # validation: the last entries, read whole; training: the rest, this rank's share
+    x_val, y_val = root_dataset(source, tree, config["branches"], entry_start=total - n_val,
+                                **keys).tensors
+    x, y = root_dataset(source, tree, config["branches"], entry_stop=total - n_val,
+                        shard=config.get("shard"), **keys).tensors
+    return {"train": (x, y), "val": (x_val, y_val), "input_shape": tuple(x.shape[1:]),
+            "n_classes": int(torch.cat([y, y_val]).max()) + 1}
+
+
 def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train / validation tensors of a named dataset, scaled for training.
 
@@ -35,11 +60,16 @@ def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, A
         ``"digits"`` (scikit-learn's 8x8 digits, 10 classes), ``"jets"``
         (:func:`kale_ext.models.jet_images`, 2 classes, ``log1p``-scaled energies) or
         ``"boosted_jets"`` (:func:`kale_ext.models.boosted_jet_images`, W or top jets
-        against QCD, 2 classes, ``log1p``-scaled; :func:`kale_ext.models.jet_data`).
+        against QCD, 2 classes, ``log1p``-scaled; :func:`kale_ext.models.jet_data`), or
+        a ROOT source: an XRootD ``root://`` URL, a ``file://`` path or a path or glob
+        ending in ``.root`` (:func:`kale_ext.models.root_dataset` reads it).
     config
         ``n`` (jets: events, default 2000), ``size`` (jets: image side, default 32;
         boosted_jets: see :func:`kale_ext.models.jet_data`),
-        ``data_seed`` (default 0), ``val_fraction`` (jets, default 0.25).
+        ``data_seed`` (default 0), ``val_fraction`` (jets, default 0.25). ROOT sources:
+        ``branches`` (required), ``tree`` ("events"), ``label`` ("label"),
+        ``image_shape``, ``pad_to``, ``val_fraction`` (0.2: the last entries validate)
+        and ``shard`` (``(rank, world_size)`` or "auto": this rank's training entries).
 
     Returns
     -------
@@ -61,6 +91,8 @@ def load_dataset(name: str, config: dict[str, Any] | None = None) -> dict[str, A
         x, y = jet_images(int(config.get("n", 2000)), size=size, seed=seed)
         data = _split(torch.log1p(x), y, float(config.get("val_fraction", 0.25)))
         return {**data, "input_shape": (1, size, size), "n_classes": 2}
+    if is_root_source(name):
+        return _root(name, config)
     if name == "boosted_jets":
         from kale_ext.models._jet_cnn import jet_data
 

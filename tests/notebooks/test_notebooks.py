@@ -98,6 +98,16 @@ def check_jet_images(r: dict[str, Any]) -> None:
     assert r["test_auc"] > 0.85 and 0.7 < r["mass_auc"] < 0.99
 
 
+def check_root_distributed(r: dict[str, Any]) -> None:
+    assert r["ranks"] == [0, 1]
+    # the ranks' slices cover the training entries once; both take the same steps
+    assert sum(r["shard_entries"]) == r["n_train"] < r["entries"]
+    batch = r["batch_size"]
+    assert r["rows_per_epoch"] == [n // batch * batch for n in r["shard_entries"]]
+    assert r["checksums"][0] == pytest.approx(r["checksums"][1], rel=1e-9)
+    assert len(set(r["val_auc"])) == 1 and r["val_auc"][0] > 0.8
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "01_quickstart": check_quickstart,
     "02_slurm": check_slurm,
@@ -107,6 +117,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "06_gan_calo": check_gan,
     "07_layouts": check_layouts,
     "08_jet_images": check_jet_images,
+    "09_root_distributed": check_root_distributed,
 }
 
 
