@@ -30,7 +30,7 @@ from kale_ext import registry
 from kale_ext._errors import ConfigError, StoreError
 from kale_ext.export._data import SearchData, TrialData, read
 from kale_ext.export._deps import EXTRA, MissingDependency
-from kale_ext.export._live import LiveLog, live_log
+from kale_ext.export._live import LiveLog, live_log, log_folder
 from kale_ext.export._tensorboard import MARKER
 from kale_ext.store import Store
 from kale_ext.trial import open_store
@@ -271,5 +271,6 @@ __all__ = [
     "TrialData",
     "export",
     "live_log",
+    "log_folder",
     "read",
 ]

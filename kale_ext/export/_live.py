@@ -145,8 +145,8 @@ class LiveLog:
                 writer.flush()
 
 
-def live_log(spec: Any, name: str) -> LiveLog:
-    """Open the live log ``spec`` names for search ``name``: ``"tensorboard:DIR"``.
+def log_folder(spec: Any) -> Path:
+    """Return the folder of a live log ``spec``: ``"tensorboard:DIR"`` -> ``DIR``.
 
     Raises
     ------
@@ -158,4 +158,15 @@ def live_log(spec: Any, name: str) -> LiveLog:
         raise ConfigError(f"log_to={spec!r}: live logging writes TensorBoard event files; "
                           "pass log_to='tensorboard:DIR' with DIR the log folder, or export "
                           "the search afterwards with search.export(to=...).")
-    return LiveLog(spec.removeprefix("tensorboard:"), name)
+    return Path(spec.removeprefix("tensorboard:")).expanduser()
+
+
+def live_log(spec: Any, name: str) -> LiveLog:
+    """Open the live log ``spec`` names for search ``name``: ``"tensorboard:DIR"``.
+
+    Raises
+    ------
+    ConfigError
+        For a ``spec`` that is not ``"tensorboard:DIR"``.
+    """
+    return LiveLog(log_folder(spec), name)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from kale_ext import ConfigError
 from kale_ext.channel import Message
-from kale_ext.export import LiveLog, live_log
+from kale_ext.export import LiveLog, live_log, log_folder
 from kale_ext.trial import TrialState, open_store
 
 
@@ -72,7 +72,7 @@ def test_the_log_of_a_finished_search_matches_its_store(search, tmp_path):
     lambda s: not s.startswith("tensorboard:") or not s[len("tensorboard:"):].strip())))
 def test_a_spec_that_is_not_tensorboard_dir(spec):
     with pytest.raises(ConfigError) as e:
-        live_log(spec, "name")
+        log_folder(spec)
     assert repr(spec) in str(e.value) and "log_to='tensorboard:DIR'" in str(e.value)
 
 
