@@ -1,4 +1,4 @@
-"""The ``kale`` command line: clusters, profiles and the development Slurm.
+"""The ``kale`` command line: profiles, the development Slurm, and the shared plumbing.
 
 Each subcommand group is a function that takes argparse's subparsers object and adds
 its parsers, each with ``set_defaults(func=handler)``; a handler takes the parsed
@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from kale_ext._errors import ConfigError, KaleError
+from kale_ext._errors import KaleError
 
 COMMAND_GROUPS: tuple[str, ...] = (
-    "kale_ext.cli:register_cluster_commands",
+    "kale_ext.cli_cluster:register_cluster_commands",
     "kale_ext.cli:register_profile_commands",
     "kale_ext.cli:register_slurm_dev_commands",
     "kale_ext.cli_jupyter:register_search_commands",
@@ -80,7 +80,7 @@ def size(n: int) -> str:
     return f"{value:.1f} TiB"
 
 
-# -- kale cluster ...-----------------------------------------------------------
+# -- KEY=VALUE options --------------------------------------------------------
 def key_value(text: str) -> tuple[str, Any]:
     """Parse a ``KEY=VALUE`` command-line option; argparse's ``type`` for ``-o``.
 
@@ -105,152 +105,6 @@ def key_value(text: str) -> tuple[str, Any]:
                                          "for example --option job_extra='[--exclusive]'")
     # YAML gives numbers, booleans and lists their types: cores=4, prologue=[a, b].
     return key.replace("-", "_"), yaml.safe_load(value)
-
-
-def register_cluster_commands(sub: Any) -> None:
-    """``kale cluster start|list|status|scale|adapt|stop``."""
-    group = sub.add_parser("cluster", help="start, list, scale and stop clusters")
-    csub = group.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
-
-    p = csub.add_parser("start", help="start a cluster (it keeps running after kale exits)")
-    p.add_argument("kind", nargs="?", help="local, slurm, pbs, sge, lsf, or a profile name")
-    p.add_argument("--backend", help="dask or ipyparallel (default: the profile's)")
-    p.add_argument("-n", "--workers", type=int, help="number of workers to start")
-    p.add_argument("-p", "--profile", help="site profile (see 'kale profiles')")
-    for name in ("queue", "account", "walltime", "memory"):
-        p.add_argument(f"--{name}", help=f"batch {name} (overrides the profile)")
-    p.add_argument("--cores", type=int, help="cores per batch job")
-    p.add_argument("-o", "--option", type=key_value, action="append", default=[],
-                   metavar="KEY=VALUE", help="any other profile key; VALUE is YAML")
-    add_json_flag(p)
-    p.set_defaults(func=_cluster_start)
-
-    p = csub.add_parser("list", help="registered clusters with their live state")
-    add_json_flag(p)
-    p.set_defaults(func=_cluster_list)
-
-    for name, helptext, func in (("status", "workers and batch jobs of a cluster", _cluster_status),
-                                 ("stop", "stop a cluster and cancel its jobs", _cluster_stop)):
-        p = csub.add_parser(name, help=helptext)
-        p.add_argument("id", help="cluster id (see 'kale cluster list')")
-        add_json_flag(p)
-        p.set_defaults(func=func)
-
-    p = csub.add_parser("scale", help="ask for N workers")
-    p.add_argument("id")
-    p.add_argument("n", type=int)
-    add_json_flag(p)
-    p.set_defaults(func=_cluster_scale)
-
-    p = csub.add_parser("adapt", help="scale between MIN and MAX workers with the load")
-    p.add_argument("id")
-    p.add_argument("minimum", type=int, metavar="MIN")
-    p.add_argument("maximum", type=int, metavar="MAX")
-    add_json_flag(p)
-    p.set_defaults(func=_cluster_adapt)
-
-
-def _status_rows(statuses: Sequence[Any]) -> str:
-    rows = [(s.id, s.backend, s.kind, s.state, len(s.workers), s.cores, size(s.memory),
-             ",".join(j.job_id for j in s.jobs if j.state not in ("CANCELLED", "COMPLETED",
-                                                                     "GONE")) or "-",
-             s.dashboard or "-") for s in statuses]
-    return table(rows, ("ID", "BACKEND", "KIND", "STATE", "WORKERS", "CORES", "MEMORY",
-                        "JOBS", "DASHBOARD"))
-
-
-def _cluster_start(args: argparse.Namespace) -> int:
-    from kale_ext.clusters import start_cluster
-
-    overrides = dict(args.option)
-    for name in ("queue", "account", "walltime", "memory", "cores"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    cluster = start_cluster(args.kind, backend=args.backend, workers=args.workers,
-                            profile=args.profile, **overrides)
-    try:
-        status = cluster.status()
-    finally:
-        cluster.disconnect()
-    if wants_json(args):
-        print_json(status.to_dict())
-    else:
-        print(f"started {status.id}: {len(status.workers)} workers at {status.address}")
-        print(f"dashboard: {status.dashboard or '-'}")
-        print(f"stop it with: kale cluster stop {status.id}")
-    return 0
-
-
-def _cluster_list(args: argparse.Namespace) -> int:
-    from kale_ext.clusters import clusters
-
-    statuses = clusters()
-    if wants_json(args):
-        print_json([s.to_dict() for s in statuses])
-    elif statuses:
-        print(_status_rows(statuses))
-    else:
-        print("no clusters; start one with: kale cluster start")
-    return 0
-
-
-def _with_cluster(cluster_id: str, action: Callable[[Any], Any]) -> Any:
-    from kale_ext.clusters import connect
-
-    cluster = connect(cluster_id)
-    try:
-        return action(cluster)
-    finally:
-        cluster.disconnect()
-
-
-def _cluster_status(args: argparse.Namespace) -> int:
-    status = _with_cluster(args.id, lambda c: c.status())
-    if wants_json(args):
-        print_json(status.to_dict())
-        return 0
-    print(_status_rows([status]))
-    if status.jobs:
-        print("\n" + table([(j.job_id, j.state, j.reason) for j in status.jobs],
-                           ("JOB", "STATE", "REASON")))
-    if status.workers:
-        print("\n" + table([(w.name, w.address, w.cores, size(w.memory), w.job_id or "-")
-                            for w in status.workers],
-                           ("WORKER", "ADDRESS", "CORES", "MEMORY", "JOB")))
-    if status.detail:
-        print(f"\n{status.detail}")
-    return 0
-
-
-def _cluster_scale(args: argparse.Namespace) -> int:
-    if args.n < 0:
-        raise ConfigError(f"N must be 0 or more, but got {args.n}.")
-    _with_cluster(args.id, lambda c: c.scale(args.n))
-    _report(args, {"id": args.id, "requested": args.n},
-            f"{args.id}: asked for {args.n} workers")
-    return 0
-
-
-def _cluster_adapt(args: argparse.Namespace) -> int:
-    _with_cluster(args.id, lambda c: c.adapt(args.minimum, args.maximum))
-    _report(args, {"id": args.id, "minimum": args.minimum, "maximum": args.maximum},
-            f"{args.id}: adapting between {args.minimum} and {args.maximum} workers")
-    return 0
-
-
-def _cluster_stop(args: argparse.Namespace) -> int:
-    from kale_ext.clusters import stop
-
-    stop(args.id)
-    _report(args, {"id": args.id, "stopped": True}, f"{args.id}: stopped")
-    return 0
-
-
-def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    if wants_json(args):
-        print_json(data)
-    else:
-        print(text)
 
 
 # -- kale profiles ------------------------------------------------------------

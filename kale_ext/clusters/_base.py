@@ -113,6 +113,9 @@ class ClusterStatus:
     workers: list[WorkerInfo] = field(default_factory=list)
     jobs: list[JobInfo] = field(default_factory=list)
     detail: str = ""
+    # The idle clock (kale_ext.clusters._idle): timeout, idle_for and left, in seconds;
+    # None where the backend keeps none.
+    idle: dict[str, float | None] | None = None
 
     @property
     def cores(self) -> int:

@@ -244,7 +244,7 @@ class DaskCluster(Cluster):
             [JobInfo(str(j["job_id"]), j["state"],
                      j["reason"] if j["active"] else "retired by the cluster")
              for j in jobs["jobs"]],
-            detail,
+            detail, idle=jobs.get("idle"),
         )
 
     def n_workers(self) -> int:

@@ -30,6 +30,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from kale_ext import registry
 from kale_ext.clusters import _dask_jobs, _dask_tls, batch
 from kale_ext.clusters._base import ClusterRecord
+from kale_ext.clusters._idle import IdleClock, scheduler_activity, timeout_seconds, watch
 
 logger = logging.getLogger("kale_ext.clusters.dask_daemon")
 
@@ -108,8 +109,10 @@ class KalePlugin(SchedulerPlugin):
 
     name = "kale"
 
-    def __init__(self, cluster: Any, kind: str, book: JobBook, stop: asyncio.Event) -> None:
+    def __init__(self, cluster: Any, kind: str, book: JobBook, stop: asyncio.Event,
+                 idle: IdleClock | None = None) -> None:
         self.cluster = cluster
+        self.idle = idle
         self.kind = kind
         self.book = book
         self.stop_event = stop
@@ -178,6 +181,7 @@ class KalePlugin(SchedulerPlugin):
                        if e.error],
             "requested": len(getattr(self.cluster, "worker_spec", {}) or {}),
             "adaptive": self.adaptive,
+            "idle": self.idle.to_dict(now) if self.idle is not None else None,
             "pid": os.getpid(),
         }
 
@@ -221,6 +225,7 @@ async def serve(spec: dict[str, Any]) -> None:
     folder = registry.private_dir("clusters", cluster_id)
     security = _dask_tls.security(folder) if options.get("tls", True) else None
     book = JobBook()
+    idle = IdleClock(timeout_seconds(options))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -228,7 +233,7 @@ async def serve(spec: dict[str, Any]) -> None:
     cluster = await _make_cluster(cluster_id, kind, options, security, book)
     try:
         await cluster.scheduler.register_scheduler_plugin(
-            KalePlugin(cluster, kind, book, stop), idempotent=False)
+            KalePlugin(cluster, kind, book, stop, idle), idempotent=False)
         record = ClusterRecord(
             id=cluster_id, backend="dask", kind=kind, address=cluster.scheduler.address,
             dashboard=cluster.dashboard_link, job_ids=book.active_ids(),
@@ -238,7 +243,11 @@ async def serve(spec: dict[str, Any]) -> None:
         book.record = record
         record.save()
         logger.info("cluster %s up at %s", cluster_id, record.address)
+        # An idle cluster (no client, no task) stops itself after its idle timeout.
+        watcher = asyncio.create_task(
+            watch(idle, lambda: scheduler_activity(cluster.scheduler), stop.set))
         await stop.wait()
+        watcher.cancel()
         logger.info("stopping cluster %s", cluster_id)
     finally:
         book.record = None

@@ -22,9 +22,10 @@ from typing import Any
 from kale_ext import config
 from kale_ext._errors import ConfigError
 from kale_ext.clusters import batch
+from kale_ext.clusters._idle import IDLE_KEYS
 
 COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
-                         "dashboard_address", "memory"})
+                         "dashboard_address", "memory"}) | IDLE_KEYS
 LOCAL_KEYS = COMMON_KEYS | {"threads_per_worker"}
 BATCH_KEYS = COMMON_KEYS | {
     "cores", "processes", "walltime", "queue", "account", "qos", "constraint",

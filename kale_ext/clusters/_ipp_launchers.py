@@ -12,6 +12,7 @@ from typing import Any
 
 from kale_ext._errors import ConfigError
 from kale_ext.clusters import batch
+from kale_ext.clusters._idle import IDLE_KEYS
 from kale_ext.clusters.batch._base import EXTRA, as_list, check_token, count
 
 __all__ = ["ENGINE_LAUNCHERS", "check_options", "check_token", "directives", "launcher_traits",
@@ -79,7 +80,7 @@ def launcher_traits(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """Return the options the ipyparallel backend takes, validated, Dask-only keys dropped."""
-    unknown = set(options) - _KNOWN - _DASK_ONLY
+    unknown = set(options) - _KNOWN - _DASK_ONLY - IDLE_KEYS  # idle keys: see start()
     if unknown:
         raise ConfigError(
             f"Unknown option(s) for backend='ipyparallel': {', '.join(sorted(unknown))}. "

@@ -27,8 +27,9 @@ import ipyparallel
 
 from kale_ext import config, registry
 from kale_ext._errors import ClusterError
-from kale_ext.clusters import batch
+from kale_ext.clusters import _ipp_idle, batch
 from kale_ext.clusters._base import ClusterRecord, ClusterStatus, JobInfo, Slot, WorkerInfo
+from kale_ext.clusters._idle import timeout_seconds
 from kale_ext.clusters._ipp_adapt import Adaptor
 from kale_ext.clusters._ipp_engine import EngineFuture, describe, pack, run_task, unpack
 from kale_ext.clusters._ipp_health import check_alive, jobs_text
@@ -75,6 +76,7 @@ class IPyParallelCluster(EngineSetScaling):
     @classmethod
     def start(cls, kind: str, options: dict[str, Any]) -> IPyParallelCluster:
         opts = check_options(kind, dict(options))
+        idle_timeout = timeout_seconds(options)
         workers = int(opts.pop("workers", 1))
         timeout = float(opts.pop("start_timeout", None) or config.get("start-timeout", 120))
         record = ClusterRecord(
@@ -100,6 +102,7 @@ class IPyParallelCluster(EngineSetScaling):
             self._save()
             self._add_engines(workers)
             self.wait_for_workers(workers, timeout=timeout)
+            _ipp_idle.spawn(record, idle_timeout)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.stop()
@@ -265,7 +268,7 @@ class IPyParallelCluster(EngineSetScaling):
                 memory=int(i.get("memory", 0)), job_id=i.get("job_id"),
             ))
         return ClusterStatus(self.id, self.backend, self.kind, "running", self.record.address,
-                             None, workers=workers, jobs=jobs)
+                             None, workers=workers, jobs=jobs, idle=_ipp_idle.read(self.record))
 
     # ------------------------------------------------------------------------- stop
     def disconnect(self) -> None:

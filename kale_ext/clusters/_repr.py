@@ -24,6 +24,28 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def duration(seconds: float) -> str:
+    """Return ``seconds`` as people read a wait: "40 s", "12 min", "1 h 05 min"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def idle_text(idle: dict[str, float | None] | None) -> str:
+    """Say how long until an idle cluster stops itself ("" when the backend keeps no clock)."""
+    if not idle:
+        return ""
+    timeout, idle_for, left = idle.get("timeout"), idle.get("idle_for"), idle.get("left")
+    if timeout is None:
+        return (f"idle for {duration(idle_for)}; " if idle_for is not None else "") + \
+            "no idle timeout"
+    if idle_for is None or left is None:
+        return f"in use; stops after {duration(timeout)} with no client and no task"
+    return f"idle for {duration(idle_for)}: stops in {duration(left)} unless used"
+
+
 # Job states in which the batch system's reason column lists the job's nodes.
 _RUNNING = frozenset({"RUNNING", "COMPLETING", "R", "r", "RUN", "E"})
 
@@ -57,6 +79,7 @@ def status_html(s: ClusterStatus) -> str:
            f"{jobs}</table>" if jobs else "")
         + (f"<table><tr><th>worker</th><th>host</th><th>cores</th><th>memory</th><th>job</th></tr>"
            f"{workers}</table>" if workers else "")
+        + (f"<br>{escape(idle_text(s.idle))}" if s.idle else "")
         + (f"<br><em>{escape(s.detail)}</em>" if s.detail else "")
         + "</div>"
     )

@@ -160,6 +160,7 @@ def test_cluster_widget_reads_stopped_after_cluster_stop_and_a_new_cluster_reads
     try:
         time.sleep(0.6)
         assert "running" in new.view.value and "1 worker," in new.view.value
+        assert "stops" in new.view.value  # the idle timeout, with the time left
         assert not new.stop_button.disabled and not new.message.value
     finally:
         new.close()
