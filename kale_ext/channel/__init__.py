@@ -6,11 +6,23 @@ signed with HMAC-SHA256 under a per-search key; messages are ordered per
 (trial, attempt, rank), acknowledged once durable, re-sent after a reconnect, and
 batched. Each acknowledgement carries the driver's reply to the trial, a plain JSON
 object that the trial runtime reads as a decision (continue, stop, prune, pause).
+
+Which address of this host the workers reach (the channel's, and a cluster's scheduler
+or controller) is chosen by the helpers of :mod:`._hosts`: ``interfaces``,
+``resolve_host``, ``route_address`` and ``reachable_address``.
 """
 
 from __future__ import annotations
 
 from kale_ext.channel._client import ChannelClient
+from kale_ext.channel._hosts import (
+    describe_interfaces,
+    interfaces,
+    is_loopback,
+    reachable_address,
+    resolve_host,
+    route_address,
+)
 from kale_ext.channel._server import ChannelServer, channel_host
 from kale_ext.channel._wire import (
     ENV_ADDRESS,
@@ -32,5 +44,11 @@ __all__ = [
     "Reply",
     "StreamKey",
     "channel_host",
+    "describe_interfaces",
+    "interfaces",
+    "is_loopback",
     "new_key",
+    "reachable_address",
+    "resolve_host",
+    "route_address",
 ]

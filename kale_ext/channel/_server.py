@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +15,7 @@ import zmq
 
 from kale_ext import config
 from kale_ext._errors import ChannelError, ConfigError
+from kale_ext.channel._hosts import ANY, reachable_address, resolve_host
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
     REJECT,
@@ -38,24 +38,34 @@ _MAX_FRAMES_PER_DRAIN = 256
 _POLL_MS = 500
 
 
-def channel_host(local: bool = False) -> str:
+def channel_host(local: bool = False, *, peers: Iterable[str] = ()) -> str:
     """The address the server binds and workers connect to.
 
-    The ``kale.channel-host`` config value wins; otherwise ``127.0.0.1`` for a local
-    cluster and the IP address of this host's name for workers on other nodes.
+    Parameters
+    ----------
+    local
+        The workers run on this host: ``127.0.0.1`` unless ``kale.channel-host`` is set.
+    peers
+        Addresses or names of the hosts the workers run on (compute nodes), when known:
+        the local end of the route to them is an address they reach.
+
+    Notes
+    -----
+    ``kale.channel-host`` wins: an address, a host name or an interface name (``ib0``).
+    For workers on other hosts ``kale.interface`` comes next (the same forms), then the
+    automatic choice of :func:`reachable_address`, which never picks loopback for other
+    hosts and raises a :class:`ConfigError` naming the interfaces it saw when it cannot
+    choose.
     """
     configured = config.get("channel-host")
     if configured:
-        return str(configured)
+        return resolve_host(str(configured), key="kale.channel-host")
     if local:
         return "127.0.0.1"
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        logger.warning("Cannot resolve this host's name %r; binding the metric channel to "
-                       "127.0.0.1. Set kale.channel-host to an address workers can reach.",
-                       socket.gethostname())
-        return "127.0.0.1"
+    interface = config.get("interface")
+    if interface:
+        return resolve_host(str(interface), key="kale.interface")
+    return reachable_address(peers, setting="kale.channel-host (or kale.interface)")
 
 
 class ChannelServer:
@@ -103,7 +113,7 @@ class ChannelServer:
         self._wake_r, self._wake_w = os.pipe()
 
         host = host or channel_host()
-        bind_host = "*" if host in ("0.0.0.0", "*") else host
+        bind_host = "*" if host in ANY else host
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -120,7 +130,8 @@ class ChannelServer:
             ) from e
         endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(endpoint.rsplit(":", 1)[1])
-        advertised = channel_host() if bind_host == "*" else host
+        # Bound to every interface: advertise one that workers on other hosts reach.
+        advertised = reachable_address() if bind_host == "*" else host
         self.address = f"tcp://{advertised}:{self.port}"
 
     # --- public API ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from kale_ext.clusters._base import (
     JobInfo,
     Slot,
     WorkerInfo,
+    WorkerRetired,
 )
 from kale_ext.clusters._repr import status_html
 
@@ -31,6 +32,7 @@ __all__ = [
     "JobInfo",
     "Slot",
     "WorkerInfo",
+    "WorkerRetired",
     "backends",
     "clusters",
     "connect",

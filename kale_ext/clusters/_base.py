@@ -16,7 +16,8 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from kale_ext import registry, views
+from kale_ext import channel, config, registry, views
+from kale_ext._errors import ClusterError
 from kale_ext.clusters import batch
 
 # A cluster runs on this machine or on a registered batch system.
@@ -69,6 +70,15 @@ class ClusterRecord:
                 os.killpg(self.owner_pid, signal.SIGTERM)
         registry.remove("clusters", self.id)
         shutil.rmtree(registry.kind_dir("clusters") / self.id, ignore_errors=True)
+
+
+class WorkerRetired(ClusterError):
+    """A task's worker left the cluster on purpose while the task ran, and the task was
+    not re-run.
+
+    A batch worker retires shortly before its job's walltime (its lifetime), and its
+    place goes to a new job. Nothing went wrong with the task: run it again as new.
+    """
 
 
 @dataclass
@@ -264,6 +274,20 @@ class Cluster(ABC):
         concurrent.futures.Future
             Settles with ``fn``'s result or exception; fails when the worker is lost.
         """
+
+    def channel_host(self) -> str:
+        """The address on which this host's metric channel should listen for this cluster.
+
+        ``kale.channel-host`` wins; otherwise the address the cluster's scheduler or
+        controller listens on, which its workers already reach; otherwise loopback for
+        a local cluster and :func:`kale_ext.channel.channel_host`'s choice for others.
+        """
+        if config.get("channel-host"):
+            return channel.channel_host()
+        listening = self.record.options.get("interface_host")
+        if listening and listening not in ("*", "0.0.0.0"):
+            return str(listening)
+        return channel.channel_host(local=self.kind == "local")
 
     def disable_task_retries(self) -> None:  # noqa: B027 - only some backends retry
         """Stop the backend from re-running a task whose worker died.

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError
-from kale_ext.clusters import _dask_jobs, _dask_tls, batch
+from kale_ext.clusters import _dask_jobs, _dask_tls, _network, batch
 from kale_ext.clusters._base import (
     Cluster,
     ClusterRecord,
@@ -83,14 +83,22 @@ class DaskCluster(Cluster):
     @classmethod
     def start(cls, kind: str, options: dict[str, Any]) -> DaskCluster:
         cluster_id = ClusterRecord.new_id()
+        nodes: list[str] = []
         if kind == "local":
             _dask_jobs.check_keys(kind, options)
         else:
             _dask_jobs.job_kwargs(kind, options, cluster_id=cluster_id)  # fail fast, here
+            # The scheduler listens where the compute nodes reach this host, not on
+            # whatever address Dask would guess (loopback, or the default route's).
+            nodes = _network.node_addresses(kind, options)
+            options = {**options,
+                       "interface_host": _network.contact_host(kind, options, nodes)}
         folder = registry.private_dir("clusters", cluster_id)
         if options.get("tls", True):
             _dask_jobs.check_safe_path("state directory", folder)
-            _dask_tls.create_credentials(folder)
+            ips, names = _network.certificate_hosts(
+                str(options.get("interface_host") or "127.0.0.1"), nodes)
+            _dask_tls.create_credentials(folder, ips=ips, names=names)
         timeout = float(config.get("start-timeout", 120))
         proc = cls._spawn(cluster_id, kind, options, folder)
         record = cls._wait_for_record(cluster_id, proc, folder, timeout)
@@ -287,14 +295,23 @@ class DaskCluster(Cluster):
             )
         system = batch.system(self.kind) if self.kind != "local" else None
         for job in jobs["jobs"]:
-            if system and job["active"] and system.is_ended(
-                    batch.JobState(job["state"], job["reason"])):
+            state = batch.JobState(job["state"], job["reason"])
+            if not (system and job["active"]):
+                continue
+            if system.is_ended(state):
                 output = self._job_output(str(job["job_id"]))
                 raise BatchJobError(
                     f"Batch job {job['job_id']} of cluster {self.id} ended "
                     f"({job['state']} {job['reason']}".strip() + ") before its workers "
                     f"connected. Its output:\n{output or '(none)'}",
                     job_id=str(job["job_id"]), output=output,
+                )
+            if system.is_hopeless(state):
+                raise BatchJobError(
+                    f"Batch job {job['job_id']} of cluster {self.id} will never start: "
+                    f"{self.kind} says {job['state']} {job['reason']}. "
+                    f"{system.explain(state)}",
+                    job_id=str(job["job_id"]), output=f"{job['state']} {job['reason']}",
                 )
 
     def _job_output(self, job_id: str) -> str:

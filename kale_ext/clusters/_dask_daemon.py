@@ -30,6 +30,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from kale_ext import registry
 from kale_ext.clusters import _dask_jobs, _dask_tls, batch
 from kale_ext.clusters._base import ClusterRecord
+from kale_ext.clusters._dask_retire import Retirements
 from kale_ext.clusters._idle import IdleClock, scheduler_activity, timeout_seconds, watch
 
 logger = logging.getLogger("kale_ext.clusters.dask_daemon")
@@ -123,6 +124,8 @@ class KalePlugin(SchedulerPlugin):
             kale_scale=self.scale, kale_adapt=self.adapt, kale_jobs=self.jobs,
             kale_stop=self.stop,
         )
+        self.retirements = Retirements(self.cluster, scheduler)
+        self.retirements.install()
         self._replacer = asyncio.create_task(self._replace_lost_workers())
 
     async def close(self) -> None:
@@ -133,10 +136,15 @@ class KalePlugin(SchedulerPlugin):
 
         A worker that reaches its ``--lifetime`` (or whose job ended) leaves the cluster's
         workers but stays in its plan, so ``Adaptive`` sees nothing to do; correcting the
-        cluster's state submits a job for every planned worker that is missing.
+        cluster's state submits a job for every planned worker that is missing. Workers
+        that retired at their lifetime are replaced whatever the cluster's size policy.
         """
         while True:
             await asyncio.sleep(1)
+            try:
+                await self.retirements.replace()
+            except Exception as e:
+                logger.warning("replacing retired workers failed: %s", e)
             spec = getattr(self.cluster, "worker_spec", {}) or {}
             if self.adaptive and set(spec) - set(self.cluster.workers):
                 try:
@@ -182,6 +190,7 @@ class KalePlugin(SchedulerPlugin):
             "requested": len(getattr(self.cluster, "worker_spec", {}) or {}),
             "adaptive": self.adaptive,
             "idle": self.idle.to_dict(now) if self.idle is not None else None,
+            "replaced": self.retirements.replaced,
             "pid": os.getpid(),
         }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,26 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
 
 
-def create_credentials(folder: Path, *, days: int = 365) -> Path:
+def create_credentials(folder: Path, *, days: int = 365, ips: Sequence[str] = (),
+                       names: Sequence[str] = ()) -> Path:
     """Write ``ca.pem``, ``cert.pem`` and ``key.pem`` into ``folder``; return it.
 
     Every role (scheduler, worker, client) uses the one leaf certificate: what is
     authenticated is possession of the files, i.e. being the user who owns them.
+
+    Parameters
+    ----------
+    folder
+        The cluster's private folder.
+    days
+        How long the certificates are valid.
+    ips, names
+        The IP addresses and DNS names the certificate is issued for (its subject
+        alternative names): the scheduler's address that workers dial and the addresses
+        workers listen on, so that a client checking host names accepts them.
     """
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -53,8 +68,11 @@ def create_credentials(folder: Path, *, days: int = 365) -> Path:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    # Dask checks no host names (workers connect by IP); the name is informative.
+    # Dask checks no host names (workers connect by IP); the names are for clients that do.
     leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dask-internal")])
+    alt_names: list[x509.GeneralName] = [x509.DNSName("dask-internal")]
+    alt_names += [x509.DNSName(n) for n in dict.fromkeys(names) if n]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(ips)]
     cert = (
         x509.CertificateBuilder()
         .subject_name(leaf_name)
@@ -63,8 +81,7 @@ def create_credentials(folder: Path, *, days: int = 365) -> Path:
         .serial_number(x509.random_serial_number())
         .not_valid_before(valid["not_valid_before"])
         .not_valid_after(valid["not_valid_after"])
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("dask-internal")]),
-                       critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )

@@ -61,11 +61,14 @@ def check_alive(cluster_id: str, kind: str, ipp: Any, owner_host: str, job_ids: 
     by_job = {str(es.job_id): es for es in ipp.engines.values()}
     for job_id, job in system.job_states(job_ids).items():
         state, reason = job
-        if system.is_ended(job) or system.is_ending(job) or system.is_hopeless(job):
+        hopeless = system.is_hopeless(job)
+        if system.is_ended(job) or system.is_ending(job) or hopeless:
             output = tail(getattr(by_job.get(job_id), "output_file", None))
+            why = reason if reason.startswith("(") else f"({reason})" if reason else ""
             raise BatchJobError(
-                f"Cluster {cluster_id}: {kind} job {job_id} is {state}"
-                f"{f' ({reason})' if reason else ''} while only {have} of {n} engines "
-                f"registered. Job output:\n{output or '(none)'}",
+                f"Cluster {cluster_id}: {kind} job {job_id} is {state} {why}".rstrip()
+                + f" while only {have} of {n} engines registered. "
+                + (f"It will never start: {system.explain(job)} " if hopeless else "")
+                + f"Job output:\n{output or '(none)'}",
                 job_id=job_id, output=output,
             )

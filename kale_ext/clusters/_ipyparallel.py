@@ -36,6 +36,7 @@ from kale_ext.clusters._ipp_health import check_alive, jobs_text
 from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_options
 from kale_ext.clusters._ipp_loop import IppLoop
 from kale_ext.clusters._ipp_scaling import EngineSetScaling
+from kale_ext.clusters._network import contact_host
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class IPyParallelCluster(EngineSetScaling):
     def start(cls, kind: str, options: dict[str, Any]) -> IPyParallelCluster:
         opts = check_options(kind, dict(options))
         idle_timeout = timeout_seconds(options)
+        # The controller listens where the engines (on compute nodes) reach this host.
+        opts["interface_host"] = contact_host(kind, opts)
         workers = int(opts.pop("workers", 1))
         timeout = float(opts.pop("start_timeout", None) or config.get("start-timeout", 120))
         record = ClusterRecord(
@@ -86,7 +89,7 @@ class IPyParallelCluster(EngineSetScaling):
         profile_dir = registry.private_dir("clusters", record.id) / "ipython"
         for folder in (profile_dir, profile_dir / "security"):
             folder.mkdir(exist_ok=True, mode=0o700)
-        ip = opts.get("interface_host") or ("127.0.0.1" if kind == "local" else "*")
+        ip = opts["interface_host"]
         loop = IppLoop.get()
         ipp = loop.call(lambda: ipyparallel.Cluster(
             engines=ENGINE_LAUNCHERS[kind], controller="local", controller_ip=ip,

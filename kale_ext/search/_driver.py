@@ -24,19 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kale_ext._errors import SearchError
 from kale_ext.channel import ChannelInfo, ChannelServer, new_key
+from kale_ext.clusters import WorkerRetired
 from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
 from kale_ext.search._events import SearchEvents
 from kale_ext.search._runs import TrialRun, TrialRuns
-from kale_ext.trial import (
-    CONTINUE,
-    Action,
-    Decision,
-    Ingest,
-    TrialContext,
-    TrialState,
-    run_trial,
-)
+from kale_ext.trial import CONTINUE, Action, Decision, Ingest, TrialContext, TrialState, run_trial
 
 if TYPE_CHECKING:
     from kale_ext.clusters import Cluster
@@ -276,6 +269,9 @@ class Driver:
             run.future = None
             try:
                 outcome = fut.result()
+            except WorkerRetired as e:  # planned, near the job's walltime: not a failure
+                self.trials.transition(run, TrialState.PENDING, f"requeued: {e}")
+                continue
             except BaseException as e:  # the worker, engine or job died under the trial
                 self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue

@@ -28,8 +28,15 @@ def probe(target_host: str) -> dict[str, Any]:
             try:
                 s.connect((host, 9))  # UDP connect sends nothing; it only picks a route
                 return str(s.getsockname()[0])
-            except OSError:
-                return socket.gethostbyname(socket.gethostname())
+            except OSError:  # no route: the host name's address, unless it is loopback
+                by_name = socket.gethostbyname(socket.gethostname())
+                if not by_name.startswith("127."):
+                    return by_name
+                import psutil
+
+                return next((a.address for addrs in psutil.net_if_addrs().values()
+                             for a in addrs if a.family == socket.AF_INET
+                             and not a.address.startswith("127.")), by_name)
 
     def interface_of(address: str) -> str:
         try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kale_ext import config as kale_config
 from kale_ext import registry
 from kale_ext._errors import ConfigError, TrialError
-from kale_ext.channel import ChannelInfo, ChannelServer, Message, channel_host, new_key
+from kale_ext.channel import ChannelInfo, ChannelServer, Message, new_key
 from kale_ext.training._group import LaunchOptions, RankGroup, launch
 from kale_ext.training._rank import abort_decision
 from kale_ext.trial import (
@@ -97,7 +97,7 @@ class TrainingRun:
         self.store.add_trial(0, config)
         key = new_key()
         self._server = ChannelServer(key, Ingest(self.store, _RunEvents(self)),
-                                     host=channel_host(local=cluster.kind == "local"))
+                                     host=cluster.channel_host())
         self._server.start()
         self._channel = ChannelInfo.create(self._server.address, key).to_dict()
         self._context = TrialContext(trial=0, attempt=0, rank=0, config=config,

@@ -234,6 +234,15 @@ class BatchSystem(ABC):
         except BatchJobError as e:
             logger.info("cancel of %s: %s", list(job_ids), e)
 
+    # -- where the workers run ---------------------------------------------------------------
+    def node_addresses(self, queue: str | None = None) -> list[str]:
+        """Return the addresses (or host names) of the compute nodes of ``queue``.
+
+        They tell which address of this host the workers reach (the local end of the
+        route to them). Empty when the system cannot list them; the default lists none.
+        """
+        return []
+
     # -- what a state means ----------------------------------------------------------------
     def is_ended(self, job: JobState) -> bool:
         """Tell whether the job will never bring workers (again)."""
@@ -246,6 +255,11 @@ class BatchSystem(ABC):
     def is_hopeless(self, job: JobState) -> bool:
         """Tell whether the job waits for what will not come without someone's help."""
         return False
+
+    def explain(self, job: JobState) -> str:
+        """Say what a hopeless job's reason asks the user to change."""
+        return ("Fix the option it names (queue, walltime, account, resources) in the profile "
+                "or keywords.")
 
     def worst(self, states: Sequence[JobState]) -> JobState:
         """Sum up the tasks of an array job in one state.

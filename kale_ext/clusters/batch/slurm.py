@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from ipyparallel.cluster import launcher as ipp_launcher
 
+from kale_ext._errors import BatchJobError
 from kale_ext.clusters.batch._base import (
     CONSTRAINT,
     GONE,
@@ -17,6 +18,7 @@ from kale_ext.clusters.batch._base import (
     check_walltime,
     count,
     megabytes,
+    query,
 )
 from kale_ext.clusters.batch._launcher import KaleBatchMixin, named
 
@@ -40,8 +42,24 @@ class Slurm(BatchSystem):
     hopeless_reasons: ClassVar[frozenset[str]] = frozenset({
         "BadConstraints", "PartitionConfig", "InvalidAccount", "InvalidQOS",
         "PartitionTimeLimit", "QOSMaxWallDurationPerJobLimit", "PartitionNodeLimit",
-        "AccountNotAllowed",
+        "AccountNotAllowed", "ReqNodeNotAvail",
     })
+    #: what each hopeless reason asks the user to change
+    advice: ClassVar[dict[str, str]] = {
+        "PartitionTimeLimit": "The walltime is over the partition's limit (sinfo -o '%P %l' "
+                              "lists them): lower walltime or pick another queue.",
+        "PartitionConfig": "The request does not fit the partition (its walltime, node, core "
+                           "or GPU limits, or whom it admits): check queue and resources.",
+        "ReqNodeNotAvail": "A node the job needs is down, drained or reserved (scontrol show "
+                           "node, scontrol show reservation): leave it out or wait for it.",
+        "QOSMaxWallDurationPerJobLimit": "The walltime is over the QOS's limit (sacctmgr "
+                                         "show qos): lower walltime or pick another qos.",
+        "BadConstraints": "No node has the requested features: check constraint.",
+        "PartitionNodeLimit": "The job asks for more nodes than the partition allows.",
+        "InvalidAccount": "The account is not valid here: check account.",
+        "AccountNotAllowed": "The account may not use this partition: check account and queue.",
+        "InvalidQOS": "The qos is not valid for this account or partition: check qos.",
+    }
     dask_cluster = "SLURMCluster"
     dask_directives = {"qos": "--qos={}", "constraint": "--constraint={}",
                        "gpus_per_worker": "--gpus={}"}
@@ -71,8 +89,32 @@ class Slurm(BatchSystem):
 
     def is_hopeless(self, job: JobState) -> bool:
         """Tell whether the job will never start without someone's help."""
-        # squeue's %R shows a pending reason in parentheses: "(PartitionTimeLimit)".
-        return job.state == "PENDING" and job.reason.strip("()") in self.hopeless_reasons
+        return job.state == "PENDING" and self._reason(job) in self.hopeless_reasons
+
+    def explain(self, job: JobState) -> str:
+        """Say what the job's pending reason asks the user to change."""
+        return self.advice.get(self._reason(job), super().explain(job))
+
+    @staticmethod
+    def _reason(job: JobState) -> str:
+        # squeue's %R shows a pending reason in parentheses, some with details after a
+        # comma: "(PartitionTimeLimit)", "(ReqNodeNotAvail, UnavailableNodes:node3)".
+        return job.reason.strip().strip("()").split(",", 1)[0].strip()
+
+    def node_addresses(self, queue: str | None = None) -> list[str]:
+        """Return the ``NodeAddr`` of every node of ``queue`` (the default partition's
+        nodes when None), as ``sinfo`` lists them."""
+        cmd = ["sinfo", "--noheader", "--Node", "--format=%o"]
+        if queue:
+            cmd += ["--partition", queue]
+        try:
+            proc = query(cmd, timeout=10)
+        except BatchJobError:
+            return []
+        if proc.returncode != 0:
+            return []
+        return list(dict.fromkeys(line.strip() for line in proc.stdout.splitlines()
+                                  if line.strip()))
 
     def walltime_units(self, fields: int, days: bool) -> list[int] | None:
         """Read walltimes as ``MM``, ``MM:SS``, ``HH:MM:SS`` or ``D-HH[:MM[:SS]]``."""
