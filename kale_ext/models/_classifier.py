@@ -134,7 +134,10 @@ def with_head(layout: str, input_shape: tuple[int, ...], n_classes: int) -> str:
 
 
 def classifier(layout: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    """The torch module of a classifier layout: ``n_classes`` logits (see :func:`with_head`)."""
+    """Return the torch module of a classifier layout giving ``n_classes`` logits.
+
+    See :func:`with_head`.
+    """
     layout = with_head(layout, input_shape, n_classes)
     model = build_model(layout, input_shape, tmva_outputs(n_classes))
     if n_classes == 2 and plan(layout, input_shape, 1).parts["model"][-1].out_shape == (1,):
