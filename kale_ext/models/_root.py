@@ -63,7 +63,7 @@ def _natural(name: str) -> list[Any]:
 
 
 def root_files(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """The files a ROOT source names: a path, a glob (natural order), a list, or URLs.
+    """Return the files a ROOT source names: a path, a glob (natural order), a list, URLs.
 
     ``root://`` (XRootD) and other URLs are passed to uproot as they are.
     """
@@ -113,7 +113,7 @@ def root_entries(files: Sequence[str], tree: str) -> list[int]:
 
 
 def pieces(files: Sequence[str], counts: Sequence[int], start: int, stop: int) -> list[Piece]:
-    """The per-file entry ranges covering ``[start, stop)`` of the files' joint entries."""
+    """Return the per-file entry ranges covering ``[start, stop)`` of the joint entries."""
     out: list[Piece] = []
     offset = 0
     for path, n in zip(files, counts, strict=True):
@@ -196,7 +196,7 @@ class Reader:
                     yield self.convert(arrays)
 
     def empty(self, path: str, tree: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """A chunk of no entries, with the right widths and dtypes."""
+        """Return a chunk of no entries, with the right widths and dtypes."""
         with _open(path) as file:
             return self.convert(_tree(file, path, tree).arrays(self.wanted, entry_start=0,
                                                                 entry_stop=0, library="ak"))
