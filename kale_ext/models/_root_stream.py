@@ -45,7 +45,10 @@ class RootStream(torch.utils.data.IterableDataset):
         return full if self.drop_last or not rest else full + 1
 
     def _mine(self) -> list[Piece]:
-        """This DataLoader worker's part of the rank's pieces (all of them without workers)."""
+        """Return this DataLoader worker's part of the rank's pieces.
+
+        Without DataLoader workers, that is all of them.
+        """
         info = torch.utils.data.get_worker_info()
         if info is None or info.num_workers == 1:
             return self.parts
