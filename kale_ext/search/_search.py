@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kale_ext.clusters import Cluster
+    from kale_ext.export import Exported
     from kale_ext.search._space import Space
     from kale_ext.search.schedulers import Scheduler
     from kale_ext.store import Store
@@ -87,6 +88,10 @@ class Search:
         and rank 0's reports drive the scheduler.
     engine
         ``"torch"`` or ``"horovod"``: how the ranks of a distributed trial meet.
+    log_to
+        ``"tensorboard:DIR"``: keep a TensorBoard log of the running search in
+        ``DIR/<name>/``, written from the store beside the driver (never by the trials);
+        see :class:`kale_ext.export.LiveLog`. Not kept by ``Search.resume``.
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class Search:
         report_timeout: float = 60.0,
         workers_per_trial: int = 1,
         engine: str = "torch",
+        log_to: str | None = None,
         _store: Store | None = None,
     ) -> None:
         from kale_ext.search import FIFO, Space, make_sampler
@@ -148,6 +154,11 @@ class Search:
         self.report_timeout = float(report_timeout)
         self._cluster = cluster
         self.channel_host: str | None = None
+        if log_to is not None:
+            from kale_ext.export import log_folder
+
+            log_folder(log_to)  # a bad spec fails here, not when the search starts
+        self.log_to = log_to
         self.store_path = Path(store).expanduser().resolve() if store else \
             config.store_dir() / f"{self.name}.kale.sqlite"
         self.checkpoint_dir = checkpoint_root(self.store_path)
@@ -213,6 +224,10 @@ class Search:
         # kale retries trials itself (as new attempts, their reports kept apart).
         cluster.disable_task_retries()
         self._driver.start()
+        if self.log_to is not None:
+            from kale_ext.export import live_log
+
+            live_log(self.log_to, self.name).follow(self.store, self._driver.done)
         registry.write("searches", self.name, {
             "name": self.name, "store": str(self.store_path), "cluster": cluster.id,
             "control": self._driver.channel["address"], "started": time.time(),
@@ -277,6 +292,12 @@ class Search:
         from kale_ext.search._results import history_frame
 
         return history_frame(self.store, trial)
+
+    def export(self, to: str, **options: Any) -> Exported:
+        """Export the search to ``to``; see :func:`kale_ext.export.export` for ``options``."""
+        from kale_ext.export import export
+
+        return export(self.store, to, **options)
 
     @property
     def best(self) -> dict[str, Any] | None:

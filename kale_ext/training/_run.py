@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kale_ext.clusters import Cluster
+    from kale_ext.export import Exported
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,12 @@ class TrainingRun:
         frame = pd.DataFrame(rows, columns=None if rows else columns)
         return frame.sort_values(["rank", "seq"], kind="stable").reset_index(drop=True) \
             if rows else frame
+
+    def export(self, to: str, **options: Any) -> Exported:
+        """Export the run (trial 0, every rank's rows); see :func:`kale_ext.export.export`."""
+        from kale_ext.export import export
+
+        return export(self.store, to, **options)
 
     def close(self) -> None:
         """Stop the run if it is still going, and close its store."""

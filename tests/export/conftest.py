@@ -26,7 +26,8 @@ SPACE = {
 
 @pytest.fixture(scope="package")
 def search(tmp_path_factory):
-    """Six trials one at a time on in-process workers, under ASHA: see trainables.QUALITY."""
+    """Six trials one at a time on in-process workers, under ASHA (see trainables.QUALITY),
+    logged live to TensorBoard in <state>/live."""
     state = tmp_path_factory.mktemp("kale-export-state")
     cluster = ThreadCluster(2)
     with dask.config.set({"kale.state-dir": str(state)}):
@@ -34,7 +35,7 @@ def search(tmp_path_factory):
             trainables.planted, SPACE, metric="score", mode="max", trials=6,
             max_concurrent=1, seed=3, name="export-test", store=state / "export.kale.sqlite",
             scheduler=kale.ASHA(max_t=6, grace_period=1, reduction_factor=3),
-            cluster=cluster).start()
+            log_to=f"tensorboard:{state / 'live'}", cluster=cluster).start()
         try:
             stopped = trainables.STOPPED
             wait_for(lambda: search.store.metrics(stopped), 60,

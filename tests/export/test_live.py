@@ -10,6 +10,7 @@ from kale_ext import ConfigError
 from kale_ext.channel import Message
 from kale_ext.export import LiveLog, live_log, log_folder
 from kale_ext.trial import TrialState, open_store
+from tests.conftest import wait_for
 
 
 def _report(trial, seq, **values):
@@ -58,13 +59,37 @@ def test_updates_write_each_row_once_and_end_finished_trials(tmp_path):
     assert texts[-1] == "**pruned**: below the rung"
 
 
-def test_the_log_of_a_finished_search_matches_its_store(search, tmp_path):
-    log = live_log(f"tensorboard:{tmp_path}", search.name)
-    log.close(search.store)
+def _matches_store(search, root) -> bool:
     for trial in search.store.trials():
-        run = _accumulate(tmp_path / search.name / f"trial-{trial.number:04d}")
+        run = _accumulate(root / search.name / f"trial-{trial.number:04d}")
         rows = search.store.metrics(trial.number)
-        assert [s.step for s in run.Scalars("score")] == [r.step for r in rows]
+        if "score" not in run.Tags()["scalars"] or \
+                [s.step for s in run.Scalars("score")] != [r.step for r in rows]:
+            return False
+        if TrialState(trial.state).is_finished() and \
+                not run.Tensors("kale/state/text_summary"):
+            return False
+    return True
+
+
+def test_the_search_logged_itself_live(search):
+    # The log's thread writes the last of the store just after the driver is done.
+    wait_for(lambda: _matches_store(search, search.store_path.parent / "live"), 30,
+             what="the live log to hold every row")
+
+
+def test_the_log_of_a_finished_search_matches_its_store(search, tmp_path):
+    live_log(f"tensorboard:{tmp_path}", search.name).close(search.store)
+    assert _matches_store(search, tmp_path)
+
+
+def test_a_search_refuses_a_bad_log_spec_when_defined(tmp_path):
+    import kale_ext as kale
+    from tests.export.trainables import planted
+
+    with pytest.raises(ConfigError, match="log_to='tensorbord:x'"):
+        kale.Search(planted, {"epochs": 1}, metric="score", log_to="tensorbord:x",
+                    store=tmp_path / "s.kale.sqlite")
 
 
 @settings(max_examples=30, deadline=None)

@@ -54,7 +54,7 @@ def test_tensorboard(search, truth, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    done = export(search, to="tensorboard", dir=tmp_path)
+    done = search.export(to="tensorboard", dir=tmp_path)
     root = tmp_path / search.name
     assert done.location == str(root.resolve()) and (root / MARKER).exists()
     top = EventAccumulator(str(root))
@@ -105,7 +105,7 @@ def test_mlflow(search, truth, tmp_path):
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
     assert done.location == uri and done.run_id
     # Exported again, with checkpoints as artifacts: the earlier runs are replaced.
-    done = export(search, to="mlflow", uri=uri, artifacts=True)
+    done = search.export(to="mlflow", uri=uri, artifacts=True)
     client = mlflow.MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["kale"])
@@ -187,7 +187,7 @@ def test_optuna(search, truth, tmp_path, storage):
 def test_tables(search, truth, tmp_path, fmt):
     import pandas as pd
 
-    done = export(search, to=fmt, dir=tmp_path)
+    done = search.export(to=fmt, dir=tmp_path)
     read = pd.read_parquet if fmt == "parquet" else pd.read_csv
     trials = read(tmp_path / f"{search.name}.trials.{fmt}").set_index("trial")
     metrics = read(tmp_path / f"{search.name}.metrics.{fmt}")

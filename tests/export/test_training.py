@@ -26,7 +26,7 @@ def run(tmp_path_factory):
 def test_tensorboard_keeps_each_rank_apart(run, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    export(run, to="tensorboard", dir=tmp_path)
+    run.export(to="tensorboard", dir=tmp_path)
     events = EventAccumulator(str(tmp_path / "ranks" / "trial-0000"))
     events.Reload()
     assert [s.step for s in events.Scalars("loss")] == [1, 2, 3]
@@ -36,7 +36,7 @@ def test_tensorboard_keeps_each_rank_apart(run, tmp_path):
 def test_tables_hold_every_row_of_every_rank(run, tmp_path):
     import pandas as pd
 
-    done = export(run, to="parquet", dir=tmp_path)
+    done = run.export(to="parquet", dir=tmp_path)
     assert (done.trials, done.rows) == (1, 6)
     metrics = pd.read_parquet(tmp_path / "ranks.metrics.parquet")
     assert sorted(zip(metrics["rank"], metrics["step"], strict=True)) == \
