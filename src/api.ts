@@ -7,6 +7,8 @@ import {
   IClusterAction,
   IControl,
   IControlBody,
+  IFailedStart,
+  IForget,
   IMetrics,
   IPatchClusterBody,
   IProfiles,
@@ -43,6 +45,15 @@ export class KaleAPI {
     return sendJSON<IClusterAction>(`clusters/${enc(id)}`, 'DELETE', undefined, this.settings);
   }
 
+  /** Cluster starts that failed, newest first, until dismissed. */
+  failedStarts(): Promise<IFailedStart[]> {
+    return requestAPI<IFailedStart[]>('failed-starts', {}, this.settings);
+  }
+
+  dismissFailedStart(id: string): Promise<IClusterAction> {
+    return sendJSON<IClusterAction>(`failed-starts/${enc(id)}`, 'DELETE', undefined, this.settings);
+  }
+
   profiles(): Promise<IProfiles> {
     return requestAPI<IProfiles>('profiles', {}, this.settings);
   }
@@ -53,6 +64,12 @@ export class KaleAPI {
 
   search(name: string): Promise<ISearchDetail> {
     return requestAPI<ISearchDetail>(`searches/${enc(name)}`, {}, this.settings);
+  }
+
+  /** Forget a search; `deleteFiles` also deletes its store and checkpoint folders. */
+  forgetSearch(name: string, deleteFiles: boolean): Promise<IForget> {
+    const query = deleteFiles ? '?delete_files=1' : '';
+    return sendJSON<IForget>(`searches/${enc(name)}${query}`, 'DELETE', undefined, this.settings);
   }
 
   trials(name: string): Promise<ITrial[]> {

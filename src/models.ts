@@ -20,6 +20,13 @@ export interface IJob {
   reason: string;
 }
 
+/** A cluster's idle clock in seconds; `left` is null while in use or without timeout. */
+export interface IIdle {
+  timeout: number | null;
+  idle_for: number | null;
+  left: number | null;
+}
+
 export interface ICluster {
   id: string;
   backend: string;
@@ -30,9 +37,22 @@ export interface ICluster {
   workers: IWorker[];
   jobs: IJob[];
   detail: string;
+  idle: IIdle | null;
   cores: number;
   memory: number;
   n_workers: number;
+}
+
+/** A cluster start that failed, kept until dismissed. */
+export interface IFailedStart {
+  id: string;
+  time: number;
+  kind: string;
+  backend: string;
+  profile: string | null;
+  workers: number | null;
+  error: string;
+  type: string;
 }
 
 export interface IStartClusterBody {
@@ -88,6 +108,14 @@ export interface ISearch {
   planned: number | null;
   trials: Record<string, number>;
   best: IBest | null;
+}
+
+/** The answer of forgetting a search. */
+export interface IForget {
+  name: string;
+  deleted: string[];
+  kept: string[];
+  message: string;
 }
 
 export interface ISearchDetail extends ISearch {
@@ -214,21 +242,38 @@ export function bestText(search: ISearch): string {
   return `${search.metric ?? 'best'} ${formatNumber(search.best.value)} (trial ${search.best.trial})`;
 }
 
-/** Four significant digits, no exponent for ordinary magnitudes. */
+/** Drop a mantissa's trailing zeros: "1.180" -> "1.18", "2.000" -> "2". */
+function trimZeros(mantissa: string): string {
+  return mantissa.includes('.') ? mantissa.replace(/\.?0+$/, '') : mantissa;
+}
+
+/**
+ * Numbers as the panel's table shows them (kale_ext/widgets/_format.py): four
+ * significant digits, plain for 0.001 <= |x| < 10000, else scientific ("1.18e-4"),
+ * trailing zeros dropped; integers whole; null, undefined and NaN as "-".
+ */
 export function formatNumber(value: unknown): string {
   if (typeof value !== 'number') {
     return value === null || value === undefined ? '-' : String(value);
   }
-  if (!Number.isFinite(value)) {
-    return String(value);
+  if (Number.isNaN(value)) {
+    return '-';
   }
-  if (Number.isInteger(value)) {
+  if (!Number.isFinite(value)) {
+    return value > 0 ? '∞' : '-∞';
+  }
+  if (Number.isInteger(value) && Math.abs(value) < 1e15) {
     return String(value);
   }
   const abs = Math.abs(value);
-  return abs !== 0 && (abs < 1e-3 || abs >= 1e5)
-    ? value.toExponential(3)
-    : String(Number(value.toPrecision(4)));
+  const text = abs >= 1e-3 && abs < 1e4 ? value.toPrecision(4) : value.toExponential(3);
+  const [mantissa, exponent] = text.split('e');
+  return exponent === undefined ? trimZeros(mantissa) : `${trimZeros(mantissa)}e${exponent}`;
+}
+
+/** "1 worker", "2 workers". */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 /** Bytes as "1.5 GiB". */
@@ -254,6 +299,19 @@ export function paramsText(params: Record<string, unknown>, prefix = ''): string
     }
   }
   return parts.filter(p => p).join(', ');
+}
+
+/** Job states in which the batch system's reason field lists the job's nodes. */
+const RUNNING_JOB_STATES = ['RUNNING', 'COMPLETING', 'R', 'r', 'RUN', 'E'];
+
+/** "123 RUNNING on node1" or "124 PENDING (Resources)". */
+export function jobText(job: IJob): string {
+  if (!job.reason) {
+    return `${job.job_id} ${job.state}`;
+  }
+  return RUNNING_JOB_STATES.includes(job.state)
+    ? `${job.job_id} ${job.state} on ${job.reason}`
+    : `${job.job_id} ${job.state} (${job.reason.replace(/^\((.*)\)$/, '$1')})`;
 }
 
 /** Jobs still holding resources (not ended). */

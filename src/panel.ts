@@ -1,86 +1,101 @@
 /**
- * The Kale sidebar: clusters (status, scale, stop, start from a profile, insert
- * connect code), searches (state, progress, best) and the trials of the selected
- * search with stop/pause/resume buttons and a sparkline of each trial's metric. Plain
- * DOM in a Lumino widget; one Lumino Poll refreshes it, with backoff on errors, and
- * stops while the panel is hidden.
+ * The Kale sidebar: clusters (status, idle clock, scale, stop, start from a profile,
+ * insert connect code), failed starts until dismissed, searches (running ones first,
+ * newest first, finished ones folded away, a filter, forget) and the trials of the
+ * selected search with stop/pause/resume buttons and a sparkline of each trial's
+ * metric. Plain DOM in a Lumino widget; one Lumino Poll refreshes it, with backoff on
+ * errors, and stops while the panel is hidden.
  */
 
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { KaleAPI } from './api';
+import { clusterCard, failedStartCard } from './clusters';
+import { button, h } from './dom';
 import { MetricHistory, SPARK_HEIGHT, SPARK_WIDTH } from './history';
+import { isIdle, searchGroups } from './lists';
 import {
   Action,
   ICluster,
+  IFailedStart,
   IProfiles,
   ISearch,
   ITrial,
   bestText,
   connectCode,
-  formatBytes,
   formatNumber,
-  liveJobs,
   paramsText,
+  plural,
   progressText,
   trialActions
 } from './models';
-
-type Attrs = Record<string, string | undefined>;
 
 const SVG = 'http://www.w3.org/2000/svg';
 // Metric pages (of up to 5000 rows) fetched per poll: a long search opened late
 // catches up over a few polls instead of one long one.
 const METRIC_PAGES = 4;
+// Icons of the trial buttons (their titles say the action).
+const ACTION_ICONS: Record<Action, string> = {
+  stop: '■',
+  pause: '❚❚',
+  resume: '▶',
+  restart: '↻'
+};
 
-/** A DOM element with attributes and children (strings become text). */
-function h(
-  tag: string,
-  attrs: Attrs = {},
-  ...children: (Node | string | null | undefined)[]
-): HTMLElement {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value !== undefined) {
-      el.setAttribute(key, value);
-    }
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined) {
-      el.append(child);
-    }
-  }
-  return el;
-}
-
-function button(label: string, cls: string, onClick: () => void, title?: string): HTMLElement {
-  const el = h('button', { class: `jp-Button kale-button ${cls}`, type: 'button', title }, label);
-  el.addEventListener('click', onClick);
-  return el;
-}
+/** What forgetting a search should do with its files; null: nothing (cancelled). */
+export type ForgetChoice = 'keep' | 'delete' | null;
 
 export interface ISidebarOptions {
   api?: KaleAPI;
   /** Inserts code into a new cell of the active notebook; returns false when none is open. */
   insertCode: (code: string) => boolean;
+  /** Asks whether to forget a search, and whether to delete its files too. */
+  confirmForget?: (search: ISearch) => Promise<ForgetChoice>;
   /** Poll interval in milliseconds. */
   interval?: number;
+}
+
+/** The lab's dialog: cancel, forget (files kept), or forget and delete the files. */
+async function askForget(search: ISearch): Promise<ForgetChoice> {
+  const result = await showDialog({
+    title: `Forget search ${search.name}?`,
+    body:
+      `It leaves the sidebar's list. Its store (${search.store}) and checkpoints can stay ` +
+      'on disk (a kernel can still read or resume it) or be deleted.',
+    buttons: [
+      Dialog.cancelButton(),
+      Dialog.warnButton({ label: 'Forget and delete files', ariaLabel: 'delete' }),
+      Dialog.okButton({ label: 'Forget, keep files', ariaLabel: 'keep' })
+    ]
+  });
+  if (!result.button.accept) {
+    return null;
+  }
+  return result.button.ariaLabel === 'delete' ? 'delete' : 'keep';
 }
 
 export class KaleSidebar extends Widget {
   readonly api: KaleAPI;
   readonly poll: Poll;
   private _insertCode: (code: string) => boolean;
+  private _confirmForget: (search: ISearch) => Promise<ForgetChoice>;
   private _clusters: ICluster[] = [];
+  private _failed: IFailedStart[] = [];
   private _searches: ISearch[] = [];
   private _trials: ITrial[] = [];
   private _selected: string | null = null;
+  private _scrollToTrials = false;
+  private _showFinished = false;
   private _history: MetricHistory | null = null;
   private _profiles: IProfiles | null = null;
   private _scaleDraft = new Map<string, string>();
   private _message: HTMLElement;
+  private _clusterTools: HTMLElement;
   private _clusterList: HTMLElement;
+  private _failedList: HTMLElement;
+  private _filter: HTMLInputElement;
   private _searchList: HTMLElement;
   private _trialList: HTMLElement;
   private _profileSelect: HTMLSelectElement;
@@ -94,45 +109,63 @@ export class KaleSidebar extends Widget {
     this.title.caption = 'Kale: clusters and searches';
     this.api = options.api ?? new KaleAPI();
     this._insertCode = options.insertCode;
+    this._confirmForget = options.confirmForget ?? askForget;
 
     this._message = h('div', { class: 'kale-message', role: 'status' });
+    this._clusterTools = h('span', { class: 'kale-tools' });
     this._clusterList = h('div', { class: 'kale-cluster-list' });
+    this._failedList = h('div', { class: 'kale-failed-list' });
     this._searchList = h('div', { class: 'kale-search-list' });
     this._trialList = h('div', { class: 'kale-trial-list' });
-    this._profileSelect = h('select', { class: 'kale-profile-select' }) as HTMLSelectElement;
+    this._filter = h('input', {
+      class: 'kale-filter-input',
+      type: 'search',
+      placeholder: 'filter searches',
+      'aria-label': 'filter searches by name, state or metric'
+    }) as HTMLInputElement;
+    this._filter.addEventListener('input', () => this._renderSearches());
+    this._profileSelect = h('select', {
+      class: 'kale-profile-select',
+      id: 'kale-profile-select'
+    }) as HTMLSelectElement;
     this._workersInput = h('input', {
       class: 'kale-workers-input',
+      id: 'kale-workers-input',
       type: 'number',
       min: '0',
-      placeholder: 'workers'
+      placeholder: 'profile'
     }) as HTMLInputElement;
     this._backendSelect = h(
       'select',
-      { class: 'kale-backend-select' },
-      h('option', { value: '' }, 'profile backend'),
+      { class: 'kale-backend-select', id: 'kale-backend-select' },
+      h('option', { value: '' }, 'profile'),
       h('option', { value: 'dask' }, 'dask'),
       h('option', { value: 'ipyparallel' }, 'ipyparallel')
     ) as HTMLSelectElement;
+    const field = (label: string, id: string, input: HTMLElement) =>
+      h('label', { class: 'kale-field', for: id }, h('span', {}, label), input);
     const form = h(
       'div',
       { class: 'kale-start-form' },
-      this._profileSelect,
-      this._workersInput,
-      this._backendSelect,
-      button('Start', 'kale-start-button', () => void this._start())
+      field('profile', 'kale-profile-select', this._profileSelect),
+      field('workers', 'kale-workers-input', this._workersInput),
+      field('backend', 'kale-backend-select', this._backendSelect),
+      button('Start', 'kale-start-button jp-mod-accept', () => void this._start(),
+             'start a cluster from the profile')
     );
     this.node.append(
       h('h2', { class: 'kale-title' }, 'Kale'),
       this._message,
-      h('h3', {}, 'Clusters'),
+      h('div', { class: 'kale-heading' }, h('h3', {}, 'Clusters'), this._clusterTools),
       form,
+      this._failedList,
       this._clusterList,
-      h('h3', {}, 'Searches'),
+      h('div', { class: 'kale-heading' }, h('h3', {}, 'Searches'), this._filter),
       this._searchList,
       this._trialList
     );
 
-    const interval = options.interval ?? 3000;
+    const interval = options.interval ?? 2000;
     this.poll = new Poll({
       auto: false,
       factory: () => this.refresh(),
@@ -158,8 +191,13 @@ export class KaleSidebar extends Widget {
       this._profiles = await this.api.profiles();
       this._renderProfiles();
     }
-    const [clusters, searches] = await Promise.all([this.api.clusters(), this.api.searches()]);
+    const [clusters, failed, searches] = await Promise.all([
+      this.api.clusters(),
+      this.api.failedStarts(),
+      this.api.searches()
+    ]);
     this._clusters = clusters;
+    this._failed = failed;
     this._searches = searches;
     if (this._selected && !searches.some(s => s.name === this._selected)) {
       this._selected = null;
@@ -234,7 +272,7 @@ export class KaleSidebar extends Widget {
     };
     await this._act(`starting a cluster from profile ${body.profile ?? 'default'}`, async () => {
       const cluster = await this.api.startCluster(body);
-      return { message: `${cluster.id} has ${cluster.n_workers} workers` };
+      return { message: `${cluster.id} has ${plural(cluster.n_workers, 'worker')}` };
     });
   }
 
@@ -245,9 +283,29 @@ export class KaleSidebar extends Widget {
     ).then(() => this._scaleDraft.delete(id));
   }
 
+  private _stopIdle(): void {
+    const idle = this._clusters.filter(isIdle).map(c => c.id);
+    void this._act(`stopping idle ${plural(idle.length, 'cluster')}`, async () => {
+      for (const id of idle) {
+        await this.api.stopCluster(id);
+      }
+      return { message: `stopped ${idle.join(', ')}` };
+    });
+  }
+
   private _control(search: string, action: Action, trial: number | null): void {
     const target = trial === null ? search : `trial ${trial}`;
     void this._act(`${action} ${target}`, () => this.api.control(search, { action, trial }));
+  }
+
+  private async _forget(search: ISearch): Promise<void> {
+    const choice = await this._confirmForget(search);
+    if (choice === null) {
+      return;
+    }
+    await this._act(`forgetting ${search.name}`, () =>
+      this.api.forgetSearch(search.name, choice === 'delete')
+    );
   }
 
   private _connect(id: string): void {
@@ -282,73 +340,84 @@ export class KaleSidebar extends Widget {
     if (!(active instanceof HTMLInputElement && this._clusterList.contains(active))) {
       this._renderClusters();
     }
+    this._renderFailed();
     this._renderSearches();
     this._renderTrials();
+    if (this._scrollToTrials && this._trialList.firstChild) {
+      this._scrollToTrials = false;
+      this._trialList.scrollIntoView({ block: 'start', behavior: 'smooth' });
+    }
   }
 
   private _renderClusters(): void {
+    const idle = this._clusters.filter(isIdle);
+    this._clusterTools.replaceChildren(
+      ...(idle.length
+        ? [
+            button(
+              `Stop ${plural(idle.length, 'idle cluster')}`,
+              'kale-stop-idle-button',
+              () => this._stopIdle(),
+              `stop ${idle.map(c => c.id).join(', ')}: no client and no task`
+            )
+          ]
+        : [])
+    );
     if (!this._clusters.length) {
       this._clusterList.replaceChildren(h('p', { class: 'kale-empty' }, 'No clusters.'));
       return;
     }
-    this._clusterList.replaceChildren(...this._clusters.map(c => this._clusterCard(c)));
+    const actions = {
+      scale: (id: string) => this._scale(id),
+      stop: (id: string) => {
+        this._scaleDraft.delete(id);
+        void this._act(`stopping ${id}`, () => this.api.stopCluster(id));
+      },
+      connect: (id: string) => this._connect(id),
+      draft: (id: string) => this._scaleDraft.get(id),
+      setDraft: (id: string, text: string) => this._scaleDraft.set(id, text)
+    };
+    this._clusterList.replaceChildren(...this._clusters.map(c => clusterCard(c, actions)));
   }
 
-  private _clusterCard(c: ICluster): HTMLElement {
-    const scale = h('input', {
-      class: 'kale-scale-input',
-      type: 'number',
-      min: '0',
-      'aria-label': `workers of ${c.id}`
-    }) as HTMLInputElement;
-    scale.value = this._scaleDraft.get(c.id) ?? String(c.n_workers);
-    scale.addEventListener('input', () => this._scaleDraft.set(c.id, scale.value));
-    scale.addEventListener('keydown', e => e.key === 'Enter' && this._scale(c.id));
-    const jobs = liveJobs(c);
-    return h(
+  private _renderFailed(): void {
+    const dismiss = (id: string) =>
+      void this._act('dismissing a failed start', () => this.api.dismissFailedStart(id));
+    this._failedList.replaceChildren(...this._failed.map(f => failedStartCard(f, dismiss)));
+  }
+
+  private _searchRow(s: ISearch): HTMLElement {
+    const row = h(
       'div',
-      { class: 'kale-cluster', 'data-id': c.id, 'data-state': c.state },
+      {
+        class: `kale-search${s.name === this._selected ? ' kale-selected' : ''}`,
+        'data-name': s.name,
+        'data-state': s.state,
+        title: 'show its trials'
+      },
       h(
         'div',
         { class: 'kale-row' },
-        h('span', { class: 'kale-id' }, c.id),
-        h('span', { class: `kale-state kale-state-${c.state}` }, c.state)
+        h('span', { class: 'kale-id' }, s.name),
+        h('span', { class: `kale-state kale-state-${s.state.split(':')[0]}` }, s.state),
+        s.alive
+          ? null
+          : button('✕', 'kale-forget-button', () => void this._forget(s), `forget ${s.name}`)
       ),
       h(
         'div',
         { class: 'kale-row kale-detail' },
-        `${c.backend} on ${c.kind} · `,
-        h('span', { class: 'kale-workers' }, `${c.n_workers} workers`),
-        ` · ${c.cores} cores · ${formatBytes(c.memory)}`
-      ),
-      jobs.length
-        ? h(
-            'div',
-            { class: 'kale-row kale-jobs' },
-            `jobs: ${jobs.map(j => `${j.job_id} ${j.state}`).join(', ')}`
-          )
-        : null,
-      c.detail ? h('div', { class: 'kale-row kale-error' }, c.detail) : null,
-      h(
-        'div',
-        { class: 'kale-row kale-actions' },
-        c.dashboard
-          ? h(
-              'a',
-              { class: 'kale-dashboard', href: c.dashboard, target: '_blank', rel: 'noopener' },
-              'dashboard'
-            )
-          : null,
-        scale,
-        button('Scale', 'kale-scale-button', () => this._scale(c.id)),
-        button('Stop', 'kale-stop-button', () => {
-          this._scaleDraft.delete(c.id);
-          void this._act(`stopping ${c.id}`, () => this.api.stopCluster(c.id));
-        }),
-        button('Connect code', 'kale-connect-button', () => this._connect(c.id),
-               'insert code that connects to this cluster into the active notebook')
+        h('span', { class: 'kale-progress' }, progressText(s)),
+        ' · ',
+        h('span', { class: 'kale-best' }, `best ${bestText(s)}`)
       )
     );
+    row.addEventListener('click', () => {
+      this._selected = s.name === this._selected ? null : s.name;
+      this._scrollToTrials = this._selected !== null;
+      void this.poll.refresh();
+    });
+    return row;
   }
 
   private _renderSearches(): void {
@@ -356,36 +425,22 @@ export class KaleSidebar extends Widget {
       this._searchList.replaceChildren(h('p', { class: 'kale-empty' }, 'No searches.'));
       return;
     }
+    const { active, finished } = searchGroups(this._searches, this._filter.value);
+    const folded = h(
+      'details',
+      { class: 'kale-finished' },
+      h('summary', {}, `${finished.length} finished search${finished.length === 1 ? '' : 'es'}`),
+      ...finished.map(s => this._searchRow(s))
+    ) as HTMLDetailsElement;
+    // Open while the user keeps it open, or while it holds the selected search.
+    folded.open = this._showFinished || finished.some(s => s.name === this._selected);
+    folded.addEventListener('toggle', () => (this._showFinished = folded.open));
     this._searchList.replaceChildren(
-      ...this._searches.map(s => {
-        const row = h(
-          'div',
-          {
-            class: `kale-search${s.name === this._selected ? ' kale-selected' : ''}`,
-            'data-name': s.name,
-            'data-state': s.state,
-            title: 'show its trials'
-          },
-          h(
-            'div',
-            { class: 'kale-row' },
-            h('span', { class: 'kale-id' }, s.name),
-            h('span', { class: `kale-state kale-state-${s.state}` }, s.state)
-          ),
-          h(
-            'div',
-            { class: 'kale-row kale-detail' },
-            h('span', { class: 'kale-progress' }, progressText(s)),
-            ' · ',
-            h('span', { class: 'kale-best' }, `best ${bestText(s)}`)
-          )
-        );
-        row.addEventListener('click', () => {
-          this._selected = s.name === this._selected ? null : s.name;
-          void this.poll.refresh();
-        });
-        return row;
-      })
+      ...active.map(s => this._searchRow(s)),
+      ...(finished.length ? [folded] : []),
+      ...(active.length || finished.length
+        ? []
+        : [h('p', { class: 'kale-empty' }, 'No search matches the filter.')])
     );
   }
 
@@ -401,6 +456,7 @@ export class KaleSidebar extends Widget {
       width: String(SPARK_WIDTH),
       height: String(SPARK_HEIGHT),
       viewBox: `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`,
+      preserveAspectRatio: 'none',
       role: 'img'
     })) {
       svg.setAttribute(key, value);
@@ -423,7 +479,7 @@ export class KaleSidebar extends Widget {
     const header = h(
       'tr',
       {},
-      ...['#', 'state', metric, 'history', 'best', ''].map(t => h('th', {}, t))
+      ...['#', 'state', metric, 'history', 'best', ''].map(t => h('th', { title: t }, t))
     );
     // Two rows per trial: its numbers and buttons, then its params across the table.
     const rows = this._trials.flatMap(t => [
@@ -432,14 +488,19 @@ export class KaleSidebar extends Widget {
         { class: 'kale-trial', 'data-number': String(t.number), 'data-state': t.state },
         h('td', {}, String(t.number)),
         h('td', { class: `kale-state kale-state-${t.state}` }, t.state),
-        h('td', {}, formatNumber(t.last[metric])),
+        h('td', { class: 'kale-number' }, formatNumber(t.last[metric])),
         h('td', { class: 'kale-spark-cell' }, this._sparkline(t.number, search.mode)),
-        h('td', {}, formatNumber(t.best)),
+        h('td', { class: 'kale-number' }, formatNumber(t.best)),
         h(
           'td',
           { class: 'kale-actions' },
           ...(search.alive ? trialActions(t.state) : []).map(a =>
-            button(a, `kale-trial-${a}`, () => this._control(search.name, a, t.number))
+            button(
+              ACTION_ICONS[a],
+              `kale-trial-${a} kale-icon-button`,
+              () => this._control(search.name, a, t.number),
+              `${a} trial ${t.number}`
+            )
           )
         )
       ),

@@ -23,6 +23,7 @@ from kale_ext.clusters._base import (
     WorkerInfo,
     WorkerRetired,
 )
+from kale_ext.clusters._failures import note_failed_start
 from kale_ext.clusters._repr import status_html
 
 __all__ = [
@@ -104,7 +105,11 @@ def start_cluster(
             f"workers must be a non-negative integer, but got workers={workers_n!r}."
         )
     cls = _backend(options.pop("backend", "dask"))
-    return cls.start(kind, options)
+    try:
+        return cls.start(kind, options)
+    except Exception as e:  # kept for the sidebar until dismissed
+        note_failed_start(kind, cls.backend, options, e)
+        raise
 
 
 def _records() -> list[ClusterRecord]:

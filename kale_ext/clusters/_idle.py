@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kale_ext import config
@@ -49,7 +49,7 @@ def timeout_seconds(options: Mapping[str, Any]) -> float | None:
     from dask.utils import parse_timedelta
 
     try:
-        seconds = float(parse_timedelta(value, default="seconds"))  # type: ignore[arg-type]
+        seconds = float(parse_timedelta(value, default="seconds"))
     except (TypeError, ValueError, KeyError) as e:
         raise ConfigError(
             f"idle_timeout must be seconds or a duration such as '30 minutes' or '1h', but "
@@ -61,9 +61,10 @@ def timeout_seconds(options: Mapping[str, Any]) -> float | None:
 
 
 def check_interval(timeout: float | None) -> float:
-    """Seconds between two looks at the cluster: a tenth of the timeout, 0.25 s to 30 s."""
+    """Seconds between two looks at the cluster: a tenth of the timeout, 0.25 s to 30 s
+    (5 s without a timeout: the status still says how long a cluster has been idle)."""
     if timeout is None:
-        return 30.0
+        return 5.0
     return min(30.0, max(0.25, timeout / 10))
 
 
@@ -73,6 +74,7 @@ class IdleClock:
 
     A client counts once it is seen in two looks in a row: the status queries of the
     sidebar and the command line connect for a moment and are not users of the cluster.
+    At the first look, every client counts (the one that started the cluster is there).
 
     Parameters
     ----------
@@ -82,13 +84,13 @@ class IdleClock:
 
     timeout: float | None
     idle_since: float | None = None
-    _seen: frozenset[str] = field(default_factory=frozenset)
+    _seen: frozenset[str] | None = None
 
     def observe(self, now: float, *, clients: Iterable[str], busy: bool) -> None:
         """Record one look at ``now``: the ids of the connected clients, and whether any
         task is queued or running."""
         current = frozenset(clients)
-        holding = current & self._seen
+        holding = current if self._seen is None else current & self._seen
         self._seen = current
         if busy or holding:
             self.idle_since = None

@@ -128,6 +128,27 @@ class SearchHandler(KaleHandler):
     async def get(self, name: str) -> None:
         self.reply(await self.call(self.manager.search, name))
 
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Forget the search; ``?delete_files=1`` deletes its store and checkpoints too."""
+        delete_files = self.get_query_argument("delete_files", "0") in ("1", "true")
+        self.reply(await self.call(self.manager.forget_search, name, delete_files))
+
+
+class FailedStartsHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.manager.failed_starts))
+
+
+class FailedStartHandler(KaleHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, record_id: str) -> None:
+        self.reply(await self.call(self.manager.dismiss_failed_start, record_id))
+
 
 class TrialsHandler(KaleHandler):
     @web.authenticated
@@ -169,6 +190,8 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
     ("clusters", ClustersHandler),
     (f"clusters/{_ID}", ClusterHandler),
     ("profiles", ProfilesHandler),
+    ("failed-starts", FailedStartsHandler),
+    (f"failed-starts/{_ID}", FailedStartHandler),
     ("searches", SearchesHandler),
     (f"searches/{_ID}", SearchHandler),
     (f"searches/{_ID}/trials", TrialsHandler),

@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
 from kale_ext.search import ACTIONS, channel_file, control, summarize
+from kale_ext.server import _housekeeping
 from kale_ext.server._shapes import (
     ClusterActionShape,
     ClusterShape,
     ControlShape,
+    FailedStartShape,
+    ForgetShape,
     MetricsShape,
     ProfilesShape,
     SearchDetailShape,
@@ -169,8 +173,45 @@ class KaleManager:
     # -- searches ------------------------------------------------------------------------
 
     def searches(self) -> list[SearchShape]:
-        """Every registered search, newest last; an unreadable store says why in ``state``."""
-        return [self._describe(record)[0] for record in registry.records("searches")]
+        """Every registered search, newest last; an unreadable store says why in ``state``.
+
+        A search whose store no longer exists is listed once, with ``state`` saying so,
+        and forgotten: the next listing leaves it out.
+        """
+        out = []
+        for record in registry.records("searches"):
+            shape = self._describe(record)[0]
+            if _housekeeping.store_missing(record):
+                shape["state"] = f"missing: its store {record.get('store')} is gone; forgotten"
+                registry.remove("searches", str(record.get("name")))
+            out.append(shape)
+        return out
+
+    def forget_search(self, name: str, delete_files: bool = False) -> ForgetShape:
+        """Drop a search from the registry, and with ``delete_files`` its store and
+        checkpoint folders; a search whose driver still runs is refused (409)."""
+        record = self._search_record(name)
+        if channel_file(name).exists():
+            raise ApiError(409, f"Search {name!r} is still running; stop it (search.stop() "
+                                "or its Stop button) before forgetting it.")
+        files = _housekeeping.search_files(Path(str(record.get("store", ""))))
+        deleted = _housekeeping.delete_files(files) if delete_files else []
+        registry.remove("searches", name)
+        return {"name": name, "deleted": deleted,
+                "kept": [] if delete_files else [str(f) for f in files],
+                "message": f"forgot {name}" + (f", deleted {len(deleted)} file(s)/folder(s)"
+                                               if delete_files else ", its files kept")}
+
+    # -- failed cluster starts -----------------------------------------------------------
+
+    def failed_starts(self) -> list[FailedStartShape]:
+        """Cluster starts that failed, newest first, until dismissed."""
+        return [cast(FailedStartShape, r) for r in _housekeeping.failed_starts()]
+
+    def dismiss_failed_start(self, record_id: str) -> ClusterActionShape:
+        if not _housekeeping.dismiss_failed_start(record_id):
+            raise ApiError(404, f"No failed start {record_id!r}; the sidebar lists them.")
+        return {"id": record_id, "message": "dismissed"}
 
     def search(self, name: str) -> SearchDetailShape:
         summary, info = self._describe(self._search_record(name))

@@ -27,6 +27,14 @@ class JobShape(TypedDict):
     reason: str
 
 
+class IdleShape(TypedDict):
+    """A cluster's idle clock, in seconds; ``left`` None: in use or no timeout."""
+
+    timeout: float | None
+    idle_for: float | None
+    left: float | None
+
+
 class ClusterShape(TypedDict):
     """``GET kale/api/clusters`` (a list of these), ``GET kale/api/clusters/<id>``."""
 
@@ -39,9 +47,23 @@ class ClusterShape(TypedDict):
     workers: list[WorkerShape]
     jobs: list[JobShape]
     detail: str
+    idle: IdleShape | None
     cores: int
     memory: int
     n_workers: int
+
+
+class FailedStartShape(TypedDict):
+    """``GET kale/api/failed-starts``: a cluster start that failed, until dismissed."""
+
+    id: str
+    time: float
+    kind: str
+    backend: str
+    profile: str | None
+    workers: int | None
+    error: str
+    type: str
 
 
 class StartClusterBody(TypedDict, total=False):
@@ -102,13 +124,22 @@ class SearchShape(TypedDict):
     store: str
     cluster: str | None
     started: float | None
-    state: str  # running | paused | stopped | completed | ... | "unreadable: <why>"
+    state: str  # running | paused | completed | ... | "unreadable: <why>" | "missing: <why>"
     alive: bool  # a driver is listening for control commands
     metric: str | None
     mode: str | None
     planned: int | None  # trials the search was asked for
     trials: dict[str, int]  # trial counts by state
     best: BestShape | None
+
+
+class ForgetShape(TypedDict):
+    """Answer of ``DELETE kale/api/searches/<name>[?delete_files=1]``."""
+
+    name: str
+    deleted: list[str]  # files and folders deleted (with delete_files)
+    kept: list[str]  # the store and checkpoint folders left on disk (without)
+    message: str
 
 
 class SearchDetailShape(SearchShape):

@@ -8,9 +8,11 @@ import {
   connectCode,
   formatBytes,
   formatNumber,
+  jobText,
   liveJobs,
   mergeMetrics,
   paramsText,
+  plural,
   progress,
   progressText,
   trialActions
@@ -51,7 +53,17 @@ test('numbers, bytes and params are formatted compactly', () => {
   assert.equal(formatNumber(3), '3');
   assert.equal(formatNumber(null), '-');
   assert.equal(formatNumber('Adam'), 'Adam');
-  assert.equal(formatNumber(Number.NaN), 'NaN');
+  assert.equal(formatNumber(Number.NaN), '-'); // not reported yet
+  // By magnitude, as the panel's table: plain for 0.001 <= |x| < 10000.
+  assert.equal(formatNumber(0.000118), '1.18e-4');
+  assert.equal(formatNumber(0.5), '0.5');
+  assert.equal(formatNumber(0.1 + 0.2), '0.3');
+  assert.equal(formatNumber(0.0012345), '0.001234');
+  assert.equal(formatNumber(9999.7), '1e+4');
+  assert.equal(formatNumber(12345.6), '1.235e+4');
+  assert.equal(formatNumber(-2.5e-7), '-2.5e-7');
+  assert.equal(plural(1, 'worker'), '1 worker');
+  assert.equal(plural(0, 'worker'), '0 workers');
   assert.equal(formatBytes(512), '512 B');
   assert.equal(formatBytes(3 * 1024 ** 3), '3.0 GiB');
   assert.equal(
@@ -82,6 +94,7 @@ test('ended jobs are not live', () => {
     dashboard: null,
     workers: [],
     detail: '',
+    idle: null,
     cores: 0,
     memory: 0,
     n_workers: 0,
@@ -121,4 +134,13 @@ test('incremental metrics never duplicate a row', () => {
     seen.map(r => r.rowid),
     [1, 2, 3, 4]
   );
+});
+
+test("a running job's reason names its nodes, a pending one's says why", () => {
+  assert.equal(jobText({ job_id: '7', state: 'RUNNING', reason: 'node1' }), '7 RUNNING on node1');
+  assert.equal(
+    jobText({ job_id: '8', state: 'PENDING', reason: '(Resources)' }),
+    '8 PENDING (Resources)'
+  );
+  assert.equal(jobText({ job_id: '9', state: 'PENDING', reason: '' }), '9 PENDING');
 });

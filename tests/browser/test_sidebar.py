@@ -80,7 +80,7 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     _widen_left_panel(page, 120)
     card = page.locator(f".kale-cluster[data-id='{cid}']")
     card.wait_for(timeout=30_000)
-    assert "1 workers" in card.locator(".kale-workers").inner_text()
+    assert card.locator(".kale-workers").inner_text() == "1 worker"
     assert card.locator("a.kale-dashboard").get_attribute("href")
 
     # Scale from the sidebar: the card follows the cluster to 2 workers.
@@ -196,7 +196,7 @@ def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
     form.locator(".kale-workers-input").fill("1")
     form.locator(".kale-start-button").click()
     page.wait_for_function(
-        "() => /kc-[0-9a-f]+ has 1 workers/.test(document.querySelector("
+        "() => /kc-[0-9a-f]+ has 1 worker$/.test(document.querySelector("
         "'#kale-sidebar .kale-message')?.textContent ?? '')", timeout=240_000)
     cid = re.search(r"kc-[0-9a-f]+", message.inner_text()).group(0)
     [listed] = _kale_api(server, "clusters")

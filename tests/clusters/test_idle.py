@@ -39,9 +39,18 @@ def test_a_task_or_a_client_that_holds_on_resets_the_clock():
     assert clock.idle_for(200) is None and not clock.expired(10_000)
 
 
+def test_the_client_that_started_a_cluster_holds_it_from_the_first_look():
+    clock = IdleClock(timeout=10)
+    clock.observe(0, clients=["Client-starter"], busy=False)
+    assert clock.idle_for(5) is None
+    clock.observe(5, clients=[], busy=False)  # it left
+    assert clock.left(10) == 5
+
+
 def test_passing_status_queries_never_keep_a_cluster_alive():
     clock = IdleClock(timeout=10)
-    for t in range(11):
+    clock.observe(0, clients=[], busy=False)
+    for t in range(1, 11):
         clock.observe(t, clients=[f"Client-{t}"], busy=False)  # a new one each look
     assert clock.expired(10)
 

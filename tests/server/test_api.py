@@ -161,7 +161,8 @@ def test_shapes_match_the_typescript_interfaces():
              "SearchDetailShape": "ISearchDetail", "TrialShape": "ITrial",
              "MetricRowShape": "IMetricRow", "MetricsShape": "IMetrics",
              "SeriesPointShape": "ISeriesPoint", "SearchMetricsShape": "ISearchMetrics",
-             "ControlBody": "IControlBody", "ControlShape": "IControl", "ErrorShape": "IError"}
+             "ControlBody": "IControlBody", "ControlShape": "IControl", "ErrorShape": "IError",
+             "IdleShape": "IIdle", "FailedStartShape": "IFailedStart", "ForgetShape": "IForget"}
     for py, iface in pairs.items():
         match = re.search(rf"export interface {iface}(?: extends (\w+))? \{{(.*?)\n\}}", ts,
                           re.S)
