@@ -23,6 +23,7 @@ from kale_ext import config
 from kale_ext._errors import ConfigError
 from kale_ext.clusters import batch
 from kale_ext.clusters._idle import IDLE_KEYS
+from kale_ext.trial import GPU_PRELOAD, GPU_PROCESSES_ENV
 
 COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
                          "dashboard_address", "memory"}) | IDLE_KEYS
@@ -202,8 +203,13 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
     extra = _worker_options(options)
     gpus = options.get("gpus_per_worker")
     if gpus:
-        # GPUs of one job shared by its worker processes; trials ask for resources={"GPU": 1}.
-        extra += ["--resources", f"GPU={_positive_int('gpus_per_worker', gpus) // processes}"]
+        gpus = _positive_int("gpus_per_worker", gpus)
+        if gpus % processes:
+            raise ConfigError(f"gpus_per_worker={gpus} cannot be split evenly among the job's "
+                              f"processes={processes} worker processes; make it a multiple.")
+        # The job's GPUs split among its worker processes, each bound to its own share.
+        extra += ["--resources", f"GPU={gpus // processes}", "--preload-nanny", GPU_PRELOAD]
+        kw["job_script_prologue"] = [*prologue, f"export {GPU_PROCESSES_ENV}={processes}"]
     extra += lifetime_args(kind, kw.get("walltime"), options.get("lifetime_margin"))
     kw["worker_extra_args"] = extra
     return kw

@@ -53,8 +53,14 @@ def local_rank() -> int:
 
 
 def device() -> Any:
-    """The ``torch.device`` this rank should use: ``cuda:<local rank>`` when the host has
-    GPUs (several ranks on one host take one GPU each), else ``cpu``."""
+    """The ``torch.device`` this rank or trial should use.
+
+    ``cuda:<local rank>`` (modulo the GPUs this process sees) when torch sees a GPU, else
+    ``cpu``. A worker process is bound to its own GPUs (``CUDA_VISIBLE_DEVICES``: set by
+    Slurm for ``--gpus-per-task``, by kale for the processes of a Dask job with
+    ``gpus_per_worker``), so a trial's ``cuda:0`` is its own GPU, never a neighbour's;
+    several ranks of a run on one host that all see every GPU take one each.
+    """
     import torch
 
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:

@@ -132,7 +132,7 @@ def _environments(options: LaunchOptions, probes: list[dict[str, Any]],
     if options.engine == "torch":
         from kale_ext.training._torch import choose_backend
 
-        backend = choose_backend([p["gpus"] for p in probes], options.backend)
+        backend = choose_backend([p["cuda"] for p in probes], options.backend)
         master, port = probes[0]["address"], probes[0]["port"]
         return [_rendezvous.torch_env(i, master, port) for i in infos], backend
     from kale_ext.training._horovod import Rendezvous

@@ -1,11 +1,11 @@
 """Rendezvous: where each rank runs, which rank is which, and how they find each other.
 
 Before any rank starts, every chosen worker is probed (:func:`probe`): its host name,
-the address and network interface through which it reaches the kernel, its GPUs, and
-a free port. Ranks are then numbered so that ranks of one host are contiguous
-(:func:`assign`), and rank 0's address and free port become ``MASTER_ADDR`` and
-``MASTER_PORT`` (torch) while Horovod's ranks meet at a gloo rendezvous server in the
-kernel (:mod:`._horovod`).
+the address and network interface through which it reaches the kernel, its GPUs (those
+it holds and those torch can use), and a free port. Ranks are then numbered so that
+ranks of one host are contiguous (:func:`assign`), and rank 0's address and free port
+become ``MASTER_ADDR`` and ``MASTER_PORT`` (torch) while Horovod's ranks meet at a gloo
+rendezvous server in the kernel (:mod:`._horovod`).
 """
 
 from __future__ import annotations
@@ -64,10 +64,22 @@ def probe(target_host: str) -> dict[str, Any]:
         except OSError:
             return 0
 
+    def usable_gpus(declared: int) -> int:
+        # GPUs torch can drive here: a job may hold GPUs (CUDA_VISIBLE_DEVICES set) that a
+        # CPU-only torch, or a node without a driver, cannot use; nccl would fail there.
+        if not declared:
+            return 0
+        try:
+            import torch
+        except ImportError:
+            return 0
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
     address = route_address(target_host)
+    gpus = visible_gpus()
     return {"hostname": socket.gethostname(), "address": address,
             "interface": interface_of(address), "port": free_port(address),
-            "gpus": visible_gpus(), "pid": os.getpid()}
+            "gpus": gpus, "cuda": usable_gpus(gpus), "pid": os.getpid()}
 
 
 @dataclass(frozen=True)

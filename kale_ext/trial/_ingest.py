@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.store import Store
+from kale_ext.trial._checkpoints import warn_unshared
 from kale_ext.trial._state import Action, Decision, TrialState
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Ingest:
         self.events = events
         self.lock: AbstractContextManager[Any] = lock if lock is not None \
             else contextlib.nullcontext()
+        self._warned_unshared = False  # one checkpoint warning a search or run is enough
 
     def __call__(self, batch: Sequence[Message]) -> dict[int, dict[str, Any]]:
         """Handle one batch; the decisions to send back, by trial, as channel replies."""
@@ -99,6 +101,7 @@ class Ingest:
                     continue
                 events.on_seen(msg)
                 if msg.kind == "start":
+                    self._check_checkpoints(msg)
                     events.on_start(msg)
                 elif msg.kind == "checkpoint":
                     path, step = str(msg.data["path"]), msg.data.get("step")
@@ -113,3 +116,14 @@ class Ingest:
             for trial, decision in events.pending().items():
                 decisions.setdefault(trial, decision)
         return {trial: d.to_dict() for trial, d in decisions.items()}
+
+    def _check_checkpoints(self, msg: Message) -> None:
+        """Warn when a trial's worker does not see the checkpoint folder (see
+        :mod:`._checkpoints`); only rank 0 writes checkpoints."""
+        data = msg.data
+        if msg.rank != 0 or data.get("checkpoints_shared") is not False \
+                or self._warned_unshared:
+            return
+        self._warned_unshared = True
+        warn_unshared(str(data.get("checkpoint_dir", "")), str(data.get("worker")),
+                      str(data.get("host")))

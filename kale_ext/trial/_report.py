@@ -142,9 +142,3 @@ def load_checkpoint() -> Any | None:
         return None
     _, load = _torch_or_pickle()
     return load(ctx.restore_from)
-
-
-def checkpoint_root(store_path: Path) -> Path:
-    """Where the checkpoints of a search or run live: beside its store,
-    ``<store>.checkpoints/``."""
-    return store_path.with_name(store_path.name + ".checkpoints")

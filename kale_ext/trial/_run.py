@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kale_ext._errors import ChannelError, KaleError, SearchError, TrialStopped
+from kale_ext.trial._checkpoints import sees_checkpoint_root
 from kale_ext.trial._context import TrialContext, using, worker_name
+from kale_ext.trial._gpus import bound_gpus
 from kale_ext.trial._report import check_metrics
 from kale_ext.trial._state import Action
 
@@ -61,9 +63,14 @@ def run_trial(
     outcome: dict[str, Any]
     with using(context):
         try:
+            # Where the trial runs: the panel shows its GPUs, and the driver warns when
+            # this worker does not see the checkpoint folder.
             client.send("start", {"host": socket.gethostname(), "pid": os.getpid(),
-                                  "worker": worker}, block=True,
-                        timeout=context.report_timeout)
+                                  "worker": worker, "gpus": bound_gpus(),
+                                  "checkpoint_dir": context.checkpoint_dir,
+                                  "checkpoints_shared": sees_checkpoint_root(
+                                      context.checkpoint_dir)},
+                        block=True, timeout=context.report_timeout)
             value = fn(dict(context.config))
             outcome = {"status": "ok", "return": plain_value(value)}
         except TrialStopped as e:

@@ -148,6 +148,8 @@ class ResourcesView:
             trials = self.trials_by_worker.get(worker, []) or \
                 self.trials_by_worker.get(str(s.get("host")), [])
             gpus = ", ".join(f"{g['name']} {g['util']:.0f}%" for g in s.get("gpus") or []) or "-"
+            if s.get("bound_gpus"):  # the GPUs this worker's trials run on
+                gpus = f"GPU {','.join(s['bound_gpus'])}: {gpus}"
             rows.append(
                 f"<tr><td>{html.escape(worker)}</td><td>{html.escape(str(s.get('host')))}</td>"
                 f"<td>{s['cpu']:.0f}% of {s.get('cpus')}</td><td>{s['memory']:.0f}% "

@@ -52,8 +52,11 @@ def sample_resources() -> dict[str, Any]:
     """
     import psutil
 
+    from kale_ext.trial import bound_gpus
+
     vm = psutil.virtual_memory()
     proc = _PROCESSES.setdefault(os.getpid(), psutil.Process())
+    bound = bound_gpus()
     return {
         "time": time.time(),
         "host": socket.gethostname(),
@@ -65,5 +68,7 @@ def sample_resources() -> dict[str, Any]:
         "memory_used": int(vm.total - vm.available),
         "memory_total": int(vm.total),
         "rss": int(proc.memory_info().rss),
-        "gpus": gpu_samples(),
+        # A worker process bound to some of the node's GPUs (gpus_per_worker) shows those.
+        "bound_gpus": bound,
+        "gpus": [g for g in gpu_samples() if not bound or str(g["index"]) in bound],
     }
