@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from kale_ext.cli import add_json_flag, key_value, print_json, table, wants_json
@@ -60,7 +62,7 @@ def register_search_commands(sub: Any) -> None:
     p.set_defaults(func=_search_list)
 
     p = ssub.add_parser("show", help="a search's definition and its trials")
-    p.add_argument("name")
+    p.add_argument("name", help="a search's name (kale search list), or its store's path")
     add_json_flag(p)
     p.set_defaults(func=_search_show)
 
@@ -117,10 +119,18 @@ def _search_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_store_path(text: str) -> bool:
+    """Whether ``text`` names a store file rather than a registered search."""
+    return text.endswith(".sqlite") or os.sep in text or Path(text).expanduser().is_file()
+
+
 def _search_show(args: argparse.Namespace) -> int:
     manager = _manager()
-    detail = _call(manager.search, args.name)
-    trials = _call(manager.trials, args.name)
+    if _is_store_path(args.name):  # the hint a finished search prints: kale search show <store>
+        detail, trials = _call(manager.stored_search, args.name)
+    else:
+        detail = _call(manager.search, args.name)
+        trials = _call(manager.trials, args.name)
     if wants_json(args):
         print_json({"search": detail, "trials": trials})
         return 0

@@ -13,7 +13,8 @@ After ``%load_ext kale_ext``:
 
 ``%%kale run`` is what ``%%px`` was to ipyparallel notebooks: the cell runs once on
 every worker of the active cluster, each worker keeping its own namespace between
-cells, and the output is shown per worker. The active cluster is also bound to
+cells, and each worker's output shows as it comes, under the worker's name (it travels
+over the authenticated metric channel). The active cluster is also bound to
 ``kale_cluster`` in the notebook's namespace.
 """
 
@@ -22,8 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import queue
 import shlex
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -37,21 +40,68 @@ from kale_ext._errors import KaleError
 _WORKER_NAMESPACE: dict[str, Any] = {}
 
 
-def run_cell_source(source: str) -> dict[str, Any]:
-    """Execute ``source`` in this process's worker namespace; capture its output.
+class _Streamed(io.TextIOBase):
+    """A stdout or stderr that sends each line, as it is written, to the kernel."""
 
-    Runs on a worker. Returns ``{"stdout", "stderr", "error"}`` where ``error`` is the
-    traceback text or None.
+    def __init__(self, client: Any, worker: str, stream: str) -> None:
+        self.client, self.worker, self.stream = client, worker, stream
+        self.partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        if lines:
+            self._send("".join(f"{line}\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.partial:
+            self._send(self.partial)
+            self.partial = ""
+
+    def _send(self, text: str) -> None:
+        self.client.send("report", {"worker": self.worker, "stream": self.stream,
+                                    "text": text}, block=False)
+
+
+def run_cell_source(source: str, address: str | None = None, key: bytes | None = None,
+                    worker: str = "", stream: int = 0) -> dict[str, Any]:
+    """Execute ``source`` in this process's worker namespace; capture or stream its output.
+
+    Runs on a worker. With the kernel's channel ``address`` and ``key``, every line the
+    cell prints goes to the kernel at once, named ``worker`` (as channel stream
+    ``stream``); without, the output is captured. Returns ``{"stdout", "stderr",
+    "error"}`` (the captured output, empty when streamed; ``error`` the traceback or None).
     """
-    out, err = io.StringIO(), io.StringIO()
+    client = None
+    if address is not None and key is not None:
+        from kale_ext.channel import ChannelClient
+
+        client = ChannelClient(address, key, trial=stream)
+        out: io.TextIOBase = _Streamed(client, worker, "stdout")
+        err: io.TextIOBase = _Streamed(client, worker, "stderr")
+    else:
+        out, err = io.StringIO(), io.StringIO()
     error = None
     _WORKER_NAMESPACE.setdefault("__name__", "__kale_worker__")
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            exec(compile(source, "<kale cell>", "exec"), _WORKER_NAMESPACE)
-        except BaseException:  # the cell's own error, reported per worker
-            error = traceback.format_exc()
-    return {"stdout": out.getvalue(), "stderr": err.getvalue(), "error": error}
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                exec(compile(source, "<kale cell>", "exec"), _WORKER_NAMESPACE)
+            except BaseException:  # the cell's own error, reported per worker
+                error = traceback.format_exc()
+    finally:
+        out.flush()
+        err.flush()
+        if client is not None:
+            client.close(timeout=30)  # the kernel has every line before the task ends
+    if client is not None:
+        return {"stdout": "", "stderr": "", "error": error}
+    return {"stdout": out.getvalue(), "stderr": err.getvalue(),  # type: ignore[attr-defined]
+            "error": error}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +190,8 @@ class KaleMagics(Magics):
         cluster = self._target(args.id)
         status = cluster.status()
         text = (f"{status.id}: {status.backend} on {status.kind}, {status.state}, "
-                f"{len(status.workers)} workers, {status.cores} cores; "
+                f"{len(status.workers)} worker{'' if len(status.workers) == 1 else 's'}, "
+                f"{status.cores} cores; "
                 f"dashboard {status.dashboard or '-'}")
         display({"text/plain": text, "text/html": status_html(status)}, raw=True)
         return None
@@ -183,7 +234,7 @@ class KaleMagics(Magics):
                              f"of the active cluster), but got '%%kale {line}'.")
         cluster = self._target(None)
         try:
-            results = cluster.run_on_workers(run_cell_source, cell)
+            results = _run_streaming(cluster, cell)
         except KaleError as e:
             raise UsageError(str(e)) from e
         if not results:
@@ -191,11 +242,6 @@ class KaleMagics(Magics):
         failed = []
         for name in sorted(results):
             result = results[name]
-            print(f"[{name}]")
-            if result["stdout"]:
-                print(result["stdout"], end="" if result["stdout"].endswith("\n") else "\n")
-            if result["stderr"]:
-                print(result["stderr"], end="", file=sys.stderr)
             if result["error"]:
                 failed.append(name)
                 print(f"[{name}] error:\n{result['error']}", file=sys.stderr)
@@ -223,6 +269,61 @@ class KaleMagics(Magics):
         if self.cluster is None:
             raise UsageError("No active cluster: %kale start [KIND] -n N, or %kale connect ID.")
         return self.cluster
+
+
+def _run_streaming(cluster: Any, cell: str) -> dict[str, dict[str, Any]]:
+    """Run ``cell`` on every worker of ``cluster``, printing each worker's lines as they
+    come (a ``[worker]`` line before each worker's turn); return the results by worker.
+
+    Printing happens on the kernel's own thread, so the output lands in the cell.
+    """
+    from kale_ext.channel import ChannelServer, new_key
+
+    lines: queue.Queue[tuple[str, str, str]] = queue.Queue()
+
+    def handler(batch: list[Any]) -> None:
+        for m in batch:
+            if m.kind == "report":
+                lines.put((str(m.data["worker"]), str(m.data["stream"]), str(m.data["text"])))
+
+    key = new_key()
+    slots = cluster.slots()
+    with ChannelServer(key, handler, host=cluster.channel_host()) as server:
+        futures = {slot.name: cluster.submit_to(
+            slot, run_cell_source, cell, server.address, key, slot.name, index,
+            key=f"kale-cell-{slot.name}-{time.monotonic_ns()}")
+            for index, slot in enumerate(slots)}
+        shown: list[str] = []
+
+        def show(block: float) -> None:
+            try:
+                item = lines.get(timeout=block)
+            except queue.Empty:
+                return
+            while True:
+                worker, stream, text = item
+                if not shown or shown[-1] != worker:
+                    print(f"[{worker}]", flush=True)
+                shown.append(worker)
+                print(text, end="", file=sys.stderr if stream == "stderr" else sys.stdout,
+                      flush=True)
+                try:
+                    item = lines.get_nowait()
+                except queue.Empty:
+                    return
+
+        while not all(f.done() for f in futures.values()):
+            show(0.1)
+        show(0)
+    results = {}
+    for name, future in futures.items():
+        try:
+            results[name] = future.result()
+        except Exception as e:  # the worker was lost, or the task could not run
+            results[name] = {"stdout": "", "stderr": "", "error": f"{type(e).__name__}: {e}"}
+        if name not in shown:
+            print(f"[{name}] (no output)")
+    return results
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -223,6 +223,21 @@ class KaleManager:
         detail["created"] = info.get("created")
         return detail
 
+    def stored_search(self, store: str) -> tuple[SearchDetailShape, list[TrialShape]]:
+        """A search read from its store file, registered or not: its detail and trials."""
+        path = Path(store).expanduser().resolve()
+        if not path.is_file():
+            raise ApiError(404, f"No search store at {path}; give a store's path or a "
+                                "registered search's name (kale search list).")
+        with self._open(path.name, {"store": str(path)}) as s:
+            name = str(s.search()["name"])
+        summary, info = self._describe({"name": name, "store": str(path)})
+        detail = cast(SearchDetailShape, dict(summary))
+        detail["definition"] = {k: v for k, v in info["definition"].items() if k != "fn_pickle"}
+        detail["created"] = info.get("created")
+        with self._open(name, {"store": str(path)}) as s:
+            return detail, [cast(TrialShape, t.to_dict()) for t in s.trials()]
+
     def trials(self, name: str) -> list[TrialShape]:
         with self._open(name) as store:
             return [cast(TrialShape, t.to_dict()) for t in store.trials()]

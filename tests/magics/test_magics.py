@@ -91,3 +91,46 @@ def test_magics_usage_errors_are_short_and_clear():
     for cell in cells[1:7]:
         assert all(e.startswith("UsageError") for e in _errors(cell)), _errors(cell)
     assert "%%kale run" in _text(cells[7]) and "start" in _text(cells[7])
+
+
+@pytest.mark.slow
+def test_kale_run_streams_each_workers_lines_as_they_come():
+    import time
+
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        def execute(code: str, timeout: float = 180) -> list[tuple[float, str, str]]:
+            """Run ``code``; return (arrival time, stream, text) of its stream outputs."""
+            msg_id = kc.execute(code)
+            got = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=timeout)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    got.append((time.monotonic(), msg["content"]["name"],
+                                msg["content"]["text"]))
+                if msg["msg_type"] == "status" and \
+                        msg["content"]["execution_state"] == "idle":
+                    got.append((time.monotonic(), "idle", ""))
+                    return got
+
+        execute("%load_ext kale_ext\n%kale start local -n 2 -b dask")
+        got = execute("%%kale run\nimport time\nprint('first', flush=True)\ntime.sleep(4)\n"
+                      "print('second')")
+        ended = got[-1][0]
+        text = "".join(t for _, _, t in got)
+        firsts = [at for at, _, t in got if "first" in t]
+        assert text.count("first") == 2 and text.count("second") == 2, text
+        assert firsts and all(ended - at > 2.5 for at in firsts), got  # shown while running
+        assert "[0]" in text and "[1]" in text
+        execute("%kale stop")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        import kale_ext as kale
+
+        for status in kale.clusters(clean=False):  # a cluster outlives its kernel
+            kale.stop(status.id)

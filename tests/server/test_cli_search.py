@@ -58,3 +58,25 @@ def test_search_list_show_and_control(capsys):
     assert "no running driver" in capsys.readouterr().err
     assert main(["search", "show", "nope"]) == 1
     assert "No search 'nope'" in capsys.readouterr().err
+
+
+def test_search_show_takes_a_name_or_a_store_path(tmp_path, capsys):
+    from kale_ext import registry
+    from kale_ext.store import Store
+
+    store_path = tmp_path / "runs" / "demo-1.kale.sqlite"
+    store_path.parent.mkdir()
+    with Store.open(store_path) as store:
+        store.create_search({"name": "demo-1", "metric": "val_acc", "mode": "max",
+                             "trials": 1, "algorithm": "tpe"})
+        store.add_trial(0, {"lr": 0.000118})
+    # The path (as the demo's hint prints it) works whether or not the search is registered.
+    assert main(["search", "show", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("demo-1: ") and "val_acc (max), algorithm tpe" in out
+    assert "lr=1.18e-4" in out or "lr=0.000118" in out
+    registry.write("searches", "demo-1", {"name": "demo-1", "store": str(store_path)})
+    assert main(["search", "show", "demo-1"]) == 0
+    assert capsys.readouterr().out == out
+    assert main(["search", "show", str(tmp_path / "gone.kale.sqlite")]) == 1
+    assert "No search store at" in capsys.readouterr().err
