@@ -1,5 +1,7 @@
-"""Which address of this host other hosts reach: for the metric channel, a Dask
-scheduler or an ipyparallel controller whose workers run on compute nodes.
+"""Which address of this host other hosts reach.
+
+The address serves the metric channel, a Dask scheduler or an ipyparallel controller
+whose workers run on compute nodes.
 
 A login node has several interfaces (loopback, the site network, the cluster's fabric)
 and its host name often resolves to a loopback address, which no compute node can
@@ -60,7 +62,7 @@ def _is_address(text: str) -> bool:
 
 
 def resolve_host(setting: str, *, key: str) -> str:
-    """The address meant by a setting: an interface name, an address, or a host name.
+    """Return the address meant by a setting: an interface name, an address, a host name.
 
     Parameters
     ----------
@@ -89,8 +91,11 @@ def resolve_host(setting: str, *, key: str) -> str:
 
 
 def route_address(target: str) -> str | None:
-    """The local address of the route to ``target`` (an address or host name); None when
-    there is no route. Nothing is sent: connecting a UDP socket only picks the route."""
+    """Return the local address of the route to ``target``, or None when there is none.
+
+    ``target`` is an address or host name. Nothing is sent: connecting a UDP socket only
+    picks the route.
+    """
     try:
         infos = socket.getaddrinfo(target, 9, socket.AF_INET, socket.SOCK_DGRAM)
     except OSError:
@@ -106,7 +111,7 @@ def route_address(target: str) -> str | None:
 
 
 def reachable_address(peers: Iterable[str] = (), *, setting: str = "kale.interface") -> str:
-    """This host's address that the hosts ``peers`` (compute nodes) can reach.
+    """Return this host's address that the hosts ``peers`` (compute nodes) can reach.
 
     Parameters
     ----------
