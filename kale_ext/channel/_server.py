@@ -39,7 +39,7 @@ _POLL_MS = 500
 
 
 def channel_host(local: bool = False, *, peers: Iterable[str] = ()) -> str:
-    """The address the server binds and workers connect to.
+    """Return the address the server binds and workers connect to.
 
     Parameters
     ----------
@@ -172,7 +172,7 @@ class ChannelServer:
             self._set_decision(trial, reply)
 
     def decision(self, trial: int) -> dict[str, Any]:
-        """The reply ``trial`` hears now; empty when there is none."""
+        """Return the reply ``trial`` hears now; empty when there is none."""
         with self._lock:
             return dict(self._decisions.get(trial, {}))
 
