@@ -73,8 +73,9 @@ class ClusterRecord:
 
 
 class WorkerRetired(ClusterError):
-    """A task's worker left the cluster on purpose while the task ran, and the task was
-    not re-run.
+    """A task's worker left the cluster on purpose while the task ran.
+
+    The task was not re-run.
 
     A batch worker retires shortly before its job's walltime (its lifetime), and its
     place goes to a new job. Nothing went wrong with the task: run it again as new.
@@ -276,7 +277,7 @@ class Cluster(ABC):
         """
 
     def channel_host(self) -> str:
-        """The address on which this host's metric channel should listen for this cluster.
+        """Return the address this host's metric channel should listen on for this cluster.
 
         ``kale.channel-host`` wins; otherwise the address the cluster's scheduler or
         controller listens on, which its workers already reach; otherwise loopback for
