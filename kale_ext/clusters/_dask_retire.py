@@ -30,8 +30,10 @@ SELF_RETIRED = "worker-close-gracefully"
 
 
 def _spec_name(worker_name: str, spec: dict[str, Any]) -> str | None:
-    """The plan entry a worker belongs to (``<spec>`` or ``<spec>-<i>`` for a job of
-    several processes); None when it belongs to none."""
+    """Return the plan entry a worker belongs to; None when it belongs to none.
+
+    A worker is named ``<spec>``, or ``<spec>-<i>`` for a job of several processes.
+    """
     name = str(worker_name)
     if name in spec:
         return name
@@ -48,7 +50,7 @@ class Retirements:
         self.replaced = 0
 
     def install(self) -> None:
-        """Hook the scheduler's ``remove_worker``, which retirement calls with ``expected=True``."""
+        """Wrap the scheduler's ``remove_worker``, which retirement calls with ``expected=True``."""
         scheduler = self.scheduler
         original = scheduler.remove_worker
 
