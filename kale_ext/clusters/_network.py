@@ -28,7 +28,7 @@ CERT_NODES = 256  # node addresses a certificate names at most (Dask checks none
 
 
 def node_addresses(kind: str, options: Mapping[str, Any]) -> list[str]:
-    """The compute nodes' addresses the batch system lists for the cluster's queue."""
+    """Return the compute nodes' addresses the batch system lists for the cluster's queue."""
     if kind == "local":
         return []
     queue = options.get("queue")
@@ -37,11 +37,12 @@ def node_addresses(kind: str, options: Mapping[str, Any]) -> list[str]:
 
 def contact_host(kind: str, options: Mapping[str, Any],
                  nodes: list[str] | None = None) -> str:
-    """The address of this host that the cluster's workers dial (see the module's notes).
+    """Return the address of this host that the cluster's workers dial.
 
-    An explicit setting is returned as the setting means it (an interface name becomes
-    its address; ``"*"`` stays, for a scheduler listening everywhere). ``nodes`` are the
-    compute nodes' addresses when already asked for (:func:`node_addresses`).
+    See the module's notes. An explicit setting is returned as the setting means it (an
+    interface name becomes its address; ``"*"`` stays, for a scheduler listening
+    everywhere). ``nodes`` are the compute nodes' addresses when already asked for
+    (:func:`node_addresses`).
     """
     explicit = options.get("interface_host")
     if explicit:
@@ -57,7 +58,7 @@ def contact_host(kind: str, options: Mapping[str, Any],
 
 
 def certificate_hosts(contact: str, nodes: list[str]) -> tuple[list[str], list[str]]:
-    """The IP addresses and DNS names a cluster's TLS certificate is issued for.
+    """Return the IP addresses and DNS names a cluster's TLS certificate is issued for.
 
     The scheduler's address (what workers dial), loopback (clients on this host), this
     host's name, and the addresses of up to :data:`CERT_NODES` compute nodes, where the
