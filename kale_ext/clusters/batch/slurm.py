@@ -102,8 +102,10 @@ class Slurm(BatchSystem):
         return job.reason.strip().strip("()").split(",", 1)[0].strip()
 
     def node_addresses(self, queue: str | None = None) -> list[str]:
-        """Return the ``NodeAddr`` of every node of ``queue`` (the default partition's
-        nodes when None), as ``sinfo`` lists them."""
+        """Return the ``NodeAddr`` of every node of ``queue``, as ``sinfo`` lists them.
+
+        With ``queue`` None, those of the default partition's nodes.
+        """
         cmd = ["sinfo", "--noheader", "--Node", "--format=%o"]
         if queue:
             cmd += ["--partition", queue]
