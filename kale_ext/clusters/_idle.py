@@ -61,8 +61,11 @@ def timeout_seconds(options: Mapping[str, Any]) -> float | None:
 
 
 def check_interval(timeout: float | None) -> float:
-    """Seconds between two looks at the cluster: a tenth of the timeout, 0.25 s to 30 s
-    (5 s without a timeout: the status still says how long a cluster has been idle)."""
+    """Return the seconds between two looks at the cluster.
+
+    That is a tenth of the timeout, 0.25 s to 30 s (5 s without a timeout: the status
+    still says how long a cluster has been idle).
+    """
     if timeout is None:
         return 5.0
     return min(30.0, max(0.25, timeout / 10))
@@ -87,8 +90,11 @@ class IdleClock:
     _seen: frozenset[str] | None = None
 
     def observe(self, now: float, *, clients: Iterable[str], busy: bool) -> None:
-        """Record one look at ``now``: the ids of the connected clients, and whether any
-        task is queued or running."""
+        """Record one look at ``now``.
+
+        ``clients`` are the ids of the connected clients; ``busy`` says whether any task
+        is queued or running.
+        """
         current = frozenset(clients)
         holding = current if self._seen is None else current & self._seen
         self._seen = current
@@ -113,7 +119,7 @@ class IdleClock:
         return self.left(now) == 0.0
 
     def to_dict(self, now: float) -> dict[str, float | None]:
-        """The clock as a status shows it: ``timeout``, ``idle_for`` and ``left``."""
+        """Return the clock as a status shows it: ``timeout``, ``idle_for`` and ``left``."""
         return {"timeout": self.timeout, "idle_for": self.idle_for(now), "left": self.left(now)}
 
 
@@ -127,9 +133,12 @@ def scheduler_activity(scheduler: Any) -> tuple[list[str], bool]:
 
 async def watch(clock: IdleClock, look: Callable[[], tuple[Iterable[str], bool]],
                 expire: Callable[[], None]) -> None:
-    """Look at the cluster every few seconds with ``look()``; call ``expire()`` once idle
-    for the clock's whole timeout. A clock without a timeout keeps counting (status
-    shows for how long a cluster is idle) and never expires."""
+    """Look at the cluster every few seconds with ``look()``, and expire it when idle.
+
+    ``expire()`` is called once the cluster has been idle for the clock's whole timeout.
+    A clock without a timeout keeps counting (status shows for how long a cluster is
+    idle) and never expires.
+    """
     while True:
         now = time.time()
         try:
