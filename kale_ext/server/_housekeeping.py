@@ -1,5 +1,8 @@
-"""What the sidebar tidies: searches forgotten (their files kept or deleted), stores
-that no longer exist, and failed cluster starts until they are dismissed."""
+"""What the sidebar tidies.
+
+That is searches forgotten (their files kept or deleted), stores that no longer exist,
+and failed cluster starts until they are dismissed.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def store_missing(record: dict[str, Any]) -> bool:
 
 
 def search_files(store: Path) -> list[Path]:
-    """The store of a search (with SQLite's side files) and its checkpoint folders.
+    """Return the store of a search (with SQLite's side files) and its checkpoint folders.
 
     Checkpoint folders are the roots the stored checkpoints lie under (the parents of
     their ``trial-<n>`` folders), and ``<store>.checkpoints`` beside the store.
