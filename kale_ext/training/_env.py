@@ -29,7 +29,7 @@ def _first_int(names: tuple[str, ...], default: int) -> int:
 
 
 def rank() -> int:
-    """This process's rank among all ranks of the run (0 when not distributed)."""
+    """Return this process's rank among all ranks of the run (0 when not distributed)."""
     ctx = current()
     if ctx is not None and "world_size" in ctx.extra:
         return ctx.rank
@@ -45,7 +45,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    """This process's rank among the ranks on its host (0 when not distributed)."""
+    """Return this process's rank among the ranks on its host (0 when not distributed)."""
     ctx = current()
     if ctx is not None and "local_rank" in ctx.extra:
         return int(ctx.extra["local_rank"])
@@ -53,7 +53,7 @@ def local_rank() -> int:
 
 
 def device() -> Any:
-    """The ``torch.device`` this rank or trial should use.
+    """Return the ``torch.device`` this rank or trial should use.
 
     ``cuda:<local rank>`` (modulo the GPUs this process sees) when torch sees a GPU, else
     ``cpu``. A worker process is bound to its own GPUs (``CUDA_VISIBLE_DEVICES``: set by
