@@ -270,7 +270,7 @@ class RankGroup:
             self.future.set_result(self.combined())
 
     def combined(self) -> dict[str, Any]:
-        """The run's outcome from its ranks' outcomes."""
+        """Return the run's outcome from its ranks' outcomes."""
         ranks = [self.outcomes.get(r, {"status": "running"}) for r in range(self.size)]
         first = ranks[0]
         if self._stop_reason is not None:
@@ -301,8 +301,11 @@ _PEER_FAILURES = ("connection closed by peer", "connection reset by peer", "brok
 
 
 def _blame(outcome: dict[str, Any], seen: int) -> tuple[bool, bool, float, int]:
-    """Sort key of failed ranks, most likely cause first: a dead process or worker, then
-    an error that is not a collective's complaint about a peer, then the earliest."""
+    """Return the sort key of failed ranks, most likely cause first.
+
+    First a dead process or worker, then an error that is not a collective's complaint
+    about a peer, then the earliest.
+    """
     text = f"{outcome.get('error', '')}".lower()
     return (not (outcome.get("killed") or outcome.get("lost")),
             any(p in text for p in _PEER_FAILURES),
