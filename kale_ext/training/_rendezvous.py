@@ -96,8 +96,10 @@ class RankInfo:
 
 
 def assign(hostnames: list[str]) -> tuple[list[int], list[RankInfo]]:
-    """Number the ranks of workers on ``hostnames``: ranks of a host are contiguous,
-    hosts in order of first appearance (so the first worker is rank 0).
+    """Assign ranks to the workers on ``hostnames``.
+
+    The ranks of a host are contiguous, hosts in order of first appearance (so the first
+    worker is rank 0).
 
     Returns the worker index of each rank, and each rank's :class:`RankInfo`.
     ``cross_rank`` is the host's index among hosts that have a rank with the same
@@ -118,7 +120,7 @@ def assign(hostnames: list[str]) -> tuple[list[int], list[RankInfo]]:
 
 
 def torch_env(info: RankInfo, master_addr: str, master_port: int) -> dict[str, str]:
-    """The environment torchrun gives a rank (``init_method="env://"`` reads it)."""
+    """Return the environment torchrun gives a rank (``init_method="env://"`` reads it)."""
     return {
         "RANK": str(info.rank), "WORLD_SIZE": str(info.size),
         "LOCAL_RANK": str(info.local_rank), "LOCAL_WORLD_SIZE": str(info.local_size),
@@ -129,8 +131,11 @@ def torch_env(info: RankInfo, master_addr: str, master_port: int) -> dict[str, s
 
 def horovod_env(info: RankInfo, rendezvous_addr: str, rendezvous_port: int,
                 interface: str) -> dict[str, str]:
-    """The environment ``horovodrun --gloo`` gives a rank (horovod/runner/gloo_run.py),
-    plus the torch names so that ``kale.rank()`` reads the same everywhere."""
+    """Return the environment ``horovodrun --gloo`` gives a rank.
+
+    That is the one of horovod/runner/gloo_run.py, plus the torch names so that
+    ``kale.rank()`` reads the same everywhere.
+    """
     env = {
         "HOROVOD_HOSTNAME": info.hostname, "HOROVOD_RANK": str(info.rank),
         "HOROVOD_SIZE": str(info.size), "HOROVOD_LOCAL_RANK": str(info.local_rank),
