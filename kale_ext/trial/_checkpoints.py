@@ -90,8 +90,10 @@ def checkpoint_root(store_path: Path) -> Path:
 
 
 def sees_checkpoint_root(checkpoint_dir: str) -> bool:
-    """Whether this process sees the driver's marker in the root of ``checkpoint_dir``
-    (a trial's folder, ``<root>/trial-<n>``)."""
+    """Return whether this process sees the driver's marker in the checkpoint root.
+
+    ``checkpoint_dir`` is a trial's folder, ``<root>/trial-<n>``.
+    """
     return (Path(checkpoint_dir).parent / CHECKPOINT_MARKER).exists()
 
 
