@@ -35,7 +35,7 @@ def _ids(value: str | None) -> list[str]:
 
 
 def allocated_gpus(environ: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
-    """The GPUs this process's job or step holds: ``(visible, node_ids)``.
+    """Return the GPUs this process's job or step holds: ``(visible, node_ids)``.
 
     ``visible`` are the names CUDA takes in ``CUDA_VISIBLE_DEVICES`` (indices, or UUIDs);
     ``node_ids`` the same GPUs as the batch system numbers them on the node
@@ -52,7 +52,9 @@ def allocated_gpus(environ: Mapping[str, str] | None = None) -> tuple[list[str],
 
 
 def share(gpus: list[str], index: int, processes: int) -> list[str]:
-    """The GPUs of process ``index`` of ``processes``: equal contiguous shares of ``gpus``.
+    """Return the GPUs of process ``index`` of ``processes``.
+
+    The processes get equal contiguous shares of ``gpus``.
 
     Raises
     ------
@@ -76,7 +78,7 @@ def share(gpus: list[str], index: int, processes: int) -> list[str]:
 
 def gpu_binding(index: int, processes: int,
             environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment that binds worker process ``index`` of ``processes`` to its GPUs.
+    """Return the environment that binds worker process ``index`` of ``processes`` to GPUs.
 
     Empty when the job holds no GPU; otherwise ``CUDA_VISIBLE_DEVICES`` (the process's
     share) and ``KALE_GPUS`` (the same GPUs as node indices).
@@ -89,7 +91,7 @@ def gpu_binding(index: int, processes: int,
 
 
 def bound_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The node's GPU indices this process may use (``[]`` without GPUs).
+    """Return the node's GPU indices this process may use (``[]`` without GPUs).
 
     ``KALE_GPUS`` where kale bound the process, else what the batch system allocated to
     it (Slurm's ``SLURM_STEP_GPUS`` for a task started with ``--gpus-per-task``).
