@@ -1,5 +1,6 @@
-"""From the metric channel to the store: the one step a search's driver and a training
-run share.
+"""From the metric channel to the store.
+
+This is the one step a search's driver and a training run share.
 
 Every batch the channel delivers is stored first (the acknowledgement that follows tells
 the workers it is durable); then the messages of each trial's current attempt are handed
@@ -37,27 +38,27 @@ class TrialEvents:
     """
 
     def attempt(self, trial: int) -> int | None:
-        """The current attempt of ``trial``; None for a trial not run here."""
+        """Return the current attempt of ``trial``; None for a trial not run here."""
         raise NotImplementedError
 
     def on_seen(self, message: Message) -> None:
         """Any message of the current attempt, heartbeats included, before the others."""
 
     def on_start(self, message: Message) -> None:
-        """A rank started: ``message.data`` holds its host, pid and worker."""
+        """Handle a rank's start: ``message.data`` holds its host, pid and worker."""
 
     def on_checkpoint(self, trial: int, step: int | None, path: str) -> None:
         """Rank 0 saved a checkpoint (already recorded in the store)."""
 
     def on_report(self, message: Message) -> Decision | None:
-        """A report; a decision to send back to the trial, or None to leave its own."""
+        """Handle a report; return a decision for the trial, or None to leave its own."""
         return None
 
     def on_end(self, message: Message) -> None:
-        """A rank ended; ``message.data`` is its outcome."""
+        """Handle a rank's end; ``message.data`` is its outcome."""
 
     def on_control(self, data: dict[str, Any]) -> Decision:
-        """A control command from another process; the answer rides on the reply."""
+        """Handle a control command from another process; the answer rides on the reply."""
         return Decision(Action.CONTINUE, '{"ok": false, "error": "nothing to control here"}')
 
     def pending(self) -> Mapping[int, Decision]:
@@ -66,8 +67,10 @@ class TrialEvents:
 
 
 class Ingest:
-    """The channel handler of a search or training run: stores each batch, then tells
-    ``events`` what the messages of current attempts mean.
+    """The channel handler of a search or training run.
+
+    It stores each batch, then tells ``events`` what the messages of current attempts
+    mean.
 
     Parameters
     ----------
@@ -118,8 +121,10 @@ class Ingest:
         return {trial: d.to_dict() for trial, d in decisions.items()}
 
     def _check_checkpoints(self, msg: Message) -> None:
-        """Warn when a trial's worker does not see the checkpoint folder (see
-        :mod:`._checkpoints`); only rank 0 writes checkpoints."""
+        """Warn when a trial's worker does not see the checkpoint folder.
+
+        See :mod:`._checkpoints`; only rank 0 writes checkpoints.
+        """
         data = msg.data
         if msg.rank != 0 or data.get("checkpoints_shared") is not False \
                 or self._warned_unshared:
