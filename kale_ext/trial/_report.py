@@ -15,8 +15,10 @@ from kale_ext.trial._state import Action, Decision
 
 
 def check_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` with numpy/torch scalars made plain; raises for anything not a
-    number or string, naming the metric."""
+    """Return ``metrics`` with numpy/torch scalars made plain.
+
+    Raise for anything not a number or string, naming the metric.
+    """
     clean: dict[str, Any] = {}
     for name, value in metrics.items():
         if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
@@ -47,9 +49,11 @@ def report(**metrics: Any) -> Decision:
 
 
 def report_nowait(**metrics: Any) -> Decision:
-    """Like :func:`report`, but queue the row and return at once, for many reports per
-    second; rows are batched and still stored in order, and the decision seen is the
-    latest the driver sent."""
+    """Queue a row like :func:`report` does, and return at once.
+
+    For many reports per second: rows are batched and still stored in order, and the
+    decision seen is the latest the driver sent.
+    """
     return _report(metrics, block=False)
 
 
@@ -71,8 +75,11 @@ def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
 
 def send(ctx: TrialContext, kind: str, data: dict[str, Any], *,
          block: bool = True) -> Decision:
-    """Send a message of the running trial; the driver's decision. A driver silent for
-    ``ctx.report_timeout`` s ends the trial with :class:`kale.TrialStopped`."""
+    """Send a message of the running trial; return the driver's decision.
+
+    A driver silent for ``ctx.report_timeout`` s ends the trial with
+    :class:`kale.TrialStopped`.
+    """
     if ctx.client is None:
         return Decision()
     try:
@@ -135,8 +142,11 @@ def save_checkpoint(state: Any, step: int) -> str | None:
 
 
 def load_checkpoint() -> Any | None:
-    """The state saved by the latest :func:`save_checkpoint` this trial should resume
-    from (after a pause, a retry, a resumed search or a PBT exploit), else None."""
+    """Return the state this trial should resume from, else None.
+
+    That is the state saved by the latest :func:`save_checkpoint`, after a pause, a
+    retry, a resumed search or a PBT exploit.
+    """
     ctx = current()
     if ctx is None or not ctx.restore_from or not Path(ctx.restore_from).exists():
         return None
