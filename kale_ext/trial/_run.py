@@ -23,8 +23,10 @@ from kale_ext.trial._state import Action
 
 
 def pickle_function(fn: Callable[..., Any]) -> bytes:
-    """``fn`` as cloudpickle bytes, the form :func:`run_trial` takes; raises
-    :class:`kale.SearchError` saying how to make an unpicklable function picklable."""
+    """Return ``fn`` as cloudpickle bytes, the form :func:`run_trial` takes.
+
+    Raise :class:`kale.SearchError` saying how to make an unpicklable function picklable.
+    """
     import cloudpickle
 
     try:
@@ -89,7 +91,7 @@ def run_trial(
 
 
 def plain_value(value: Any) -> Any:
-    """A JSON-friendly version of a trial's return value (None when it has none)."""
+    """Return a JSON-friendly version of a trial's return value (None when it has none)."""
     if value is None or isinstance(value, int | float | str | bool):
         return value
     if isinstance(value, dict):
