@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def process_index(name: Any, processes: int) -> int:
-    """The index of a job's worker process from its name (``<job name>-<i>``)."""
+    """Return the index of a job's worker process from its name (``<job name>-<i>``)."""
     if processes == 1:
         return 0
     suffix = str(name).rsplit("-", 1)[-1]
