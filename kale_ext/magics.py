@@ -272,8 +272,10 @@ class KaleMagics(Magics):
 
 
 def _run_streaming(cluster: Any, cell: str) -> dict[str, dict[str, Any]]:
-    """Run ``cell`` on every worker of ``cluster``, printing each worker's lines as they
-    come (a ``[worker]`` line before each worker's turn); return the results by worker.
+    """Run ``cell`` on every worker of ``cluster``; return the results by worker.
+
+    Each worker's lines are printed as they come, a ``[worker]`` line before each
+    worker's turn.
 
     Printing happens on the kernel's own thread, so the output lands in the cell.
     """
