@@ -188,8 +188,11 @@ class KaleManager:
         return out
 
     def forget_search(self, name: str, delete_files: bool = False) -> ForgetShape:
-        """Drop a search from the registry, and with ``delete_files`` its store and
-        checkpoint folders; a search whose driver still runs is refused (409)."""
+        """Drop a search from the registry, and with ``delete_files`` its files.
+
+        The files are its store and checkpoint folders. A search whose driver still runs
+        is refused (409).
+        """
         record = self._search_record(name)
         if channel_file(name).exists():
             raise ApiError(409, f"Search {name!r} is still running; stop it (search.stop() "
@@ -224,7 +227,7 @@ class KaleManager:
         return detail
 
     def stored_search(self, store: str) -> tuple[SearchDetailShape, list[TrialShape]]:
-        """A search read from its store file, registered or not: its detail and trials."""
+        """Read a search from its store file, registered or not: its detail and trials."""
         path = Path(store).expanduser().resolve()
         if not path.is_file():
             raise ApiError(404, f"No search store at {path}; give a store's path or a "
