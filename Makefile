@@ -12,7 +12,8 @@ LABEXT := kale_ext/labextension/static/style.js
 # jlpm and jupyter come with jupyterlab in the venv; the lab build needs them on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint labext slurm-up slurm-down testbed-up testbed-down browser horovod bench clean
+.PHONY: demo test lint labext slurm-up slurm-down testbed-up testbed-down browser horovod mpi \
+	gpu-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,15 @@ browser: $(STAMP)
 horovod: $(STAMP)
 	bash deploy/horovod/build.sh $(PY)
 
+# MPICH (apt-get, as root) and mpi4py built against it, for ipyparallel MPI engine sets.
+mpi: $(STAMP)
+	bash deploy/mpi/install.sh $(PY)
+
+# For a machine with an NVIDIA GPU: its own venv with torch's CUDA build, then kale on the
+# GPUs (device, throughput, DDP and Horovod over NCCL) with figures; exits 2 without a GPU.
+gpu-check:
+	PYTHON=$(PYTHON) bash deploy/gpu-check/run.sh
+
 # ruff (pydocstyle on the package's API included), mypy over the whole package, and
 # import-linter's contracts in pyproject.toml: floors that only import downwards, no
 # cycle between packages, no import of another package's private module.
@@ -63,7 +73,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 # testbed-up comes last: a prerequisite failing after it would leave the test bed running.
-test: $(STAMP) $(LABEXT) slurm-up browser horovod lint testbed-up
+test: $(STAMP) $(LABEXT) slurm-up browser horovod mpi lint testbed-up
 	trap 'bash deploy/testbed/down.sh' EXIT; trap 'exit 130' INT TERM; \
 	$(PY) -m pytest tests --ignore=tests/benchmarks
 

@@ -1,10 +1,8 @@
 """kale on the test bed: the settings a kale process there needs, and its clusters.
 
-A kale process on the login node reaches the test bed's Slurm through ``SLURM_CONF`` and
-must give workers addresses they can reach: the login node's bridge address for the
-metric channel (``kale.channel-host``) and for the scheduler or controller
-(``interface_host``). Both are set explicitly here, so these tests check checkpoints,
-GPUs and distributed training whatever kale would choose by itself.
+A kale process on the login node reaches the test bed's Slurm through ``SLURM_CONF``.
+Nothing else is set: kale itself finds the address the nodes reach (the bridge's), for
+the scheduler or controller and for the metric channel.
 """
 
 from __future__ import annotations
@@ -25,14 +23,14 @@ from tests.testbed.conftest import Testbed
 
 @contextlib.contextmanager
 def on_testbed(testbed: Testbed, state_dir: Path, **settings: Any) -> Iterator[None]:
-    """Point this process's kale at the test bed: Slurm clients, channel, state folder.
+    """Point this process's kale at the test bed: Slurm clients, scratch, state folder.
 
     ``settings`` are more ``kale.<key>`` config values (dashes as in the YAML).
     """
     with pytest.MonkeyPatch.context() as mp:
         for name in ("SLURM_CONF", "SCRATCH"):
             mp.setenv(name, testbed.env[name])
-        config = {"kale.state-dir": str(state_dir), "kale.channel-host": testbed.login_addr,
+        config = {"kale.state-dir": str(state_dir),
                   **{f"kale.{k}": v for k, v in settings.items()}}
         with dask.config.set(config):
             yield
@@ -43,8 +41,7 @@ def engines_on_two_nodes(testbed: Testbed, **options: Any) -> Any:
     return kale.start_cluster("slurm", backend="ipyparallel", workers=2, engines_per_job=2,
                               queue="regular", walltime="00:15:00", cores=1,
                               job_extra=["--nodes=2", "--ntasks-per-node=1", *options.pop(
-                                  "job_extra", [])],
-                              interface_host=testbed.login_addr, **options)
+                                  "job_extra", [])], **options)
 
 
 def by_value(*modules: Any) -> None:

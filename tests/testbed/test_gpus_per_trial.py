@@ -66,7 +66,7 @@ def test_four_concurrent_trials_see_four_distinct_gpus(kale_testbed: Testbed):
     # Two threads a process: nothing but the binding keeps two trials off one GPU.
     cluster = kale.start_cluster(profile="slurm", workers=4, processes=4, cores=8,
                                  memory="4GiB", gpus_per_worker=4, queue="gpu",
-                                 walltime="00:15:00", interface_host=testbed.login_addr)
+                                 walltime="00:15:00")
     barrier = scratch_dir(testbed, "kale-gpus")
     try:
         search = kale.Search(together, {"i": kale.choice([0, 1, 2, 3]),
@@ -94,15 +94,13 @@ def test_four_concurrent_trials_see_four_distinct_gpus(kale_testbed: Testbed):
 
 def test_perlmutter_ipyparallel_profile_takes_one_node(kale_testbed: Testbed):
     """The perlmutter-gpu-ipp profile's resources: four engines, one GPU each, one node."""
-    testbed = kale_testbed
     site = yaml.safe_load(PERLMUTTER.read_text())["kale"]["profiles"]["perlmutter-gpu-ipp"]
     # The resource keys as the site file has them; the centre's qos and constraint are not
     # in the test bed, and its gpu partition stands for Perlmutter's GPU nodes.
     resources = {key.replace("-", "_"): site[key]
                  for key in ("workers", "engines-per-job", "gpus-per-worker")}
     assert resources["workers"] == resources["engines_per_job"] == 4
-    common = dict(backend="ipyparallel", queue="gpu", walltime="00:10:00",
-                  interface_host=testbed.login_addr)
+    common = dict(backend="ipyparallel", queue="gpu", walltime="00:10:00")
     cluster = kale.start_cluster(site["kind"], **resources, **common)
     try:
         seen = cluster.run_on_workers(where)

@@ -1,7 +1,7 @@
 """Distributed training with ranks on two test-bed nodes: torch DDP and Horovod over gloo.
 
 Each rank is an ipyparallel engine on its own node (one Slurm job, ``--nodes=2``), or a
-Dask worker in a whole-node job of its own; the ranks meet over the test bed's bridge,
+Dask worker in a job of its own on its own node; the ranks meet over the test bed's bridge,
 never over loopback. A step on half the batch per rank must equal one single-process
 step on the full batch, as on one host.
 """
@@ -60,20 +60,19 @@ def test_horovod_step_across_nodes_equals_full_batch(testbed: Testbed, cluster):
     _on_two_nodes(testbed, run)
 
 
-def test_ddp_on_dask_workers_of_two_whole_node_jobs(testbed: Testbed, tmp_path_factory):
-    """Dask workers in two ``--exclusive`` jobs: one a node, as whole-node jobs at a centre.
+def test_ddp_on_dask_workers_in_gpu_jobs_of_two_nodes(testbed: Testbed, tmp_path_factory):
+    """Dask workers in two jobs that each hold 3 of a node's 4 GPUs, so no two share a node
+    (and, unlike ``--exclusive``, they leave the nodes' cores to other jobs).
 
-    Slurm gives an exclusive job every GPU of its node, so each worker sees
-    ``CUDA_VISIBLE_DEVICES=0,1,2,3`` that torch cannot use: kale must choose gloo.
+    Each worker sees ``CUDA_VISIBLE_DEVICES`` with three GPUs that torch cannot use (they
+    are device files): kale must choose gloo, not nccl.
     """
     with on_testbed(testbed, tmp_path_factory.mktemp("kale-state")):
         cluster = kale.start_cluster(profile="slurm", workers=2, cores=1, memory="1GiB",
-                                     queue="regular", walltime="00:15:00",
-                                     job_extra=["--exclusive"],
-                                     interface_host=testbed.login_addr)
+                                     queue="gpu", gpus_per_worker=3, walltime="00:15:00")
         try:
             run = checks.one_step_equals_full_batch(cluster)
         finally:
             cluster.stop()
     _on_two_nodes(testbed, run)
-    assert all(len(r["gpus"]) == 4 for r in run.ranks.values()), run.ranks
+    assert all(len(r["gpus"]) == 3 for r in run.ranks.values()), run.ranks
