@@ -2,8 +2,9 @@
 
 A batch worker runs with ``--lifetime`` a little under its job's walltime, so that it
 leaves cleanly rather than being killed. Dask then quietly re-runs whatever the worker
-was running elsewhere, under the same task. kale retries trials itself, as new
-attempts with their reports kept apart, and turns Dask's retries off
+was running elsewhere, under the same task (or, when no other worker is left to take
+its results, takes it for a lost worker and fails its tasks). kale retries trials
+itself, as new attempts with their reports kept apart, and turns Dask's retries off
 (``allowed_failures = 0``); a quiet re-run would run one attempt twice. So, while
 retries are off, the tasks of a retiring worker fail at once with
 :class:`~kale_ext.clusters.WorkerRetired`, which tells the caller that nothing went
@@ -24,8 +25,8 @@ from kale_ext.clusters._base import WorkerRetired
 
 logger = logging.getLogger("kale_ext.clusters.dask_daemon")
 
-# The stimulus of a worker that closes by itself: Worker.close_gracefully, which its
-# --lifetime calls.
+# The stimulus with which a worker asks to be retired: Worker.close_gracefully, which
+# its --lifetime calls.
 SELF_RETIRED = "worker-close-gracefully"
 
 
@@ -47,33 +48,54 @@ class Retirements:
         self.cluster = cluster
         self.scheduler = scheduler
         self.retired: set[str] = set()  # plan entries whose workers retired
+        self.leaving: set[str] = set()  # addresses of workers retiring at their lifetime
         self.replaced = 0
 
     def install(self) -> None:
-        """Wrap the scheduler's ``remove_worker``, which retirement calls with ``expected=True``."""
+        """Hook the scheduler's ``retire_workers`` and ``remove_worker``.
+
+        A worker at its lifetime asks the scheduler to retire it (stimulus
+        ``worker-close-gracefully-...``) and closes. Its removal comes with
+        ``expected=True`` when the scheduler could move its results elsewhere, and as an
+        ordinary lost connection when it could not (no other worker): both count.
+        """
         scheduler = self.scheduler
-        original = scheduler.remove_worker
+        original_retire = scheduler.retire_workers
+        original_remove = scheduler.remove_worker
 
-        @functools.wraps(original)
+        @functools.wraps(original_retire)
+        async def retire_workers(*args: Any, **kwargs: Any) -> Any:
+            if str(kwargs.get("stimulus_id") or "").startswith(SELF_RETIRED):
+                self.leaving.update(scheduler.coerce_address(a)
+                                    for a in kwargs.get("workers") or ())
+            return await original_retire(*args, **kwargs)
+
+        @functools.wraps(original_remove)
         async def remove_worker(address: str, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("expected"):
-                try:
-                    self._retiring(scheduler, address, kwargs.get("stimulus_id", "retire"))
-                except Exception:  # never stand in the way of the removal itself
-                    logger.exception("handling the retirement of %s failed", address)
-            return await original(address, *args, **kwargs)
+            try:
+                address = scheduler.coerce_address(address)
+                own = address in self.leaving
+                self.leaving.discard(address)
+                if own or kwargs.get("expected"):
+                    self._retiring(address, kwargs.get("stimulus_id") or "retire", own)
+            except Exception:  # never stand in the way of the removal itself
+                logger.exception("handling the retirement of %s failed", address)
+            return await original_remove(address, *args, **kwargs)
 
+        scheduler.retire_workers = retire_workers
+        scheduler.handlers["retire_workers"] = retire_workers  # how workers call it
         scheduler.remove_worker = remove_worker
+        scheduler.handlers["unregister"] = remove_worker  # a closing worker's own call
 
-    def _retiring(self, scheduler: Any, address: str, stimulus_id: str) -> None:
-        ws = scheduler.workers.get(scheduler.coerce_address(address))
+    def _retiring(self, address: str, stimulus_id: str, own: bool) -> None:
+        """Note a retiring worker's place for a new job (``own``: its lifetime, not a
+        scale-down) and fail its running tasks while task retries are off."""
+        scheduler = self.scheduler
+        ws = scheduler.workers.get(address)
         if ws is None:
             return
-        spec = getattr(self.cluster, "worker_spec", None) or {}
-        entry = _spec_name(ws.name, spec)
-        # The worker's own decision (its lifetime), not a scale-down: that one retires
-        # workers under the stimulus "retire-workers-..." and drops them from the plan.
-        if entry is not None and stimulus_id.startswith(SELF_RETIRED):
+        entry = _spec_name(ws.name, getattr(self.cluster, "worker_spec", None) or {})
+        if entry is not None and own:
             self.retired.add(entry)
         if scheduler.allowed_failures != 0 or not ws.processing:
             return
