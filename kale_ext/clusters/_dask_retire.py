@@ -52,7 +52,7 @@ class Retirements:
         self.replaced = 0
 
     def install(self) -> None:
-        """Hook the scheduler's ``retire_workers`` and ``remove_worker``.
+        """Wrap the scheduler's ``retire_workers`` and ``remove_worker``.
 
         A worker at its lifetime asks the scheduler to retire it (stimulus
         ``worker-close-gracefully-...``) and closes. Its removal comes with
@@ -88,8 +88,11 @@ class Retirements:
         scheduler.handlers["unregister"] = remove_worker  # a closing worker's own call
 
     def _retiring(self, address: str, stimulus_id: str, own: bool) -> None:
-        """Note a retiring worker's place for a new job (``own``: its lifetime, not a
-        scale-down) and fail its running tasks while task retries are off."""
+        """Note a retiring worker's place for a new job, and fail its running tasks.
+
+        ``own`` says the worker retires at its lifetime (not in a scale-down); tasks fail
+        only while task retries are off.
+        """
         scheduler = self.scheduler
         ws = scheduler.workers.get(address)
         if ws is None:
