@@ -312,7 +312,7 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
         Times to relaunch every rank after a failure. A relaunched rank's
         ``kale.load_checkpoint()`` returns the latest ``kale.save_checkpoint`` of rank 0
         (the checkpoint folder, under ``kale.checkpoint-dir``, must be reachable from
-        every worker: kale warns when a rank's worker does not see it).
+        every worker: kale warns when one does not see it).
     """
     options = LaunchOptions(workers=workers, engine=engine, backend=backend, timeout=timeout,
                             grace=grace, heartbeat_timeout=heartbeat_timeout,

@@ -123,11 +123,10 @@ class Ingest:
     def _check_checkpoints(self, msg: Message) -> None:
         """Warn when a trial's worker does not see the checkpoint folder.
 
-        See :mod:`._checkpoints`; only rank 0 writes checkpoints.
+        See :mod:`._checkpoints`: rank 0 writes there, and every rank of a retry reads.
         """
         data = msg.data
-        if msg.rank != 0 or data.get("checkpoints_shared") is not False \
-                or self._warned_unshared:
+        if data.get("checkpoints_shared") is not False or self._warned_unshared:
             return
         self._warned_unshared = True
         warn_unshared(str(data.get("checkpoint_dir", "")), str(data.get("worker")),
