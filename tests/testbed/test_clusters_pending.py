@@ -67,9 +67,11 @@ def test_walltime_over_the_partitions_limit(on_testbed: Testbed, backend: str):
     _no_jobs_left(on_testbed, error)
 
 
-def test_over_asked_gres_surfaces_sbatchs_refusal(on_testbed: Testbed):
+@pytest.mark.parametrize("ask", [{"job_extra": ["--gres=gpu:5"]}, {"gpus_per_worker": 5}],
+                         ids=["gres", "gpus_per_worker"])
+def test_over_asked_gres_surfaces_sbatchs_refusal(on_testbed: Testbed, ask: dict):
     # Four GPUs a node: sbatch refuses five at submission.
-    error, took = _start_fails("dask", queue="gpu", job_extra=["--gres=gpu:5"])
+    error, took = _start_fails("dask", queue="gpu", **ask)
     assert took < FAST, f"took {took:.1f} s"
     assert "Requested node configuration is not available" in str(error), str(error)
     _no_jobs_left(on_testbed, error)
