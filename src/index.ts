@@ -6,6 +6,7 @@ import {
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { loadBokehJS } from './bokeh';
 import { KaleSidebar } from './panel';
 
 export { KaleAPI } from './api';
@@ -45,6 +46,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.title.icon = kaleIcon;
     app.shell.add(sidebar, 'left', { rank: 600 });
     restorer?.add(sidebar, 'kale-sidebar');
+    // Once per page: the search panels' plots need BokehJS, and their outputs no longer
+    // carry it inline.
+    loadBokehJS().catch(error => console.warn('kale: BokehJS not loaded:', error));
   }
 };
 

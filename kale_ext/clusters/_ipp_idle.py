@@ -77,6 +77,27 @@ def _activity(client: Any, completed: list[int]) -> bool:
     return busy
 
 
+def _look(client: Any, completed: list[int], timeout: float = 10.0) -> bool:
+    """:func:`_activity`, given up after ``timeout`` s: a controller that died mid-query
+    never answers, and ipyparallel's client would wait for it forever."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["busy"] = _activity(client, completed)
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True, name="kale-idle-look")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"the controller did not answer within {timeout:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return bool(box["busy"])
+
+
 def _starter_alive() -> bool:
     pid, _, host = os.environ.get("KALE_IDLE_STARTER", "").partition("@")
     return bool(pid) and registry.pid_alive(int(pid), host) is not False
@@ -94,15 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     client = None
     completed = [-1]
     try:
-        while registry.read("clusters", cluster_id) is not None:
+        while (data := registry.read("clusters", cluster_id)) is not None:
+            record = ClusterRecord.from_dict(data)
+            if registry.pid_alive(record.owner_pid, record.owner_host) is False:
+                logger.info("cluster %s: its controller is gone; nothing to watch", cluster_id)
+                break
             now = time.time()
             try:
                 if client is None:
                     client = ipyparallel.Client(profile_dir=str(folder / "ipython"),
                                                 cluster_id=cluster_id, timeout=10)
-                busy = _activity(client, completed)
+                busy = _look(client, completed)
             except Exception as e:  # controller starting or stopping: look again
                 logger.info("cluster %s: no answer from the controller: %s", cluster_id, e)
+                client = None  # a new connection next time
             else:
                 clock.observe(now, clients=["starter"] if _starter_alive() else [], busy=busy)
                 (folder / IDLE_FILE).write_text(json.dumps({"time": now,
@@ -115,14 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                     with contextlib.suppress(Exception):
                         client.close()
                     client = None
-                    stop(cluster_id)
-                    return 0
+                    with contextlib.suppress(Exception):  # stopped meanwhile by someone
+                        stop(cluster_id)
+                    break
             time.sleep(check_interval(timeout))
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
-    return 0
+    logging.shutdown()
+    os._exit(0)  # a look still hanging on a dead controller must not keep this alive
 
 
 if __name__ == "__main__":

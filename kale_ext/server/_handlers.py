@@ -201,6 +201,28 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
 ]
 
 
-def handlers(base_url: str) -> list[tuple[str, type[KaleHandler]]]:
-    """List the routes under ``<base_url>/kale/api``."""
-    return [(url_path_join(base_url, "kale", "api", path), handler) for path, handler in ROUTES]
+def bokehjs_dir() -> str:
+    """The folder of the installed bokeh's own BokehJS files (``bokeh.min.js``, ...)."""
+    from bokeh.util.paths import bokehjs_path
+
+    return str(bokehjs_path() / "js")
+
+
+def handlers(base_url: str) -> list[tuple[Any, ...]]:
+    """List the routes under ``<base_url>/kale/api``, and ``<base_url>/kale/static/bokeh``.
+
+    The lab extension loads BokehJS from the latter once per page, from this server (no
+    CDN, which compute nodes cannot reach), matching the kernel's bokeh version;
+    notebook outputs then need not carry BokehJS each.
+    """
+    from jupyter_server.base.handlers import AuthenticatedFileHandler
+
+    routes: list[tuple[Any, ...]] = [
+        (url_path_join(base_url, "kale", "api", path), handler) for path, handler in ROUTES]
+    try:
+        folder = bokehjs_dir()
+    except ImportError:  # no widget extras here: no panel to draw, nothing to serve
+        return routes
+    routes.append((url_path_join(base_url, "kale", "static", "bokeh", "(.*)"),
+                   AuthenticatedFileHandler, {"path": folder}))
+    return routes

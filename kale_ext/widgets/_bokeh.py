@@ -1,4 +1,4 @@
-"""Bokeh plumbing: BokehJS loaded inline once, figures wrapped as widgets."""
+"""Bokeh plumbing: BokehJS in the page once, figures wrapped as widgets."""
 
 from __future__ import annotations
 
@@ -24,21 +24,53 @@ def require(module: str) -> Any:
                         f"{INSTALL_HINT}") from e
 
 
-def load_bokehjs(force: bool = False) -> None:
-    """Put BokehJS into the notebook page, inline.
+# Loads BokehJS from the kale server extension when the page has none yet (the lab
+# extension normally did so when the page opened): a few hundred bytes in the output.
+_PAGE_LOADER = """
+(function () {
+  if (window.Bokeh || window._kaleBokehLoading) { return; }
+  window._kaleBokehLoading = true;
+  var config = document.getElementById('jupyter-config-data');
+  var base = config ? (JSON.parse(config.textContent).baseUrl || '/') : '/';
+  %s.reduce(function (previous, name) {
+    return previous.then(function () {
+      return new Promise(function (resolve, reject) {
+        var s = document.createElement('script');
+        s.src = base.replace(/\\/?$/, '/') + 'kale/static/bokeh/' + name;
+        s.onload = resolve; s.onerror = reject; document.head.appendChild(s);
+      });
+    });
+  }, Promise.resolve());
+})();
+"""
+_BUNDLES = ["bokeh.min.js", "bokeh-gl.min.js", "bokeh-widgets.min.js", "bokeh-tables.min.js"]
 
-    The CDN is unreachable on many compute nodes, and a BokehModel without BokehJS in
-    the page shows "Could not create a view". Runs once per kernel unless ``force``.
+
+def load_bokehjs(force: bool = False, *, inline: bool = False) -> None:
+    """Make sure the notebook page has BokehJS, once per kernel unless ``force``.
+
+    A BokehModel without BokehJS in the page shows "Could not create a view". kale's lab
+    extension loads BokehJS once per page from the Jupyter server (offline: no CDN,
+    which compute nodes cannot reach); this adds a small loader for a page without it.
+    ``inline=True`` puts the whole BokehJS into the output instead (megabytes in a
+    saved notebook), for front ends without kale's server extension.
     """
     global _loaded
     with _load_lock:
         if _loaded and not force:
             return
         require("bokeh")
-        import bokeh.io
-        import bokeh.resources
+        from IPython.display import Javascript, display
 
-        bokeh.io.output_notebook(bokeh.resources.INLINE, hide_banner=True)
+        if inline:
+            import bokeh.io
+            import bokeh.resources
+
+            bokeh.io.output_notebook(bokeh.resources.INLINE, hide_banner=True)
+        else:
+            import json
+
+            display(Javascript(_PAGE_LOADER % json.dumps(_BUNDLES)))
         _loaded = True
 
 

@@ -50,7 +50,10 @@ class Controls:
         # A fixed width: the buttons beside it must not move when the selection changes.
         self.selection = widgets.HTML("no trial selected",
                                       layout=widgets.Layout(width="200px"))
-        b = widgets.Button
+        def b(**kwargs: Any) -> Any:  # sized to its label: "Restart with edits" is not cut
+            return widgets.Button(layout=widgets.Layout(width="auto"), **kwargs)
+
+        self.live = search is not None
         self.buttons: dict[str, Any] = {
             "stop": b(description="Stop", icon="stop", button_style="danger",
                       tooltip="Stop the selected trials"),
@@ -72,8 +75,8 @@ class Controls:
             "stop_search": lambda: self._whole("stop", lambda s: s.stop()),
         }
         for name, button in self.buttons.items():
-            button.disabled = search is None
             button.on_click(lambda _b, act=actions[name]: act())
+        self._enable()
         table.on_select(self._on_select)
         trial_row = widgets.HBox([self.selection, *(self.buttons[n] for n in
                                   ("stop", "pause", "resume", "restart"))])
@@ -134,6 +137,19 @@ class Controls:
 
     # -- display ---------------------------------------------------------------------
 
+    def set_live(self, live: bool) -> None:
+        """Say whether the search still runs: once it ended, nothing is left to steer."""
+        if live != self.live:
+            self.live = live
+            self._enable()
+
+    def _enable(self) -> None:
+        """Enable what applies: trial buttons need a selection, all need a running search."""
+        running = self.search is not None and self.live
+        for name, button in self.buttons.items():
+            trial_button = not name.endswith("_search")
+            button.disabled = not running or (trial_button and not self.table.selected)
+
     def _show(self, text: str, *, ok: bool, escaped: bool = False) -> None:
         colour = "#2b8a3e" if ok else "#c92a2a"
         body = text if escaped else html.escape(text)
@@ -142,6 +158,7 @@ class Controls:
     def _on_select(self, trials: list[int]) -> None:
         self.selection.value = (f"selected trial(s): <b>{', '.join(map(str, trials))}</b>"
                                 if trials else "no trial selected")
+        self._enable()
         if trials and self.editor is not None:
             with contextlib.suppress(KeyError):  # a trial not yet read from the store
                 self.editor.load(self.config_of(trials[0]))

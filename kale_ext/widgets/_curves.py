@@ -2,14 +2,20 @@
 
 All lines live in one bokeh ``MultiLine`` source: a new trial's line is appended with
 ``ColumnDataSource.stream`` and a growing line is updated with ``patch``, so each
-refresh sends at most two small document events, however many trials changed.
+refresh sends a few small document events, however many trials changed. Every report
+is also a marker (a trial pruned after one report is a point, not an invisible line
+of no length), and each line is labelled with its trial at its last point; markers and
+labels follow at most once per ``marker_interval`` seconds, so a fast search costs the
+browser one redraw per update, not three. A checkbox hides the lines ``hideable``
+picks (the panel: pruned trials).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kale_ext.widgets._bokeh import bokeh_widget, palette, require
@@ -26,37 +32,61 @@ class CurvesView:
     curves
         The live dict of curves, keyed by trial number or rank; read on update.
     key_label
-        What a key is (``"trial"`` or ``"rank"``), for the legend and tooltips.
+        What a key is (``"trial"`` or ``"rank"``), for the labels and tooltips.
     metric
         The metric shown first.
+    hideable
+        Which keys the "hide" checkbox hides (None: no checkbox), and its label.
     """
 
     def __init__(self, curves: dict[int, Curve], *, key_label: str = "trial",
-                 metric: str = "", title: str = "", height: int = 280) -> None:
+                 metric: str = "", title: str = "", height: int = 280,
+                 hideable: Callable[[int], bool] | None = None,
+                 hide_label: str = "hide pruned trials", marker_interval: float = 1.0) -> None:
         widgets = require("ipywidgets")
         require("bokeh")
         from bokeh.models import ColumnDataSource, HoverTool
+        from bokeh.models.annotations import LabelSet
         from bokeh.plotting import figure
 
         self.curves = curves
         self.key_label = key_label
         self.metric = metric
+        self.hideable = hideable
         self.lock = threading.RLock()
-        self.rows: dict[int, int] = {}  # key -> row of the source
+        self.rows: dict[int, int] = {}  # key -> row of the line and label sources
+        self.counts: dict[int, int] = {}  # key -> its points in the marker source
         self.highlighted: set[int] = set()
+        self.marker_interval = marker_interval
+        self._marked_at = 0.0
+        self._unmarked: set[int] = set()  # keys whose markers and label lag their line
         self.source = ColumnDataSource(_empty())
+        self.points = ColumnDataSource({"x": [], "y": [], "key": [], "color": []})
+        self.ends = ColumnDataSource({"x": [], "y": [], "label": [], "color": []})
         self.figure = figure(height=height, sizing_mode="stretch_width", title=title,
                              x_axis_label="epoch", y_axis_label=metric,
                              tools="pan,wheel_zoom,box_zoom,reset,save")
-        self.figure.multi_line("xs", "ys", source=self.source, line_color="color",
-                               line_width="width", line_alpha="alpha")
-        self.figure.add_tools(HoverTool(tooltips=[(key_label, "@key"), ("value", "$y")]))
+        lines = self.figure.multi_line("xs", "ys", source=self.source, line_color="color",
+                                       line_width="width", line_alpha="alpha")
+        dots = self.figure.scatter("x", "y", source=self.points, size=5, color="color",
+                                   alpha=0.9)
+        self.figure.add_layout(LabelSet(x="x", y="y", text="label", source=self.ends,
+                                        text_color="color", text_font_size="9pt",
+                                        x_offset=4, y_offset=-6))
+        self.figure.add_tools(HoverTool(renderers=[lines], tooltips=[
+            (key_label, "@key"), ("value", "$y")]))
+        self.figure.add_tools(HoverTool(renderers=[dots], tooltips=[
+            (key_label, "@key"), ("epoch", "@x"), ("value", "@y")]))
         self.picker = widgets.Dropdown(description="metric", options=[metric] if metric else [],
                                        value=metric or None,
                                        layout=widgets.Layout(width="260px"))
         self.picker.observe(self._on_pick, names="value")
+        self.hide = widgets.Checkbox(value=False, description=hide_label, indent=False,
+                                     layout=widgets.Layout(width="auto"))
+        self.hide.observe(lambda _c: self.redraw(), names="value")
         self.plot = bokeh_widget(self.figure)
-        self.widget = widgets.VBox([self.picker, self.plot])
+        bar = [self.picker] + ([self.hide] if hideable is not None else [])
+        self.widget = widgets.VBox([widgets.HBox(bar), self.plot])
 
     # -- updates -------------------------------------------------------------------------
 
@@ -69,6 +99,9 @@ class CurvesView:
                 self.picker.options = names
                 self.picker.value = current if current in names else (names[0] if names else None)
 
+    def _hidden(self, key: int) -> bool:
+        return bool(self.hide.value and self.hideable is not None and self.hideable(key))
+
     def update(self, keys: Iterable[int]) -> None:
         """Redraw the lines of ``keys``: stream new ones, patch grown ones."""
         with self.lock:
@@ -76,9 +109,13 @@ class CurvesView:
             patches: dict[str, list[Any]] = {"xs": [], "ys": []}
             for key in sorted(set(keys)):
                 curve = self.curves.get(key)
-                if curve is None:
+                if curve is None or self._hidden(key):
                     continue
                 xs, ys = curve.series(self.metric)
+                if len(xs) < self.counts.get(key, 0):  # a restart: its line starts again
+                    self.redraw()
+                    return
+                self._unmarked.add(key)
                 if key in self.rows:
                     patches["xs"].append((self.rows[key], xs))
                     patches["ys"].append((self.rows[key], ys))
@@ -93,6 +130,50 @@ class CurvesView:
                 self.source.stream(new)
             if patches["xs"]:
                 self.source.patch(patches)
+            self.flush_markers()
+
+    def flush_markers(self, force: bool = False) -> None:
+        """Bring markers and labels up to the lines (at most once per marker_interval)."""
+        with self.lock:
+            now = time.monotonic()
+            if not self._unmarked or (not force and now - self._marked_at < self.marker_interval):
+                return
+            self._marked_at = now
+            ends: dict[str, Any] = {"x": [], "y": [], "label": [], "color": []}
+            end_patches: dict[str, list[Any]] = {"x": [], "y": []}
+            points: dict[str, Any] = {"x": [], "y": [], "key": [], "color": []}
+            labelled = len(self.ends.data["label"])
+            for key in sorted(self._unmarked, key=lambda k: self.rows.get(k, -1)):
+                row = self.rows.get(key)
+                if row is None:
+                    continue
+                xs, ys = self.curves[key].series(self.metric)
+                done = self.counts.get(key, 0)
+                points["x"].extend(xs[done:])
+                points["y"].extend(ys[done:])
+                points["key"].extend([key] * (len(xs) - done))
+                points["color"].extend([palette(key)] * (len(xs) - done))
+                self.counts[key] = len(xs)
+                end_x, end_y = (xs[-1], ys[-1]) if xs else (math.nan, math.nan)
+                if row < labelled:
+                    end_patches["x"].append((row, end_x))
+                    end_patches["y"].append((row, end_y))
+                else:  # rows are labelled in order: a new row follows the labelled ones
+                    for column, value in (("x", end_x), ("y", end_y),
+                                          ("label", self._label(key)), ("color", palette(key))):
+                        ends[column].append(value)
+            self._unmarked.clear()
+            if ends["x"]:
+                self.ends.stream(ends)
+            if end_patches["x"]:
+                self.ends.patch(end_patches)
+            if points["x"]:
+                self.points.stream(points)
+
+    def hide_now(self, keys: Iterable[int]) -> None:
+        """Redraw if one of ``keys`` (say, a trial just pruned) is drawn and now hidden."""
+        if any(k in self.rows and self._hidden(k) for k in keys):
+            self.redraw()
 
     def highlight(self, keys: Iterable[int]) -> None:
         """Draw ``keys`` thick and the others faint (all normal when ``keys`` is empty)."""
@@ -109,11 +190,15 @@ class CurvesView:
                                "alpha": [(slice(0, len(alphas)), alphas)]})
 
     def redraw(self) -> None:
-        """Rebuild every line (after the metric changed)."""
+        """Rebuild every line and marker (after the metric or the hidden ones changed)."""
         with self.lock:
             data = _empty()
-            keys = sorted(self.curves)
+            ends: dict[str, list[Any]] = {"x": [], "y": [], "label": [], "color": []}
+            points: dict[str, list[Any]] = {"x": [], "y": [], "key": [], "color": []}
+            keys = [k for k in sorted(self.curves) if not self._hidden(k)]
             self.rows = {k: i for i, k in enumerate(keys)}
+            self.counts = {}
+            self._unmarked.clear()
             for key in keys:
                 xs, ys = self.curves[key].series(self.metric)
                 width, alpha = self._style(key)
@@ -121,7 +206,18 @@ class CurvesView:
                                       ("color", palette(key)), ("width", width),
                                       ("alpha", alpha)):
                     data[column].append(value)
+                for column, value in (("x", xs[-1] if xs else math.nan),
+                                      ("y", ys[-1] if ys else math.nan),
+                                      ("label", self._label(key)), ("color", palette(key))):
+                    ends[column].append(value)
+                points["x"].extend(xs)
+                points["y"].extend(ys)
+                points["key"].extend([key] * len(xs))
+                points["color"].extend([palette(key)] * len(xs))
+                self.counts[key] = len(xs)
             self.source.data = data
+            self.ends.data = ends
+            self.points.data = points
             self.figure.yaxis.axis_label = self.metric
 
     def line(self, key: int) -> tuple[list[float], list[float]]:
@@ -131,6 +227,9 @@ class CurvesView:
             if row is None:
                 return [], []
             return list(self.source.data["xs"][row]), list(self.source.data["ys"][row])
+
+    def _label(self, key: int) -> str:
+        return f"{'r' if self.key_label == 'rank' else 't'}{key}"
 
     def _style(self, key: int) -> tuple[float, float]:
         if not self.highlighted:

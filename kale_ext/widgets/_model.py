@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext.search import Space, summarize
 from kale_ext.trial import TrialState
+from kale_ext.widgets._eta import Eta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,6 +122,7 @@ class TrialBook:
         self.curves: dict[int, Curve] = {}
         self.state = ""
         self.updated = created
+        self.eta = Eta(self.n_trials)
 
     # -- applying deltas ---------------------------------------------------------------
 
@@ -199,9 +201,9 @@ class TrialBook:
             parts.append(f"best {self.metric} {summary.best['value']:.4g} "
                          f"(trial {summary.best['trial']})")
         parts.append(f"elapsed {_duration(elapsed)}")
-        finished = summary.finished
-        if running and self.n_trials and 0 < finished < self.n_trials:
-            parts.append(f"ETA {_duration(elapsed / finished * (self.n_trials - finished))}")
+        left = self.eta.update(now, self.records.values()) if running else None
+        if left is not None:
+            parts.append(f"about {_duration(left)} left")
         parts.append(f"search {self.state or 'created'}")
         return " | ".join(parts)
 

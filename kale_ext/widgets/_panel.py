@@ -76,7 +76,7 @@ class SearchPanel:
         self.status = widgets.HTML("")
         self.table = TrialTable(self.book.frame())
         self.curves = CurvesView(self.book.curves, metric=self.book.metric,
-                                 title="learning curves")
+                                 title="learning curves", hideable=self._pruned)
         self.parallel = ParallelView(self.book)
         self.controls = Controls(self.search, self.table, self.book.space, self._config_of,
                                  after=self.refresh)
@@ -114,6 +114,9 @@ class SearchPanel:
                 self.curves.set_metrics(self.book.metric_names)
             if change.curves:
                 self.curves.update(change.curves)
+            if change.rows:
+                self.curves.hide_now(change.rows)
+            self.curves.flush_markers()
             self._parallel_dirty |= bool(change.rows)
             now = time.monotonic()
             if self._resync_at and now >= self._resync_at:
@@ -134,11 +137,16 @@ class SearchPanel:
             if delta.rows:
                 self.applied.append((delta.last_rowid, time.time()))
         live = self.book.state not in _FINAL_STATES
+        self.controls.set_live(live)
         return live or not delta.empty or self._parallel_dirty
 
     def refresh(self) -> None:
         """Update now rather than at the next tick (after a control action)."""
         self.updater.poke()
+
+    def _pruned(self, trial: int) -> bool:
+        record = self.book.records.get(trial)
+        return record is not None and TrialState(record.state) is TrialState.PRUNED
 
     def _config_of(self, trial: int) -> dict[str, Any]:
         if self.search is not None and trial in self.search.runs:

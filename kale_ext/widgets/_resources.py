@@ -78,16 +78,19 @@ class ResourcesView:
     def __init__(self, *, height: int = 220) -> None:
         widgets = require("ipywidgets")
         require("bokeh")
-        from bokeh.models import HoverTool, Range1d
+        from bokeh.models import DataRange1d, HoverTool, Range1d
         from bokeh.plotting import figure
 
         self.lock = threading.RLock()
         self.sources: dict[str, Any] = {}
         self.trials_by_worker: dict[str, list[int]] = {}
         self.latest: dict[str, dict[str, Any]] = {}
+        # Each worker's own process (where its trials run), not its host: workers on
+        # one host would draw the same host-wide line.
         self.cpu = figure(height=height, sizing_mode="stretch_width", x_axis_type="datetime",
-                          title="CPU % (solid) and memory % (dashed) per worker",
-                          y_range=Range1d(start=0, end=105), tools="pan,box_zoom,reset")
+                          title="CPU % of a core (solid) and memory % of the host (dashed), "
+                                "per worker process",
+                          y_range=DataRange1d(start=0), tools="pan,box_zoom,reset")
         self.gpu = figure(height=height, sizing_mode="stretch_width", x_axis_type="datetime",
                           title="GPU utilisation % (solid) and memory % (dashed)",
                           y_range=Range1d(start=0, end=105), tools="pan,box_zoom,reset",
@@ -107,7 +110,8 @@ class ResourcesView:
             self.latest = samples
             for worker, s in sorted(samples.items()):
                 gpus = s.get("gpus") or []
-                row = {"t": [s["time"] * 1000.0], "cpu": [s["cpu"]], "memory": [s["memory"]],
+                row = {"t": [s["time"] * 1000.0], "cpu": [_process_cpu(s)],
+                       "memory": [_process_memory(s)],
                        "gpu": [max((g["util"] for g in gpus), default=float("nan"))],
                        "gpu_memory": [max((100.0 * g["memory_used"] / g["memory_total"]
                                            for g in gpus if g["memory_total"]),
@@ -150,11 +154,33 @@ class ResourcesView:
             gpus = ", ".join(f"{g['name']} {g['util']:.0f}%" for g in s.get("gpus") or []) or "-"
             if s.get("bound_gpus"):  # the GPUs this worker's trials run on
                 gpus = f"GPU {','.join(s['bound_gpus'])}: {gpus}"
+            cpu = _process_cpu(s)
             rows.append(
                 f"<tr><td>{html.escape(worker)}</td><td>{html.escape(str(s.get('host')))}</td>"
-                f"<td>{s['cpu']:.0f}% of {s.get('cpus')}</td><td>{s['memory']:.0f}% "
-                f"(rss {s['rss'] / 2**20:.0f} MiB)</td><td>{html.escape(gpus)}</td>"
-                f"<td>{', '.join(map(str, sorted(trials))) or '-'}</td></tr>")
+                f"<td>{cpu:.0f}%</td><td>{s['cpu']:.0f}% of {s.get('cpus')} cores</td>"
+                f"<td>{s['rss'] / 2**20:.0f} MiB ({_process_memory(s):.1f}%)</td>"
+                f"<td>{html.escape(gpus)}</td>"
+                f"<td>{', '.join(map(str, sorted(trials))) or '-'}</td>"
+                f"<td>{_trial_cpu(trials, cpu)}</td></tr>")
         self.table.value = (
-            "<table><tr><th>worker</th><th>host</th><th>CPU</th><th>memory</th><th>GPU</th>"
-            "<th>running trials</th></tr>" + "".join(rows) + "</table>")
+            "<table><tr><th>worker</th><th>host</th><th>worker CPU</th><th>host CPU</th>"
+            "<th>worker memory</th><th>GPU</th><th>running trials</th><th>trial CPU</th>"
+            "</tr>" + "".join(rows) + "</table>")
+
+
+def _process_cpu(sample: dict[str, Any]) -> float:
+    """The worker process's CPU, in % of one core (the host's when a sample lacks it)."""
+    return float(sample.get("process_cpu", sample["cpu"]))
+
+
+def _process_memory(sample: dict[str, Any]) -> float:
+    """The worker process's resident memory in % of its host's."""
+    total = sample.get("memory_total") or 0
+    return 100.0 * sample["rss"] / total if total else float(sample["memory"])
+
+
+def _trial_cpu(trials: list[int], cpu: float) -> str:
+    """The CPU a worker's running trials use: its process's ("95%", "120% shared")."""
+    if not trials:
+        return "-"
+    return f"{cpu:.0f}%" if len(trials) == 1 else f"{cpu:.0f}% shared"

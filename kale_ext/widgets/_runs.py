@@ -103,6 +103,8 @@ class DistributedRunPanel:
     def _tick(self) -> bool:
         rows = self.store.metrics(self.trial, since_rowid=self.rowid)
         if not rows:
+            self.loss.flush_markers()  # the markers of the last reports, a moment late
+            self.rate.flush_markers()
             return True
         self.rowid = rows[-1].rowid
         with self.lock:

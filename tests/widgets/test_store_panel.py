@@ -136,3 +136,67 @@ def test_distributed_run_panel_per_rank_curves_and_rate(writer):
         wait_for(lambda: panel.loss.line(1)[0] == [1.0, 2.0, 3.0, 4.0], what="rank 1 step 4")
     finally:
         panel.close()
+
+
+def test_every_report_is_a_marker_lines_are_labelled_and_pruned_ones_can_hide(writer):
+    writer.add(0, {"lr": 0.01, "optimizer": "adam", "layers": 1})
+    for epoch in (1, 2, 3):
+        writer.report(0, epoch, val_acc=0.1 * epoch)
+    writer.add(1, {"lr": 0.5, "optimizer": "sgd", "layers": 2})
+    writer.report(1, 1, val_acc=0.05)  # one point: pruned at the first rung
+    writer.store.transition(1, TrialState.PRUNED, "pruned at rung 1")
+    panel = SearchPanel(writer.path)
+    try:
+        curves = panel.curves
+        assert curves.points.data["key"] == [0, 0, 0, 1]  # the pruned trial is a point
+        assert curves.ends.data["label"] == ["t0", "t1"]
+        assert curves.ends.data["x"] == [3.0, 1.0]
+        curves.hide.value = True
+        assert list(curves.source.data["key"]) == [0] and curves.points.data["key"] == [0, 0, 0]
+        curves.hide.value = False
+        assert list(curves.source.data["key"]) == [0, 1]
+    finally:
+        panel.close()
+
+
+def test_trial_buttons_need_a_selection_and_a_running_search(writer):
+    from kale_ext.widgets._controls import Controls
+
+    class Table:  # what the controls read of the trial table
+        selected: list[int] = []
+
+        def on_select(self, callback):
+            self.callback = callback
+
+    table = Table()
+    controls = Controls(object(), table, None, lambda n: {})  # a live search
+    trial, whole = controls.buttons["stop"], controls.buttons["stop_search"]
+    assert trial.disabled and not whole.disabled  # nothing selected yet
+    table.selected = [0]
+    table.callback([0])
+    assert not trial.disabled and not controls.buttons["restart"].disabled
+    controls.set_live(False)  # the search ended
+    assert all(b.disabled for b in controls.buttons.values())
+    assert controls.buttons["restart"].layout.width == "auto"  # its label is not cut
+
+
+def test_parallel_axes_carry_their_values_on_their_own_scales(writer):
+    from kale_ext.widgets._parallel import _draw
+
+    for t, lr in enumerate((1e-5, 1e-4, 1e-3)):  # three decades: a log axis
+        writer.add(t, {"lr": lr, "optimizer": ("adam", "sgd", "adam")[t], "layers": 2})
+        writer.report(t, 1, val_acc=0.2 * (t + 1))
+    feed = StoreFeed.open(writer.path)
+    book = TrialBook(feed.definition, feed.created)
+    book.apply(feed.poll())
+    lines, ticks = _draw(book)
+    feed.close()
+    axes = [*book.param_names, book.best_column]
+    by_axis = {axes[x]: [] for x in ticks["x"]}
+    for x, y, text in zip(ticks["x"], ticks["y"], ticks["text"], strict=True):
+        by_axis[axes[x]].append((y, text))
+    assert by_axis["lr"] == [(0.0, "1e-5"), (0.5, "1e-4"), (1.0, "0.001")]
+    assert by_axis["optimizer"] == [(0.0, "adam"), (1.0, "sgd")]
+    assert by_axis["layers"] == [(0.5, "2")]
+    assert by_axis["best_val_acc"] == [(0.0, "0.2"), (0.5, "0.4"), (1.0, "0.6")]
+    assert [ys[0] for ys in lines["ys"]] == pytest.approx([0.0, 0.5, 1.0])  # log spaced
