@@ -8,6 +8,7 @@ says ``cpu`` here because torch finds no GPU behind those numbers.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def test_four_concurrent_trials_see_four_distinct_gpus(kale_testbed: Testbed):
         assert all(bound[w] == [gpu] for w, gpu in by_worker.items()), (bound, by_worker)
     finally:
         cluster.stop()
+        shutil.rmtree(barrier, ignore_errors=True)
 
 
 def test_perlmutter_ipyparallel_profile_takes_one_node(kale_testbed: Testbed):
