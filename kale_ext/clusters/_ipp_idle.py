@@ -78,8 +78,11 @@ def _activity(client: Any, completed: list[int]) -> bool:
 
 
 def _look(client: Any, completed: list[int], timeout: float = 10.0) -> bool:
-    """:func:`_activity`, given up after ``timeout`` s: a controller that died mid-query
-    never answers, and ipyparallel's client would wait for it forever."""
+    """Run :func:`_activity`, given up after ``timeout`` s.
+
+    A controller that died mid-query never answers, and ipyparallel's client would wait
+    for it forever.
+    """
     box: dict[str, Any] = {}
 
     def run() -> None:

@@ -202,7 +202,7 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
 
 
 def bokehjs_dir() -> str:
-    """The folder of the installed bokeh's own BokehJS files (``bokeh.min.js``, ...)."""
+    """Return the folder of the installed bokeh's own BokehJS files (``bokeh.min.js``, ...)."""
     from bokeh.util.paths import bokehjs_path
 
     return str(bokehjs_path() / "js")

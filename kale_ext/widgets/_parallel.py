@@ -19,7 +19,7 @@ _MAX_CATEGORIES = 8  # category labels written on an axis; more are left to the 
 
 
 def _numbers(values: list[Any]) -> list[float] | None:
-    """The values as floats, when every present one is a finite number."""
+    """Return the values as floats, when every present one is a finite number."""
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)
                and math.isfinite(v)]
     if numbers and len(numbers) == sum(v is not None for v in values):
@@ -58,7 +58,7 @@ def coordinates(book: TrialBook) -> dict[str, list[Any]]:
 
 
 def _draw(book: TrialBook) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """The lines (one per scored trial) and the axis ticks (x, y, text)."""
+    """Return the lines (one per scored trial) and the axis ticks (x, y, text)."""
     scored = sorted(n for n, t in book.records.items() if t.best is not None)
     axes = [*book.param_names, book.best_column]
     frame = {n: book.row(n) for n in scored}

@@ -72,8 +72,10 @@ class ResourceMonitor:
 
 
 class ResourcesView:
-    """Live plots of CPU and memory (and GPU when present) per worker, and a table of
-    which trials run where."""
+    """Live plots of CPU and memory (and GPU when present) per worker.
+
+    Also a table of which trials run where.
+    """
 
     def __init__(self, *, height: int = 220) -> None:
         widgets = require("ipywidgets")
@@ -169,18 +171,18 @@ class ResourcesView:
 
 
 def _process_cpu(sample: dict[str, Any]) -> float:
-    """The worker process's CPU, in % of one core (the host's when a sample lacks it)."""
+    """Return the worker process's CPU, in % of one core (the host's when a sample lacks it)."""
     return float(sample.get("process_cpu", sample["cpu"]))
 
 
 def _process_memory(sample: dict[str, Any]) -> float:
-    """The worker process's resident memory in % of its host's."""
+    """Return the worker process's resident memory in % of its host's."""
     total = sample.get("memory_total") or 0
     return 100.0 * sample["rss"] / total if total else float(sample["memory"])
 
 
 def _trial_cpu(trials: list[int], cpu: float) -> str:
-    """The CPU a worker's running trials use: its process's ("95%", "120% shared")."""
+    """Return the CPU a worker's running trials use: its process's ("95%", "120% shared")."""
     if not trials:
         return "-"
     return f"{cpu:.0f}%" if len(trials) == 1 else f"{cpu:.0f}% shared"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 from kale_ext.search import TrialState
@@ -38,7 +39,7 @@ def test_the_estimate_counts_down_steadily_and_ends_near_the_truth():
         if left is not None:
             shown.append((now, left))
     assert shown, "an estimate once trials finish"
-    for (t0, a), (t1, b) in zip(shown, shown[1:]):
+    for (t0, a), (t1, b) in itertools.pairwise(shown):
         assert b <= a + 0.25 * (t1 - t0) * 30, (t0, a, t1, b)  # no jump up by much
     # The old estimate (elapsed / finished * left) sat on the elapsed time for a stretch;
     # a countdown crosses the elapsed time once at most.
