@@ -214,6 +214,20 @@ export function trialActions(state: string): Action[] {
   }
 }
 
+/** A trial state in a few letters, for the sidebar's narrow trial table. */
+export function shortState(state: string): string {
+  const short: Record<string, string> = {
+    running: 'run',
+    pending: 'wait',
+    paused: 'paused',
+    completed: 'done',
+    pruned: 'pruned',
+    stopped: 'stopped',
+    failed: 'failed'
+  };
+  return short[state] ?? state;
+}
+
 /** Finished and planned trial counts of a search. */
 export function progress(search: ISearch): { done: number; total: number } {
   let done = 0;

@@ -29,6 +29,7 @@ import {
   paramsText,
   plural,
   progressText,
+  shortState,
   trialActions
 } from './models';
 
@@ -487,7 +488,7 @@ export class KaleSidebar extends Widget {
         'tr',
         { class: 'kale-trial', 'data-number': String(t.number), 'data-state': t.state },
         h('td', {}, String(t.number)),
-        h('td', { class: `kale-state kale-state-${t.state}` }, t.state),
+        h('td', { class: `kale-state kale-state-${t.state}`, title: t.state }, shortState(t.state)),
         h('td', { class: 'kale-number' }, formatNumber(t.last[metric])),
         h('td', { class: 'kale-spark-cell' }, this._sparkline(t.number, search.mode)),
         h('td', { class: 'kale-number' }, formatNumber(t.best)),

@@ -77,7 +77,8 @@ class IdleClock:
 
     A client counts once it is seen in two looks in a row: the status queries of the
     sidebar and the command line connect for a moment and are not users of the cluster.
-    At the first look, every client counts (the one that started the cluster is there).
+    Until a first client was seen, a client counts at first sight: the one that started
+    the cluster connects after the cluster is up, and holds it from then on.
 
     Parameters
     ----------
@@ -97,7 +98,8 @@ class IdleClock:
         """
         current = frozenset(clients)
         holding = current if self._seen is None else current & self._seen
-        self._seen = current
+        if current or self._seen is not None:
+            self._seen = current
         if busy or holding:
             self.idle_since = None
         elif self.idle_since is None:
@@ -140,6 +142,8 @@ async def watch(clock: IdleClock, look: Callable[[], tuple[Iterable[str], bool]]
     idle) and never expires.
     """
     while True:
+        # The first look after an interval: the starting client has connected by then.
+        await asyncio.sleep(check_interval(clock.timeout))
         now = time.time()
         try:
             clients, busy = look()
@@ -152,4 +156,3 @@ async def watch(clock: IdleClock, look: Callable[[], tuple[Iterable[str], bool]]
                             clock.timeout)
                 expire()
                 return
-        await asyncio.sleep(check_interval(clock.timeout))

@@ -14,6 +14,7 @@ import {
   paramsText,
   plural,
   progress,
+  shortState,
   progressText,
   trialActions
 } from '../models';
@@ -70,6 +71,12 @@ test('numbers, bytes and params are formatted compactly', () => {
     paramsText({ lr: 0.001, opt: { name: 'SGD', momentum: 0.9 } }),
     'lr=0.001, opt.name=SGD, opt.momentum=0.9'
   );
+});
+
+test('trial states have short labels for the narrow table', () => {
+  assert.equal(shortState('running'), 'run');
+  assert.equal(shortState('completed'), 'done');
+  assert.equal(shortState('something-new'), 'something-new');
 });
 
 test('trial actions follow the trial state machine', () => {

@@ -112,9 +112,13 @@ class Walk:
         return [p.strip() for p in self.page.locator(
             ".jp-Notebook .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
 
-    def run_all(self, timeout: float = 420) -> None:
-        """Run All from the menu; wait until the last cell ran, failing at the first error."""
+    def run_all(self, timeout: float = 420, while_searching=None) -> None:
+        """Run All from the menu; wait until the last cell ran, failing at the first error.
+
+        ``while_searching()`` is called once, when the sidebar lists a running search.
+        """
         before = self.prompts()[-1]
+        running = self.page.locator("#kale-sidebar .kale-search[data-state='running']")
         self.page.get_by_role("menuitem", name="Run", exact=True).click()
         self.page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         deadline = time.monotonic() + timeout
@@ -125,6 +129,9 @@ class Walk:
                 return
             errors = self.error_outputs()
             assert not errors, f"{self.name}: a cell failed:\n" + "\n---\n".join(errors)
+            if while_searching is not None and running.count():
+                while_searching()
+                while_searching = None
             assert time.monotonic() < deadline, \
                 f"{self.name}: Run All did not finish in {timeout} s; prompts {prompts}"
             time.sleep(1)
@@ -163,8 +170,23 @@ def test_an_example_notebook_runs_twice_with_the_sidebar_open(walkthrough_lab, b
     try:
         walk.open()
         walk.shot("0-opened")
+        seen: list[str] = []
+
+        def open_running_search() -> None:
+            """Click the running search: its trials come into view, nothing clipped."""
+            page.locator("#kale-sidebar .kale-search[data-state='running']").first.click()
+            try:
+                page.locator("#kale-sidebar .kale-trial-stop").first.wait_for(timeout=15_000)
+            except Exception:  # the search ended first: its trials have no buttons
+                page.locator("#kale-sidebar .kale-trial").first.wait_for(timeout=15_000)
+            time.sleep(1)  # the smooth scroll
+            assert page.locator("#kale-sidebar .kale-trials").is_visible()
+            walk.shot("2-sidebar-trials", page.locator("#kale-sidebar"))
+            seen.extend(walk.problems())
+
         for run in (1, 2):
-            walk.run_all()
+            walk.run_all(while_searching=open_running_search if run == 2 else None)
+            assert not seen, f"{name}, a running search's trials:\n" + "\n".join(seen)
             time.sleep(3)  # the panels' last updates and the sidebar's next poll
             walk.shot(f"{run}-end")
             walk.shot(f"{run}-sidebar", page.locator("#kale-sidebar"))

@@ -28,7 +28,8 @@ def test_a_clock_runs_out_with_no_client_and_no_task():
 
 def test_a_task_or_a_client_that_holds_on_resets_the_clock():
     clock = IdleClock(timeout=60)
-    clock.observe(0, clients=[], busy=False)
+    clock.observe(0, clients=["Client-starter"], busy=False)
+    clock.observe(10, clients=[], busy=False)  # it left
     clock.observe(50, clients=[], busy=True)  # a task
     assert clock.idle_for(55) is None and clock.left(55) is None
     clock.observe(60, clients=[], busy=False)
@@ -50,8 +51,16 @@ def test_the_client_that_started_a_cluster_holds_it_from_the_first_look():
 def test_passing_status_queries_never_keep_a_cluster_alive():
     clock = IdleClock(timeout=10)
     clock.observe(0, clients=[], busy=False)
-    for t in range(1, 11):
+    clock.observe(1, clients=["Client-starter"], busy=False)  # the first client counts
+    for t in range(2, 13):
         clock.observe(t, clients=[f"Client-{t}"], busy=False)  # a new one each look
+    assert clock.expired(12)
+
+
+def test_a_cluster_started_and_left_before_any_client_came_runs_out():
+    clock = IdleClock(timeout=10)
+    for t in range(11):
+        clock.observe(t, clients=[], busy=False)
     assert clock.expired(10)
 
 
