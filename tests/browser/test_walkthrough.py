@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["01_quickstart"] + (
     ["03_asha_cnn", "05_beta_vae", "07_layouts"]
     if os.environ.get("KALE_WALKTHROUGH") == "all" else [])
+# With KALE_UPDATE_DOCS=1, the README's pictures are refreshed from these screenshots.
+DOCS = {("01_quickstart", "2-panel-0"): REPO / "docs" / "panel.png",
+        ("01_quickstart", "2-sidebar-trials"): REPO / "docs" / "sidebar.png"}
 SAVED_LIMIT = 1_000_000  # bytes: a saved notebook with BokehJS inline was 8 MB
 
 # Every text drawn on a canvas (the trial grid, the plots), to find numbers cut to "…".
@@ -89,6 +92,9 @@ class Walk:
             locator.screenshot(path=str(path))
         else:
             self.page.screenshot(path=str(path))
+        docs = DOCS.get((self.name, step))
+        if docs is not None and os.environ.get("KALE_UPDATE_DOCS") == "1":
+            shutil.copyfile(path, docs)
         return path
 
     def open(self) -> None:
