@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                 client = None  # a new connection next time
             else:
                 clock.observe(now, clients=["starter"] if _starter_alive() else [], busy=busy)
-                (folder / IDLE_FILE).write_text(json.dumps({"time": now,
-                                                            "idle": clock.to_dict(now)}))
+                with contextlib.suppress(OSError):  # the folder goes with a stop
+                    (folder / IDLE_FILE).write_text(json.dumps({"time": now,
+                                                                "idle": clock.to_dict(now)}))
                 if clock.expired(now):
                     logger.info("stopping cluster %s: no client and no task for %.0f s "
                                 "(idle-timeout)", cluster_id, timeout)
