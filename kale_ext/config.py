@@ -73,11 +73,36 @@ def profile(name: str | None) -> dict[str, Any]:
     return dict(known[name])
 
 
+def profile_for(kind: str | None) -> str | None:
+    """Return the profile whose defaults a start of ``kind`` without a profile takes.
+
+    The default profile when it is of that kind (or ``kind`` is None); else the profile
+    named after the kind (``slurm``, ``pbs``, ...) when it is of that kind or says none;
+    else None: the kind starts from no profile at all, so that no key meant for another
+    kind (``threads_per_worker`` of ``local``) leaks into it.
+    """
+    default = get("default-profile") or "local"
+    if kind is None:
+        return str(default)
+    known = profiles()
+    if known.get(default, {}).get("kind", "local") == kind:
+        return str(default)
+    own = known.get(kind)
+    if own is not None and own.get("kind", kind) == kind:
+        return kind
+    return None
+
+
 def resolve(profile_name: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """Merge a profile with explicit keywords; keywords that are None do not override."""
-    merged = profile(profile_name)
-    merged.update({k: v for k, v in _keywords(overrides).items() if v is not None})
-    merged["profile"] = profile_name or get("default-profile") or "local"
+    """Merge a profile with explicit keywords; keywords that are None do not override.
+
+    Without ``profile_name`` the profile is :func:`profile_for` the ``kind`` keyword.
+    """
+    keywords = {k: v for k, v in _keywords(overrides).items() if v is not None}
+    name = profile_name or profile_for(keywords.get("kind"))
+    merged = profile(name) if name is not None else {}
+    merged.update(keywords)
+    merged["profile"] = name
     return merged
 
 

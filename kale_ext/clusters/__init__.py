@@ -86,7 +86,10 @@ def start_cluster(
     workers
         Number of workers (engines) to start and wait for.
     profile
-        A site profile under ``kale.profiles``; ``kale.default-profile`` when None.
+        A site profile under ``kale.profiles``. When None: ``kale.default-profile`` if
+        ``kind`` is None or that profile is of ``kind``, else the profile named after
+        ``kind`` (``slurm``, ``pbs``, ...), else none: a kind never takes the keys of
+        another kind's profile (see :func:`kale_ext.config.profile_for`).
     **overrides
         Any profile key (``queue``, ``account``, ``walltime``, ``cores``, ``memory``,
         ``gpus_per_worker``, ``job_extra``, ``prologue``, ...); None leaves the profile's.

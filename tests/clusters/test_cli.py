@@ -106,3 +106,17 @@ def test_slurm_dev_scripts_missing_is_a_clear_error(tmp_path):
     assert proc.returncode == 1
     assert "Cannot find deploy/slurm-dev/up.sh" in proc.stderr
     assert "KALE_SLURM_DEV_DIR" in proc.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cluster_start_slurm_without_a_profile():
+    proc = kale("cluster", "start", "slurm", "-n", "1", "--walltime", "00:10:00", "--json",
+                check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "threads_per_worker" not in proc.stderr
+    started = json.loads(proc.stdout)
+    try:
+        assert started["kind"] == "slurm" and started["n_workers"] == 1
+    finally:
+        kale("cluster", "stop", started["id"])

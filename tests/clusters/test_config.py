@@ -65,3 +65,51 @@ def test_environment_variable_overrides_profile_value():
     assert options["profile"] == "slurm-dev"
     assert options["queue"] == "fromenv"
     assert options["interface_host"] == "127.0.0.1"  # the rest of the profile stays
+
+
+def test_a_kind_without_a_profile_takes_that_kinds_own_defaults():
+    # The default profile is `local`; its threads_per_worker must not reach a slurm start.
+    for kind in ("slurm", "pbs", "sge", "lsf"):
+        options = config.resolve(None, kind=kind)
+        assert options["kind"] == kind
+        assert options["profile"] == kind
+        assert "threads_per_worker" not in options
+    assert config.resolve(None, kind="local")["profile"] == "local"
+
+
+def test_a_kind_uses_the_default_profile_when_that_profile_is_of_the_kind():
+    with dask.config.set({"kale.default-profile": "slurm-dev"}):
+        assert config.resolve(None, kind="slurm")["profile"] == "slurm-dev"
+        local = config.resolve(None, kind="local")
+    assert local["profile"] == "local" and "queue" not in local
+
+
+def test_a_kind_with_no_profile_of_its_own_starts_from_nothing():
+    with dask.config.set({"kale.profiles": {"local": {"kind": "local", "threads-per-worker": 1}},
+                          "kale.default-profile": "local"}):
+        options = config.resolve(None, kind="slurm", workers=1)
+    assert options == {"kind": "slurm", "workers": 1, "profile": None}
+
+
+def test_start_cluster_checks_a_kind_with_its_own_defaults():
+    # Everything start_cluster checks before a daemon starts, for a kind without a profile.
+    from kale_ext.clusters import _dask_jobs
+
+    options = config.resolve(None, kind="slurm", workers=1)
+    kw = _dask_jobs.job_kwargs("slurm", options)
+    assert kw["cores"] == 1
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_start_cluster_slurm_without_a_profile_on_the_real_slurm():
+    import kale_ext as kale
+
+    cluster = kale.start_cluster("slurm", workers=1, walltime="00:10:00")
+    try:
+        assert cluster.kind == "slurm"
+        assert cluster.record.profile == "slurm"
+        assert cluster.n_workers() == 1
+        assert cluster.submit(sum, [1, 2]).result(timeout=60) == 3
+    finally:
+        cluster.stop()
