@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own kale state directory."""
+"""Shared fixtures: every test gets its own kale state directory.
+
+Strict mode (tests/strict.py): with ``KALE_STRICT=1``, as ``make test`` runs, a test that
+would be skipped for a missing component fails instead.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,12 @@ from typing import Any
 
 import dask.config
 import pytest
+
+from tests.strict import (  # noqa: F401 - pytest finds hooks by name in a conftest
+    pytest_make_collect_report,
+    pytest_report_header,
+    pytest_runtest_makereport,
+)
 
 
 @pytest.fixture(autouse=True)
