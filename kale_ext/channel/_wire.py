@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kale_ext import registry
 from kale_ext._errors import ChannelError
 
 VERSION = 1
@@ -156,6 +157,8 @@ class ChannelInfo:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ChannelInfo:
+        """Read a file written by :meth:`save`; refused when others could have written it."""
+        registry.guard_file(path, what="Channel file")
         with open(path) as f:
             return cls.from_dict(json.load(f))
 

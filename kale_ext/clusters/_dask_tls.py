@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kale_ext import registry
+
 CA_FILE = "ca.pem"
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -102,6 +104,8 @@ def security(folder: str | Path) -> Any:
     from distributed.security import Security
 
     folder = Path(folder)
+    for name in (CA_FILE, CERT_FILE, KEY_FILE):  # a planted CA would let others in
+        registry.guard_file(folder / name, what="Cluster TLS file")
     ca, cert, key = (str(folder / name) for name in (CA_FILE, CERT_FILE, KEY_FILE))
     return Security(
         tls_ca_file=ca,

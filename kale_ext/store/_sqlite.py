@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from kale_ext import config
+from kale_ext import config, registry
 from kale_ext._errors import StoreError
 from kale_ext.store._base import (
     NEW_TRIAL,
@@ -41,6 +41,7 @@ SUFFIX = ".kale.sqlite"
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph",
                        "fuse.sshfs", "panfs", "wekafs")
 _STEP_KEYS = ("step", "epoch", "iteration", "training_iteration")
+_SIDECARS = ("-wal", "-shm", ".lock")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -151,6 +152,9 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()  # one connection, shared by the driver's threads
         self._lock_fd: int | None = None
         self._objective = objective
+        # It holds pickles (the trainable): refused when others could have written it.
+        registry.guard_file(path, what="Search store", create=not readonly, sidecars=_SIDECARS,
+                            own_folder=path.parent.resolve() == config.store_dir().resolve())
         if readonly:
             if not path.exists():
                 raise StoreError(f"No search store at {path}: check the path, or list stores "
@@ -171,7 +175,6 @@ class SQLiteStore(Store):
                              f"reads schema {SCHEMA_VERSION}. Open it with a matching version.")
 
     def _open_writer(self, path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fstype = network_filesystem(path.parent)
         if fstype:
             logger.warning("Search store %s is on a %s file system; SQLite is unreliable there. "

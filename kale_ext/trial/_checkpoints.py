@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from kale_ext import config
+from kale_ext import config, registry
 from kale_ext._errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,13 @@ def checkpoint_root(store_path: Path) -> Path:
 
     ``<kale.checkpoint-dir>/<name>-<hash of the store path>/`` when the setting is made
     (the hash keeps two stores of the same name apart), else ``<store>.checkpoints/``
-    beside the store. The folder is created, with the :data:`CHECKPOINT_MARKER` that lets a trial
-    tell whether its worker sees it.
+    beside the store. The folder is created owner-only (0700; checkpoints are pickles), with
+    the :data:`CHECKPOINT_MARKER` that lets a trial tell whether its worker sees it.
+
+    Raises
+    ------
+    UnsafePathError
+        When the folder belongs to another user or others may write to it.
     """
     setting = checkpoint_setting()
     if setting is None:
@@ -79,9 +84,11 @@ def checkpoint_root(store_path: Path) -> Path:
         digest = hashlib.sha1(str(store_path).encode()).hexdigest()[:8]
         root = setting / f"{name}-{digest}"
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        registry.private_folder(root, what="Checkpoint folder")
         stamp = f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n"
         (root / CHECKPOINT_MARKER).write_text(stamp)
+    except registry.UnsafePathError:
+        raise
     except OSError as e:
         raise ConfigError(f"Cannot create the checkpoint folder {root}: {e}. Set "
                           "kale.checkpoint-dir to a writable folder on a file system every "

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kale_ext import registry
 from kale_ext._errors import ChannelError, KaleError, TrialPruned, TrialStopped
 from kale_ext.trial._context import TrialContext, current
 from kale_ext.trial._state import Action, Decision
@@ -30,6 +31,31 @@ def check_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
             )
         clean[name] = value
     return clean
+
+
+STEP_KEYS = ("epoch", "step")
+"""The metrics that order a trial's rows, in the order they are looked up."""
+
+_STEP_LIMIT = 2**63  # SQLite's INTEGER is a signed 64-bit number
+
+
+def check_step(value: Any, name: str = "epoch") -> int:
+    """Return the step ``value`` of a report (its ``epoch`` or ``step``) as an int.
+
+    Raise :class:`kale.KaleError` naming the metric, the value and the rule when it is
+    not a finite number within SQLite's 64-bit integers (NaN, infinity, text, a bool, or
+    a number of 2**63 or more).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or (isinstance(value, float) and not math.isfinite(value)) \
+            or not -_STEP_LIMIT <= value < _STEP_LIMIT:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise KaleError(
+            f"Report metric {name!r} is {shown} ({type(value).__name__}), but the step of a "
+            f"report must be a finite whole number from -2**63 to 2**63-1: it orders the "
+            f"trial's rows. Report {name}=int({name})."
+        )
+    return int(value)
 
 
 def report(**metrics: Any) -> Decision:
@@ -62,12 +88,13 @@ def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
     ctx = current()
     if ctx is None or ctx.client is None:
         return Decision()
-    step = clean.get("epoch", clean.get("step"))
-    if step is None:
+    name = next((key for key in STEP_KEYS if clean.get(key) is not None), None)
+    if name is None:
         step = ctx._auto_step
         clean["step"] = step
-    if isinstance(step, int | float) and not (isinstance(step, float) and math.isnan(step)):
-        ctx._auto_step = int(step) + 1
+    else:
+        step = check_step(clean[name], name)
+    ctx._auto_step = step + 1
     decision = send(ctx, "report", clean, block=block)
     _raise_for(decision)
     return decision
@@ -128,8 +155,7 @@ def save_checkpoint(state: Any, step: int) -> str | None:
     ctx = current()
     if ctx is None or ctx.rank != 0:
         return None
-    folder = Path(ctx.checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = registry.private_folder(ctx.checkpoint_dir, what="Trial checkpoint folder")
     path = folder / f"step-{int(step):06d}.pt"
     tmp = path.with_suffix(".tmp")
     save, _ = _torch_or_pickle()
@@ -150,5 +176,7 @@ def load_checkpoint() -> Any | None:
     ctx = current()
     if ctx is None or not ctx.restore_from or not Path(ctx.restore_from).exists():
         return None
+    # Unpickling runs code: only from a file and folder no one else could have written.
+    registry.guard_file(ctx.restore_from, what="Checkpoint")
     _, load = _torch_or_pickle()
     return load(ctx.restore_from)
