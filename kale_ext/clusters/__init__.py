@@ -35,6 +35,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerRetired",
     "backends",
+    "check_start",
     "clusters",
     "connect",
     "start_cluster",
@@ -66,6 +67,64 @@ def _backend(name: str) -> type[Cluster]:
     return known[name]
 
 
+def check_start(
+    kind: str | None = None,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    profile: str | None = None,
+    **overrides: Any,
+) -> tuple[str, str, dict[str, Any]]:
+    """Resolve and check the options of a start; start nothing and ask no batch queue.
+
+    Takes :func:`start_cluster`'s arguments, which calls it first.
+
+    Returns
+    -------
+    tuple
+        The backend's name, the kind and the resolved options.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option, its value and the rule, for the first bad value.
+    BackendNotFound
+        For an unknown backend.
+    """
+    kind, options = _resolve(kind, backend=backend, workers=workers, profile=profile,
+                             **overrides)
+    cls = _backend(str(options.pop("backend", "dask")))
+    cls.check(kind, options)
+    return cls.backend, kind, options
+
+
+def _resolve(kind: str | None, **keywords: Any) -> tuple[str, dict[str, Any]]:
+    profile = keywords.pop("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise ConfigError(f"profile must be a profile's name, but got profile={profile!r}.")
+    if kind is not None and not isinstance(kind, str):
+        raise ConfigError(f"kind must be one of {', '.join(KINDS)} or a profile's name, "
+                          f"but got kind={kind!r}.")
+    if kind is not None and kind not in KINDS and profile is None and kind in config.profiles():
+        profile, kind = kind, None  # start_cluster("perlmutter-gpu") names a profile
+    options = config.resolve(profile, kind=kind, **keywords)
+    kind = options.pop("kind", "local")
+    if kind not in KINDS:
+        raise ConfigError(
+            f"Unknown cluster kind {kind!r}; expected one of {', '.join(KINDS)}."
+        )
+    workers_n = options.get("workers", 1)
+    if not isinstance(workers_n, int) or isinstance(workers_n, bool) or workers_n < 0:
+        raise ConfigError(
+            f"workers must be a non-negative integer, but got workers={workers_n!r}."
+        )
+    backend = options.get("backend", "dask")
+    if not isinstance(backend, str):
+        raise ConfigError(f"backend must be 'dask' or 'ipyparallel', but got "
+                          f"backend={backend!r}.")
+    return str(kind), options
+
+
 def start_cluster(
     kind: str | None = None,
     *,
@@ -94,21 +153,11 @@ def start_cluster(
         Any profile key (``queue``, ``account``, ``walltime``, ``cores``, ``memory``,
         ``gpus_per_worker``, ``job_extra``, ``prologue``, ...); None leaves the profile's.
     """
-    if kind is not None and kind not in KINDS and profile is None and kind in config.profiles():
-        profile, kind = kind, None  # start_cluster("perlmutter-gpu") names a profile
-    options = config.resolve(profile, kind=kind, backend=backend, workers=workers, **overrides)
-    kind = options.pop("kind", "local")
-    if kind not in KINDS:
-        raise ConfigError(
-            f"Unknown cluster kind {kind!r}; expected one of {', '.join(KINDS)}."
-        )
-    workers_n = options.get("workers", 1)
-    if not isinstance(workers_n, int) or isinstance(workers_n, bool) or workers_n < 0:
-        raise ConfigError(
-            f"workers must be a non-negative integer, but got workers={workers_n!r}."
-        )
-    cls = _backend(options.pop("backend", "dask"))
+    kind, options = _resolve(kind, backend=backend, workers=workers, profile=profile,
+                             **overrides)
+    cls = _backend(str(options.pop("backend", "dask")))
     try:
+        cls.check(kind, options)  # every value, before anything starts
         return cls.start(kind, options)
     except Exception as e:  # kept for the sidebar until dismissed
         note_failed_start(kind, cls.backend, options, e)

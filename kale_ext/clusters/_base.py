@@ -204,6 +204,14 @@ class Cluster(ABC):
     def kind(self) -> str:
         return self.record.kind
 
+    @classmethod  # noqa: B027 - optional; a backend without checks starts as it is
+    def check(cls, kind: str, options: dict[str, Any]) -> None:
+        """Check the options of a start of ``kind``; start nothing, ask no batch queue.
+
+        Raise :class:`~kale_ext._errors.ConfigError` naming the option, its value and
+        the rule. ``start_cluster`` calls it before :meth:`start`.
+        """
+
     @classmethod
     @abstractmethod
     def start(cls, kind: str, options: dict[str, Any]) -> Cluster:

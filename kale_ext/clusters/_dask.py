@@ -7,8 +7,9 @@ the batch system's own message when a job is rejected or dies first.
 
 Every cluster, local ones included, speaks TLS with ``require_encryption``: one code
 path, and on a shared login node other users cannot reach a local scheduler either.
-Set ``tls: false`` in a profile for plain TCP (for a site whose workers cannot read
-the state directory).
+Plain TCP (for a site whose workers cannot read the state directory) takes the
+explicit ``tls: off-i-know`` in a profile or ``tls="off-i-know"``: it logs a warning,
+and such a scheduler never listens on every interface (see :mod:`._start_checks`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -27,7 +29,7 @@ from typing import Any, ClassVar
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError
-from kale_ext.clusters import _dask_jobs, _dask_tls, _network, batch
+from kale_ext.clusters import _dask_jobs, _dask_tls, _network, _start_checks, batch
 from kale_ext.clusters._base import (
     Cluster,
     ClusterRecord,
@@ -81,20 +83,26 @@ class DaskCluster(Cluster):
 
     # -- starting and connecting -------------------------------------------------
     @classmethod
+    def check(cls, kind: str, options: dict[str, Any]) -> None:
+        """Check every option of a start of ``kind``; start nothing, ask no queue."""
+        _dask_jobs.check(kind, options)
+
+    @classmethod
     def start(cls, kind: str, options: dict[str, Any]) -> DaskCluster:
         cluster_id = ClusterRecord.new_id()
         nodes: list[str] = []
-        if kind == "local":
-            _dask_jobs.check_keys(kind, options)
-        else:
-            _dask_jobs.job_kwargs(kind, options, cluster_id=cluster_id)  # fail fast, here
+        cls.check(kind, options)  # fail fast, here
+        tls = _start_checks.tls_enabled(options, warn=True)
+        if kind != "local":
             # The scheduler listens where the compute nodes reach this host, not on
             # whatever address Dask would guess (loopback, or the default route's).
             nodes = _network.node_addresses(kind, options)
             options = {**options,
                        "interface_host": _network.contact_host(kind, options, nodes)}
+        if not tls:
+            _start_checks.check_plaintext_host(options.get("interface_host") or "127.0.0.1")
         folder = registry.private_dir("clusters", cluster_id)
-        if options.get("tls", True):
+        if tls:
             _dask_jobs.check_safe_path("state directory", folder)
             ips, names = _network.certificate_hosts(
                 str(options.get("interface_host") or "127.0.0.1"), nodes)
@@ -122,9 +130,14 @@ class DaskCluster(Cluster):
         jobs_dir = folder / "jobs"  # the daemon's cwd: batch jobs write their output here
         jobs_dir.mkdir(exist_ok=True, mode=0o700)
         log_fd = os.open(folder / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # kale.daemon-prefix: a launcher put in front of the daemon's command, e.g. one
+        # submitting it as a batch job of its own (deploy/jupyterhub/kale-daemon-job).
+        prefix = config.get("daemon-prefix") or []
+        prefix = shlex.split(prefix) if isinstance(prefix, str) else [str(p) for p in prefix]
         with os.fdopen(log_fd, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "kale_ext.clusters._dask_daemon", str(spec_path)],
+                [*prefix, sys.executable, "-m", "kale_ext.clusters._dask_daemon",
+                 str(spec_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=jobs_dir, start_new_session=True, close_fds=True,
             )

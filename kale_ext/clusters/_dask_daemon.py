@@ -32,6 +32,7 @@ from kale_ext.clusters import _dask_jobs, _dask_tls, batch
 from kale_ext.clusters._base import ClusterRecord
 from kale_ext.clusters._dask_retire import Retirements
 from kale_ext.clusters._idle import IdleClock, scheduler_activity, timeout_seconds, watch
+from kale_ext.clusters._start_checks import tls_enabled
 
 logger = logging.getLogger("kale_ext.clusters.dask_daemon")
 
@@ -232,7 +233,7 @@ async def serve(spec: dict[str, Any]) -> None:
     """Run the cluster of ``spec`` until a client calls ``kale_stop`` or SIGTERM comes."""
     cluster_id, kind, options = spec["id"], spec["kind"], spec["options"]
     folder = registry.private_dir("clusters", cluster_id)
-    security = _dask_tls.security(folder) if options.get("tls", True) else None
+    security = _dask_tls.security(folder) if tls_enabled(options) else None
     book = JobBook()
     idle = IdleClock(timeout_seconds(options))
     stop = asyncio.Event()

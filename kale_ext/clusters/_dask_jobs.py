@@ -21,7 +21,7 @@ from typing import Any
 
 from kale_ext import config
 from kale_ext._errors import ConfigError
-from kale_ext.clusters import batch
+from kale_ext.clusters import _start_checks, batch
 from kale_ext.clusters._idle import IDLE_KEYS
 from kale_ext.trial import GPU_PRELOAD, GPU_PROCESSES_ENV
 
@@ -65,22 +65,13 @@ def check_safe_path(key: str, path: str | Path) -> str:
                   "(set DASK_KALE__STATE_DIR to such a folder)")
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, but got {key}={value!r}.")
-    return value
+_positive_int = _start_checks.positive_int
+_memory = _start_checks.memory
 
 
-def _memory(value: Any) -> str:
-    from dask.utils import parse_bytes
-
-    try:
-        parse_bytes(value)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(
-            f"memory={value!r} is not a size; write it like '2GiB' or '500MB'."
-        ) from e
-    return str(value)
+def _number(seconds: float) -> int | float:
+    """Return seconds as the shortest number for a command line (90, not 90.0)."""
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 def _lines(key: str, value: Any) -> list[str]:
@@ -108,17 +99,18 @@ def walltime_seconds(kind: str, walltime: str) -> int:
     return batch.system(kind).walltime_seconds(text)
 
 
-def lifetime_args(kind: str, walltime: str | None, margin: float | None) -> list[str]:
+def lifetime_args(kind: str, walltime: str | None, margin: Any) -> list[str]:
     """``--lifetime`` options that retire a worker gracefully before its walltime.
 
     The margin (``kale.lifetime-margin``) shrinks to a fifth of short walltimes; the
     stagger spreads retirements so that an adaptive cluster replaces workers one by one.
     No ``--lifetime-restart``: a restarted worker would live on in a job about to end.
     """
+    margin = _start_checks.seconds(
+        "lifetime_margin", config.get("lifetime-margin", 300) if margin is None else margin)
     if not walltime:
         return []
     total = walltime_seconds(kind, walltime)
-    margin = float(config.get("lifetime-margin", 300) if margin is None else margin)
     margin = min(margin, total / 5)
     return ["--lifetime", f"{int(total - margin)}s", "--lifetime-stagger",
             f"{int(margin / 2)}s"]
@@ -161,7 +153,8 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
         "python": shlex.quote(sys.executable),
         "job_name": _check("job_name", options.get("job_name") or f"kale-{cluster_id}",
                            _TOKEN, "use letters, digits and ._- only"),
-        "death_timeout": options.get("death_timeout", 60),
+        "death_timeout": _number(_start_checks.seconds(
+            "death_timeout", options.get("death_timeout", 60), allow_zero=False)),
     }
     if options.get("queue") is not None:
         kw["queue"] = _check("queue", options["queue"], _TOKEN, "a partition/queue name")
@@ -177,7 +170,10 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
     if options.get("interface") is not None:
         kw["interface"] = _check("interface", options["interface"], _HOST, "an interface name")
     if options.get("local_directory") is not None:
-        kw["local_directory"] = shlex.quote(str(options["local_directory"]))
+        local = str(options["local_directory"])
+        if any(c in local for c in "\r\n\x00"):
+            raise ConfigError(f"local_directory={local!r} spans several lines; give one path.")
+        kw["local_directory"] = shlex.quote(local)
 
     directives = [_check("job_extra item", d, _DIRECTIVE, "one directive's options, no quotes")
                   for d in _lines("job_extra", options.get("job_extra"))]
@@ -213,6 +209,19 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
     extra += lifetime_args(kind, kw.get("walltime"), options.get("lifetime_margin"))
     kw["worker_extra_args"] = extra
     return kw
+
+
+def check(kind: str, options: Mapping[str, Any]) -> None:
+    """Check every option of a Dask start of ``kind``; start nothing, ask no queue."""
+    check_keys(kind, options)
+    _start_checks.common(options)
+    if kind == "local":
+        if options.get("threads_per_worker") is not None:
+            _positive_int("threads_per_worker", options["threads_per_worker"])
+        if options.get("memory") is not None:
+            _memory(options["memory"], allow_auto=True)
+        return
+    job_kwargs(kind, options)
 
 
 def cluster_class(kind: str) -> type[Any]:

@@ -50,13 +50,14 @@ def timeout_seconds(options: Mapping[str, Any]) -> float | None:
 
     try:
         seconds = float(parse_timedelta(value, default="seconds"))
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise ConfigError(
             f"idle_timeout must be seconds or a duration such as '30 minutes' or '1h', but "
             f"got idle_timeout={value!r}. Use null or 0 (or pin=True) for no timeout."
         ) from e
-    if seconds < 0:
-        raise ConfigError(f"idle_timeout must be >= 0 seconds, but got idle_timeout={value!r}.")
+    if not seconds >= 0 or seconds == float("inf"):  # NaN fails every comparison
+        raise ConfigError(f"idle_timeout must be finite and >= 0 seconds, but got "
+                          f"idle_timeout={value!r}. Use null or 0 (or pin=True) for no timeout.")
     return seconds or None
 
 

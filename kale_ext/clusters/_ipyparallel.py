@@ -37,6 +37,7 @@ from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_options
 from kale_ext.clusters._ipp_loop import IppLoop
 from kale_ext.clusters._ipp_scaling import EngineSetScaling
 from kale_ext.clusters._network import contact_host
+from kale_ext.clusters._start_checks import seconds
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,16 @@ class IPyParallelCluster(EngineSetScaling):
 
     # ----------------------------------------------------------------- construction
     @classmethod
+    def check(cls, kind: str, options: dict[str, Any]) -> None:
+        """Check every option of a start of ``kind``; start nothing, ask no queue."""
+        opts = check_options(kind, dict(options))
+        timeout_seconds(options)
+        if opts.get("start_timeout") is not None:
+            seconds("start_timeout", opts["start_timeout"], allow_zero=False)
+
+    @classmethod
     def start(cls, kind: str, options: dict[str, Any]) -> IPyParallelCluster:
+        cls.check(kind, options)
         opts = check_options(kind, dict(options))
         idle_timeout = timeout_seconds(options)
         # The controller listens where the engines (on compute nodes) reach this host.
