@@ -8,6 +8,7 @@ that line.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -24,6 +25,7 @@ from tests.conftest import slurm_available
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT = 240  # seconds per cell; a small search takes well under a minute
+HOROVOD = importlib.util.find_spec("horovod") is not None  # the kernel runs this interpreter
 
 
 def _increasing(values: list[float], tolerance: float = 0.0) -> bool:
@@ -52,8 +54,13 @@ def check_asha(r: dict[str, Any]) -> None:
 
 
 def check_distributed(r: dict[str, Any]) -> None:
-    engines = ["torch", "horovod"] if r["horovod_installed"] else ["torch"]
-    for engine in engines:
+    # Both halves are checked: without Horovod the torch half is checked, then the test
+    # skips (fails under make test's KALE_STRICT=1) rather than passing on half its checks.
+    assert r["horovod_installed"] == HOROVOD
+    for engine in ["torch", "horovod"]:
+        if engine == "horovod" and not HOROVOD:
+            pytest.skip("the horovod module is not installed, so the notebook's Horovod half "
+                        "did not run (its torch half passed): bash deploy/horovod/build.sh")
         run = r[engine]
         assert run["ranks"] == [0, 1], (engine, run)
         # the ranks' weights stay in sync, and their shards cover the training set once
