@@ -23,7 +23,7 @@ from typing import Any
 
 from kale_ext._errors import ClusterError, ConfigError
 from kale_ext.clusters import Slot
-from kale_ext.training import _placement, _rendezvous
+from kale_ext.training import _placement, _rendezvous, _timings
 from kale_ext.training._rank import RankTask, run_rank
 from kale_ext.trial import plain_value
 
@@ -83,6 +83,7 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     :func:`~._rank.abort_decision`; ``liveness()`` gives the server time each started
     rank was last heard from.
     """
+    launched = time.time()
     options.check()
     cluster.disable_task_retries()  # a pinned rank must fail with its worker, not wait
     slots = _placement.reserve(cluster, options.workers, wait=options.place_wait)
@@ -107,8 +108,10 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
         for cleanup in cleanups:
             cleanup()
         raise
-    return RankGroup(futures, slots, infos, options, abort=abort, liveness=liveness,
-                     cleanups=cleanups)
+    group = RankGroup(futures, slots, infos, options, abort=abort, liveness=liveness,
+                      cleanups=cleanups)
+    group.marks.update(launched=launched, submitted=time.time())
+    return group
 
 
 def _probe(cluster: Any, slots: list[Slot], host: str) -> list[dict[str, Any]]:
@@ -163,6 +166,7 @@ class RankGroup:
         self.options = options
         self.future: Future[dict[str, Any]] = _GroupFuture(self)
         self.outcomes: dict[int, dict[str, Any]] = {}
+        self.marks: dict[str, float] = {}  # the kernel's: launched, submitted
         self._failures: list[int] = []  # ranks that failed, in the order seen
         self._abort = abort
         self._liveness = liveness
@@ -177,6 +181,15 @@ class RankGroup:
     @property
     def size(self) -> int:
         return len(self.futures)
+
+    def timings(self, created: float) -> dict[str, float]:
+        """Return the launch's phases in seconds (:func:`._timings.phases`).
+
+        ``created`` is when the run began, before its launch.
+        """
+        ranks = [dict(o.get("marks") or {}) for o in self.outcomes.values()]
+        return _timings.phases(created, self.marks.get("launched", created),
+                               self.marks.get("submitted", created), ranks)
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """End every rank now; the outcome is ``stopped``."""

@@ -136,18 +136,19 @@ class _Body:
         self.task = task
 
     def __call__(self, config: dict[str, Any]) -> Any:
-        import cloudpickle
-
         ctx = current()
         assert ctx is not None and ctx.client is not None
         _watch(ctx.client)
-        fn = cloudpickle.loads(self.task.fn_pickle)
+        _mark_first_report(ctx.client)
+        fn = _holder.get("fn") or _load_fn(self.task)
         from kale_ext.training import _torch
 
         try:
             if self.task.engine == "torch":
                 _torch.init_process_group(self.task.backend, self.task.timeout)
+            _marks()["rendezvous"] = time.time()
             value = fn(config)
+            _marks()["returned"] = time.time()
         except BaseException:
             _holder["failed_at"] = time.time()  # orders the failures of several ranks
             raise
@@ -156,6 +157,35 @@ class _Body:
                 _torch.destroy_process_group()
         _holder["value"] = value
         return value
+
+
+def _marks() -> dict[str, float]:
+    """Return the launch marks of this rank's process (see :mod:`._timings`)."""
+    return _holder.setdefault("marks", {})
+
+
+def _load_fn(task: RankTask) -> Any:
+    """Unpickle the training function; for torch, import torch.distributed first.
+
+    Done before the run starts, so that the imports count as imports, not rendezvous.
+    """
+    import cloudpickle
+
+    if task.engine == "torch":
+        import torch.distributed  # noqa: F401
+    return cloudpickle.loads(task.fn_pickle)
+
+
+def _mark_first_report(client: ReportClient) -> None:
+    """Record when the training function first reports (its first batch is done)."""
+    send = client.send
+
+    def first(kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "report":
+            _marks().setdefault("first_report", time.time())
+        return send(kind, *args, **kwargs)
+
+    client.send = first  # type: ignore[method-assign]
 
 
 def _watch(client: ReportClient) -> None:
@@ -200,15 +230,21 @@ def _write_result(path: str, outcome: dict[str, Any]) -> None:
 def main(spec_path: str, result_path: str) -> None:
     import cloudpickle
 
+    from kale_ext.training._timings import process_created
+
+    _marks()["created"] = process_created()
     with open(spec_path, "rb") as f:
         task: RankTask = cloudpickle.load(f)
     _holder["result"] = result_path
+    _holder["fn"] = _load_fn(task)
+    _marks()["imported"] = time.time()
     # The launcher named the worker; asking Dask would import distributed (a second).
     context = replace(task.context, client=None, worker=os.environ.get(WORKER_NAME_ENV, ""))
     outcome = run_trial(cloudpickle.dumps(_Body(task)), context, task.channel)
     outcome["value"] = _holder.get("value")
     if "failed_at" in _holder:
         outcome["failed_at"] = _holder["failed_at"]
+    outcome["marks"] = _marks()
     _write_result(result_path, outcome)
     # Everything is reported and written: skip the interpreter's teardown (a second or
     # more with torch loaded), which would hold the worker for nothing.

@@ -67,11 +67,15 @@ class TrainingRun:
         What each started rank said about itself: host, pid, worker.
     store : kale_ext.store.Store
         The run's store: trial 0, with a metric row per report of every rank.
+    timings : dict
+        Where the launch of the current attempt spent its time, in seconds (see
+        :attr:`timings`).
     """
 
     def __init__(self, fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                  options: LaunchOptions, config: dict[str, Any], *, name: str | None,
                  store: str | Path | None, report_timeout: float, restarts: int = 0) -> None:
+        self._began = time.time()  # the start of the current attempt's launch
         options.check()
         if not isinstance(restarts, int) or restarts < 0:
             raise ConfigError(f"restarts must be an integer >= 0, but got {restarts!r}.")
@@ -176,6 +180,7 @@ class TrainingRun:
                               error=outcome.get("traceback", ""))
         self.attempt += 1
         self.ranks = {}
+        self._began = time.time()
         try:
             self._launch()
         except Exception as e:
@@ -190,6 +195,25 @@ class TrainingRun:
     def done(self) -> bool:
         """Whether every rank has ended."""
         return self._done.is_set()
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Where the launch of the current attempt spent its time, in seconds.
+
+        ``setup`` (the run's store and metric channel), ``placement`` (holding and
+        probing workers, submitting the ranks), ``process_start`` (until the rank's
+        process exists: task scheduling, fork or interpreter start), ``imports`` (kale,
+        torch, the training function), ``rendezvous`` (the metric channel and the
+        process group; Horovod's ``hvd.init()`` is in the function, so in the next),
+        ``first_batch`` (until the first ``kale.report``, or the return without one).
+        The rank phases are those of the rank that reported last, and come as ranks end;
+        before that only ``setup`` and ``placement`` are there. They add up to the time
+        from the call to that first report.
+        """
+        group = getattr(self, "_group", None)
+        if group is None:
+            return {}
+        return group.timings(self._began)
 
     def wait(self, timeout: float | None = None) -> list[Any]:
         """Block until the run ends; the return value of each rank, by rank.
