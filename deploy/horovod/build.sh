@@ -23,12 +23,14 @@ fi
 
 mkdir -p "$cache"
 if ! ls "$cache"/horovod-"$version"-*.whl >/dev/null 2>&1; then
-  # pip's cmake 4 rejects gloo's cmake_minimum_required: use the system cmake.
+  # The system cmake first; cmake 4 (pip's) builds too once told to accept gloo's old
+  # cmake_minimum_required.
+  export CMAKE_POLICY_VERSION_MINIMUM=3.5
   cmake_bin="$(command -v cmake || true)"
   if [ -z "$cmake_bin" ] || [ "$cmake_bin" = "$(dirname "$py")/cmake" ]; then
     for c in /usr/bin/cmake /usr/local/bin/cmake; do [ -x "$c" ] && cmake_bin="$c" && break; done
   fi
-  [ -x "$cmake_bin" ] || { echo "build.sh: no system cmake (>=3.13, <4) found; apt-get install cmake" >&2; exit 1; }
+  [ -x "$cmake_bin" ] || { echo "build.sh: no cmake (>= 3.13) found; apt-get install cmake" >&2; exit 1; }
   # Horovod's setup.py looks cmake up on PATH: put the chosen one first.
   cmake_dir="$(mktemp -d)"
   ln -s "$cmake_bin" "$cmake_dir/cmake"
