@@ -3,13 +3,18 @@
 Reports update only the cells that changed (small messages that keep the user's
 selection and sort); new trials or columns replace the grid's data, after which the
 selection is put back by trial number.
+
+A grid in the page that takes new data clears its selection and sends the empty one
+back: one such echo for each replacement sent while rows were selected, however late
+the page answers. The table counts those replacements, and an emptied selection is
+taken for an echo (and the kept selection shown again) only while one is unanswered;
+any other emptied selection is the user's.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +30,6 @@ STATE_COLOURS = {
     "pruned": "#e9ecef", "stopped": "#ffe8cc", "failed": "#ffc9c9",
 }
 _ROW = 22  # pixels per row
-_ECHO_WINDOW = 2.0  # seconds in which an emptied selection is the grid's echo of a reload
 
 # More changed cells than this in one update: send the grid's data whole. Each cell
 # message makes the browser repaint the grid, and a repaint costs about as much as a
@@ -54,7 +58,7 @@ class TrialTable:
         self.lock = threading.RLock()
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
-        self._reloaded = 0.0
+        self._echoes = 0  # data replacements sent with a selection, their echo not yet seen
         self._store(frame)
         self.grid = self.ipydatagrid.DataGrid(
             frame, selection_mode="row", renderers=self._renderers(frame),
@@ -140,7 +144,8 @@ class TrialTable:
 
     def _replace(self, frame: pd.DataFrame) -> None:
         keep = list(self.selected)
-        self._reloaded = time.monotonic()
+        if self.grid.selections:  # the page holds a selection: it will echo its clearing
+            self._echoes += 1
         self.grid.data = frame
         if keep:
             self.select_trials(keep)
@@ -196,10 +201,11 @@ class TrialTable:
 
     def _on_selections(self, change: dict[str, Any]) -> None:
         with self.lock:
-            if not change["new"] and self.selected and \
-                    time.monotonic() - self._reloaded < _ECHO_WINDOW:
+            if not change["new"] and self._echoes:
                 # The grid cleared it while taking new data: show the kept one again.
-                self.select_trials(self.selected)
+                self._echoes -= 1
+                if self.selected:
+                    self.select_trials(self.selected)
                 return
             order = self._visible_order()
             rows: set[int] = set()
