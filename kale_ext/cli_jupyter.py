@@ -138,7 +138,7 @@ def _search_show(args: argparse.Namespace) -> int:
     print(f"{detail['name']}: {detail['state']}, driver {'alive' if detail['alive'] else 'gone'}"
           f", {_progress(detail)} trials done")
     print(f"{d.get('metric')} ({d.get('mode')}), algorithm {d.get('algorithm')}, "
-          f"scheduler {(d.get('scheduler') or {}).get('name', '-')}, store {detail['store']}")
+          f"scheduler {_scheduler(d.get('scheduler'))}, store {detail['store']}")
     print(f"best: {_best(detail)}")
     metric = detail["metric"]
     if trials:
@@ -149,6 +149,13 @@ def _search_show(args: argparse.Namespace) -> int:
                            ("TRIAL", "STATE", "PARAMS", metric.upper(), "BEST", "WORKER",
                             "ERROR")))
     return 0
+
+
+def _scheduler(data: Any) -> str:
+    """Name a stored scheduler: its ``type`` (``name`` in older stores), else ``-``."""
+    if isinstance(data, dict):
+        return str(data.get("type") or data.get("name") or "-")
+    return str(data or "-")
 
 
 def _search_control(args: argparse.Namespace) -> int:

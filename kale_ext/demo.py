@@ -44,6 +44,13 @@ def _table(search: kale.Search, started: float) -> Table:
     return table
 
 
+def store_hint(store: Path | str) -> str:
+    """Return the demo's last line: where its store is and the command that reads it back."""
+    import shlex
+
+    return f"Store: {store}\nRead it back with: kale search show {shlex.quote(str(store))}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo search with live progress; 0 when it found a best trial."""
     parser = argparse.ArgumentParser(prog="python -m kale_ext.demo", description=__doc__,
@@ -86,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None:
         console.print(f"Best: trial {best['trial']} val_acc={best['value']:.4f} "
                       f"config={best['config']}")
-    console.print(f"Results CSV: {csv}\nStore: {search.store_path}")
+    console.print(f"Results CSV: {csv}\n{store_hint(search.store_path)}", markup=False,
+                  highlight=False)
     return 0 if best is not None else 1
 
 

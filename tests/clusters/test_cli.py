@@ -120,3 +120,34 @@ def test_cluster_start_slurm_without_a_profile():
         assert started["kind"] == "slurm" and started["n_workers"] == 1
     finally:
         kale("cluster", "stop", started["id"])
+
+
+def _stored_search(folder: Path) -> Path:
+    from kale_ext.store import Store
+
+    path = folder / "runs" / "demo-2.kale.sqlite"
+    path.parent.mkdir()
+    with Store.open(path) as store:
+        store.create_search({"name": "demo-2", "metric": "val_acc", "mode": "max", "trials": 1,
+                             "algorithm": "tpe",
+                             "scheduler": {"type": "asha", "max_t": 9, "grace_period": 1}})
+        store.add_trial(0, {"lr": 0.01})
+    return path
+
+
+def test_search_show_prints_the_scheduler(tmp_path):
+    out = kale("search", "show", str(_stored_search(tmp_path))).stdout
+    assert "scheduler asha" in out, out
+
+
+def test_the_demos_store_hint_is_a_command_that_works(tmp_path):
+    import shlex
+
+    from kale_ext.demo import store_hint
+
+    store = _stored_search(tmp_path)
+    hint = store_hint(store)
+    command = shlex.split(hint[hint.index("kale search show"):])
+    assert command[:3] == ["kale", "search", "show"] and command[3] == str(store)
+    out = kale(*command[1:]).stdout
+    assert out.startswith("demo-2: ") and "scheduler asha" in out
