@@ -40,7 +40,9 @@ class LaunchOptions:
     ``timeout`` is the torch process group's collective timeout; ``grace`` how long the
     other ranks get to end after an abort before their tasks are cancelled;
     ``heartbeat_timeout`` how long a started rank may stay silent on the channel;
-    ``place_wait`` how long to wait for enough idle workers.
+    ``place_wait`` how long to wait for enough idle workers; ``warm`` forks ranks from
+    each worker's zygote (torch imported once per worker, see :mod:`._zygote`) instead
+    of starting a new interpreter per rank.
     """
 
     workers: int
@@ -50,6 +52,7 @@ class LaunchOptions:
     grace: float = 5.0
     heartbeat_timeout: float = 10.0
     place_wait: float = 10.0
+    warm: bool = True
 
     def check(self) -> None:
         if self.engine not in ENGINES:
@@ -59,6 +62,10 @@ class LaunchOptions:
                 or self.workers < 1:
             raise ConfigError(f"workers must be an integer >= 1 (one rank per worker), but got "
                               f"workers={self.workers!r}.")
+        if not isinstance(self.warm, bool):
+            raise ConfigError(f"warm must be True (fork ranks from a process that imported "
+                              f"torch once per worker) or False (a new Python per rank), but "
+                              f"got warm={self.warm!r}.")
         for name in ("timeout", "grace", "heartbeat_timeout", "place_wait"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, but got "
@@ -89,19 +96,20 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     slots = _placement.reserve(cluster, options.workers, wait=options.place_wait)
     cleanups: list[Callable[[], None]] = [lambda: _placement.release(cluster, slots)]
     try:
-        probes = _probe(cluster, slots, _channel_host(channel))
+        probes = _probe(cluster, slots, _channel_host(channel), hold=options.engine == "torch")
         order, infos = _rendezvous.assign([p["hostname"] for p in probes])
         slots = [slots[i] for i in order]
         probes = [probes[i] for i in order]
         envs, backend = _environments(options, probes, infos, channel, cleanups)
         tag = uuid.uuid4().hex[:6]
         futures = []
-        for info, slot, env in zip(infos, slots, envs, strict=True):
+        for info, slot, env, found in zip(infos, slots, envs, probes, strict=True):
             ctx = replace(context, rank=info.rank, client=None,
                           extra={**context.extra, "world_size": info.size,
                                  "local_rank": info.local_rank})
             task = RankTask(fn_pickle, ctx, channel, options.engine,
-                            {**env, "KALE_WORKER_NAME": slot.name}, backend, options.timeout)
+                            {**env, "KALE_WORKER_NAME": slot.name}, backend, options.timeout,
+                            warm=options.warm, listen_port=found["port"])
             key = f"kale-rank-{context.trial}.{context.attempt}.{info.rank}-{tag}"
             futures.append(cluster.submit_to(slot, run_rank, task, key=key))
     except BaseException:
@@ -114,8 +122,8 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     return group
 
 
-def _probe(cluster: Any, slots: list[Slot], host: str) -> list[dict[str, Any]]:
-    futures = [cluster.submit_to(s, _rendezvous.probe, host) for s in slots]
+def _probe(cluster: Any, slots: list[Slot], host: str, *, hold: bool) -> list[dict[str, Any]]:
+    futures = [cluster.submit_to(s, _rendezvous.probe, host, hold) for s in slots]
     probes = []
     for slot, fut in zip(slots, futures, strict=True):
         try:

@@ -58,23 +58,29 @@ class RankTask:
     env: dict[str, str] = field(default_factory=dict)
     backend: str = "gloo"  # torch process-group backend
     timeout: float = 300.0  # torch process-group timeout, seconds
+    warm: bool = True  # fork the rank from the worker's zygote (see ._zygote)
+    listen_port: int | None = None  # the rendezvous port the probe holds on this worker
 
 
 def run_rank(task: RankTask) -> dict[str, Any]:
     """Run one rank in a child process on this worker; its outcome.
 
-    The outcome is ``run_trial``'s (``status`` ok / stopped / error with ``traceback``)
-    plus ``value_pickle`` (the return value, pickled), ``rank``, ``host``, ``pid`` and
-    ``log`` (the tail of the rank's output). A child killed by a signal or dying without
-    an outcome gives ``status="error"`` naming the exit code or signal.
+    The child is forked from the worker's zygote (torch already imported, see
+    :mod:`._zygote`), or started as a new interpreter with ``task.warm=False`` or when
+    the zygote cannot start. The outcome is ``run_trial``'s (``status`` ok / stopped /
+    error with ``traceback``) plus ``value_pickle`` (the return value, pickled),
+    ``rank``, ``host``, ``pid`` and ``log`` (the tail of the rank's output). A child
+    killed by a signal or dying without an outcome gives ``status="error"`` naming the
+    exit code or signal.
     """
     import pickle
     import shutil
     import socket
-    import subprocess
     import tempfile
 
     import cloudpickle
+
+    from kale_ext.training._rendezvous import take_listener
 
     rank = task.context.rank
     folder = tempfile.mkdtemp(prefix=f"kale-rank{rank}-")
@@ -85,33 +91,82 @@ def run_rank(task: RankTask) -> dict[str, Any]:
            # The worker's import path, so the child unpickles what the worker could.
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     host = socket.gethostname()
+    # Rank 0's store listens on the socket its probe bound: no other process can take
+    # the port between the probe and the rendezvous.
+    listener = take_listener(task.listen_port)
+    fds = [listener.fileno()] if listener is not None and rank == 0 else []
     try:
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "kale_ext.training._rank", spec, result],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=env, cwd=os.getcwd())
+        child = _start(task, [spec, result], log, env, fds)
         try:
-            code = proc.wait()
+            code = child.wait()
         except BaseException:  # the task itself is being torn down: take the child along
-            proc.kill()
-            proc.wait()
+            child.kill()
             raise
         tail = _tail(log)
         try:
             with open(result, "rb") as f:
                 outcome: dict[str, Any] = pickle.load(f)
         except (OSError, EOFError, pickle.UnpicklingError):
-            how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+            how = ("was lost with its launcher process" if code is None
+                   else f"was killed by {signal.Signals(-code).name}" if code < 0
                    else f"exited with code {code}")
             outcome = {"status": "error",
-                       "error": f"rank {rank} process (pid {proc.pid} on {host}) {how} before "
+                       "error": f"rank {rank} process (pid {child.pid} on {host}) {how} before "
                                 "it finished",
                        "traceback": f"Last output of rank {rank}:\n{tail or '(none)'}",
                        "killed": True, "failed_at": time.time()}
-        outcome.update(rank=rank, host=host, pid=proc.pid, log=tail, exit_code=code)
+        outcome.update(rank=rank, host=host, pid=child.pid, log=tail, exit_code=code,
+                       warm=child.warm)
         return outcome
     finally:
+        if listener is not None:
+            listener.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Child:
+    """A rank's process: forked by the zygote, or a new interpreter."""
+
+    def __init__(self, pid: int, wait: Any, warm: bool) -> None:
+        self.pid = pid
+        self._wait = wait
+        self.warm = warm
+
+    def wait(self) -> int | None:
+        code: int | None = self._wait()
+        return code
+
+    def kill(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.wait()
+
+
+def _start(task: RankTask, argv: list[str], log: str, env: dict[str, str],
+           fds: list[int]) -> _Child:
+    import subprocess
+
+    from kale_ext.training import _zygote
+    from kale_ext.training._torch import LISTEN_FD_ENV
+
+    if task.warm:
+        try:
+            z = _zygote.zygote()
+            pid = z.spawn(argv, log=log, env=env, cwd=os.getcwd(),
+                          path=[p for p in sys.path if p], fds=fds)
+            return _Child(pid, lambda: z.wait(pid), True)
+        except (_zygote.ZygoteGone, OSError) as e:  # a new interpreter still runs the rank
+            print(f"kale: rank {task.context.rank} starts without the rank launcher: {e}",
+                  file=sys.stderr)
+    if fds:
+        env = {**env, LISTEN_FD_ENV: str(fds[0])}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kale_ext.training._rank", *argv],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=os.getcwd(), pass_fds=fds)
+    return _Child(proc.pid, proc.wait, False)
 
 
 def _tail(path: str, n: int = 3000) -> str:

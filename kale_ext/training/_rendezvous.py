@@ -10,18 +10,63 @@ rendezvous server in the kernel (:mod:`._horovod`).
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
+HOLD_S = 600.0  # a held port whose rank never came is closed after this long
 
-def probe(target_host: str) -> dict[str, Any]:
+# Listening sockets bound by probes in this worker, by port, with when they were bound:
+# rank 0's process takes its socket over, so the port cannot be lost in between.
+_held: dict[int, tuple[socket.socket, float]] = {}
+_held_lock = threading.Lock()
+
+
+def take_listener(port: int | None) -> socket.socket | None:
+    """Return the listening socket a probe of this worker holds on ``port`` (and forget it).
+
+    None when there is none (another worker's probe, or it expired).
+    """
+    if port is None:
+        return None
+    with _held_lock:
+        held = _held.pop(int(port), None)
+    return held[0] if held is not None else None
+
+
+def _hold_port(address: str) -> int:
+    """Bind and listen on a free port of ``address``; keep the socket until a rank takes it."""
+    now = time.monotonic()
+    with _held_lock:
+        for port, (old, since) in list(_held.items()):
+            if now - since > HOLD_S:
+                old.close()
+                del _held[port]
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((address, 0))
+        s.listen(128)
+    except OSError:
+        s.close()
+        raise
+    port = int(s.getsockname()[1])
+    with _held_lock:
+        _held[port] = (s, now)
+    return port
+
+
+def probe(target_host: str, hold: bool = False) -> dict[str, Any]:
     """Describe the worker this runs on; runs as a task on every chosen worker.
 
     ``target_host`` is the kernel's metric-channel address: the local address of the
     route to it is one the other ranks can reach too (all of them reach the kernel).
+    With ``hold``, the free port stays bound and listening in this worker until
+    :func:`take_listener` takes it: rank 0's torch store then listens on that very
+    socket, so no other process can take the port meanwhile.
     """
     import os
-    import socket
 
     def route_address(host: str) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -78,7 +123,8 @@ def probe(target_host: str) -> dict[str, Any]:
     address = route_address(target_host)
     gpus = visible_gpus()
     return {"hostname": socket.gethostname(), "address": address,
-            "interface": interface_of(address), "port": free_port(address),
+            "interface": interface_of(address),
+            "port": _hold_port(address) if hold else free_port(address),
             "gpus": gpus, "cuda": usable_gpus(gpus), "pid": os.getpid()}
 
 

@@ -295,7 +295,8 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
                       timeout: float = 300.0, grace: float = 5.0,
                       heartbeat_timeout: float = 10.0, place_wait: float = 10.0,
                       name: str | None = None, store: str | Path | None = None,
-                      report_timeout: float = 60.0, restarts: int = 0) -> TrainingRun:
+                      report_timeout: float = 60.0, restarts: int = 0,
+                      warm: bool = True) -> TrainingRun:
     """Run ``fn(config)`` as ``workers`` data-parallel ranks, one per worker of ``cluster``.
 
     Returns at once with a :class:`TrainingRun`; ``run.wait()`` blocks.
@@ -337,10 +338,15 @@ def train_distributed(fn: Callable[[dict[str, Any]], Any], cluster: Cluster,
         ``kale.load_checkpoint()`` returns the latest ``kale.save_checkpoint`` of rank 0
         (the checkpoint folder, under ``kale.checkpoint-dir``, must be reachable from
         every worker: kale warns when one does not see it).
+    warm : bool
+        Fork each rank from a process on its worker that has imported torch once (the
+        first run on a worker starts it), instead of a new Python per rank. Every run
+        forks from the same freshly imported state, so nothing of one run reaches the
+        next; ``False`` starts a new interpreter per rank.
     """
     options = LaunchOptions(workers=workers, engine=engine, backend=backend, timeout=timeout,
                             grace=grace, heartbeat_timeout=heartbeat_timeout,
-                            place_wait=place_wait)
+                            place_wait=place_wait, warm=warm)
     return TrainingRun(fn, cluster, options, dict(config or {}), name=name, store=store,
                        report_timeout=report_timeout, restarts=restarts)
 

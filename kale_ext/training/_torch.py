@@ -54,14 +54,24 @@ def place_device(backend: str, local_rank: int, cuda: Any = None) -> Any:
     return torch.device("cpu")
 
 
+LISTEN_FD_ENV = "KALE_MASTER_LISTEN_FD"  # rank 0's listening socket, bound by the probe
+
+
 def init_process_group(backend: str, timeout: float) -> None:
-    """Join the run's process group from the environment the launcher set."""
+    """Join the run's process group from the environment the launcher set.
+
+    Rank 0's store listens on the socket its worker's probe bound and passed down
+    (``KALE_MASTER_LISTEN_FD``) when there is one, else binds ``MASTER_PORT`` itself.
+    """
     import torch.distributed as dist
 
     place_device(backend, int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, init_method="env://",
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=timedelta(seconds=timeout))
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    wait = timedelta(seconds=timeout)
+    fd = os.environ.get(LISTEN_FD_ENV) if rank == 0 else None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+                          rank == 0, wait, master_listen_fd=int(fd) if fd else None)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=wait)
 
 
 def destroy_process_group() -> None:

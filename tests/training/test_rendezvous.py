@@ -128,3 +128,35 @@ def test_missing_horovod_says_how_to_install(monkeypatch):
         _horovod.require_horovod()
     with pytest.raises(ConfigError, match="horovod module"):
         kale.train_distributed(print, SimpleNamespace(), workers=2, engine="horovod")
+
+
+def test_a_held_probe_port_stays_bound_until_rank_zero_takes_it():
+    info = _rendezvous.probe("127.0.0.1", hold=True)
+    port = info["port"]
+    with socket.socket() as s, pytest.raises(OSError):  # no other process can take it
+        s.bind(("127.0.0.1", port))
+    listener = _rendezvous.take_listener(port)
+    assert listener is not None and listener.getsockname()[1] == port
+    assert _rendezvous.take_listener(port) is None  # taken once
+    with socket.create_connection(("127.0.0.1", port), timeout=5):  # it listens already
+        pass
+    listener.close()
+    assert _rendezvous.take_listener(None) is None
+
+
+def test_rank_zero_store_listens_on_the_held_socket(monkeypatch):
+    import torch.distributed as dist
+
+    port = _rendezvous.probe("127.0.0.1", hold=True)["port"]
+    fd = _rendezvous.take_listener(port).detach()  # the store owns and closes it
+    monkeypatch.setenv(_torch.LISTEN_FD_ENV, str(fd))
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(port), "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    _torch.init_process_group("gloo", 30)
+    try:
+        t = torch.ones(1)
+        dist.all_reduce(t)
+        assert t.item() == 1.0
+    finally:
+        _torch.destroy_process_group()

@@ -167,3 +167,48 @@ def checkpointed(config):
             open(config["marker"], "w").close()
             os._exit(3)  # the process dies, as if killed
     return first
+
+
+def seeded_training(config):
+    """A few seeded DDP steps of a small MLP; the final weights."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(config["seed"])
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    ddp = DistributedDataParallel(net)
+    g = torch.Generator().manual_seed(config["seed"] + 1)
+    x = torch.randn(64, 8, generator=g)
+    y = x.sum(dim=1, keepdim=True).sin() + 0.05 * torch.randn(64, 1, generator=g)
+    xs, ys = kale.shard(x), kale.shard(y)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+    for step in range(config["steps"]):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(ddp(xs), ys)
+        loss.backward()
+        opt.step()
+        kale.report(step=step, loss=float(loss))
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def leaks(config):
+    """What this process holds from before: a global, a variable, unseeded draws."""
+    import os
+    import random
+    import sys
+
+    import numpy as np
+    import torch
+
+    package = sys.modules["kale_ext.training"]  # imported before any run, in every rank
+    seen = {"global": getattr(package, "_kale_test_leak", None),
+            "env": os.environ.get("KALE_TEST_LEAK"),
+            "torch": float(torch.rand(1)), "numpy": float(np.random.rand()),
+            "random": random.random(), "threads": torch.get_num_threads(),
+            "grad": torch.is_grad_enabled()}
+    package._kale_test_leak = 1
+    os.environ["KALE_TEST_LEAK"] = "1"
+    torch.set_num_threads(1)
+    torch.set_grad_enabled(False)
+    kale.report(step=0, seen=1.0)
+    return seen
