@@ -13,6 +13,8 @@ TB_LOGIN_ADDR=$TB_NET.1
 TB_BRIDGE=kaletb0
 TB_CTLD_PORT=6827
 TB_SLURMD_PORT=6828
+TB_DBD_PORT=6829    # slurmdbd, on loopback
+TB_DB_PORT=6830     # its MariaDB, on loopback
 TB_GPUS=4
 TB_CPUS=8
 TB_MEM=8000
@@ -94,6 +96,7 @@ tb_healthy() {
         tb_in_netns "$node" "$pid" || return 1
     done
     tb_slurm scontrol ping 2>/dev/null | grep -q UP || return 1
+    tb_slurm sacctmgr -n show cluster >/dev/null 2>&1 || return 1
     # Every node is listed and none is down, drained, failed, unknown or not responding
     # ("*"); busy states (alloc, mix, comp, ...) are healthy.
     local states

@@ -55,6 +55,9 @@ if pid=$(tb_ctld_pid); then
 fi
 mapfile -t pids < <(pgrep -x tb-slurmctld; pgrep -x tb-slurmd)
 stop_pids 10 "${pids[@]}"
+bash "$here/accounting.sh" stop
+mapfile -t pids < <(pgrep -x tb-slurmdbd)
+stop_pids 10 "${pids[@]}"
 
 for node in $nodes; do
     [ -e "/run/netns/$node" ] && ip netns del "$node"

@@ -17,6 +17,12 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
     tb_log "Slurm or munge missing: installing them with deploy/slurm-dev/up.sh"
     bash "$here/../slurm-dev/up.sh"
 fi
+if ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
+    tb_log "slurmdbd or MariaDB missing: installing them"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmdbd mariadb-server >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y -qq slurmdbd mariadb-server >/dev/null; }
+fi
 for cmd in ip nsenter unshare mknod flock; do
     command -v "$cmd" >/dev/null || tb_die "command $cmd not found; install iproute2/util-linux"
 done
@@ -53,6 +59,7 @@ rm -f "$TB_ROOT"/log/*.log
 tb_nodes > "$TB_ROOT/run/nodes"  # what down.sh removes, whatever KALE_TESTBED_NODES says then
 ln -sfn "$(command -v slurmctld)" "$TB_BIN/tb-slurmctld"
 ln -sfn "$(command -v slurmd)" "$TB_BIN/tb-slurmd"
+ln -sfn "$(command -v slurmdbd)" "$TB_BIN/tb-slurmdbd"
 # Fake GPUs: character devices with NVIDIA's major number. Slurm only needs them to
 # exist (AutoDetect=off); nothing opens them.
 for i in $(seq 0 $((TB_GPUS - 1))); do
@@ -117,6 +124,10 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$TB_DBD_PORT
+AccountingStorageEnforce=associations,limits,qos
 CONF
 for node in $(tb_nodes); do
     echo "NodeName=$node NodeHostname=$node NodeAddr=$(tb_node_addr "$node") CPUs=$TB_CPUS" \
@@ -146,6 +157,7 @@ done
 # --- daemons ---------------------------------------------------------------------------
 # argv[0] stays slurmctld/slurmd: Slurm decides from it which daemon it runs as.
 # (9>&-: daemons must not hold this script's lock on $TB_LOCK.)
+bash "$here/accounting.sh" start 9>&-
 (exec -a slurmctld "$TB_BIN/tb-slurmctld" -f "$TB_CONF") 9>&-
 for node in $(tb_nodes); do
     mkdir -p "$TB_ROOT/state/$node" "$TB_ROOT/nodes/$node/local"

@@ -1,10 +1,9 @@
 """A start whose batch jobs can never run ends within seconds, with Slurm's words.
 
 For Dask as for ipyparallel: a job over its partition's walltime (PartitionConfig, then
-PartitionTimeLimit), one needing a node that is reserved (ReqNodeNotAvail), and an
-over-asked gres, which sbatch refuses at once. QOSMaxWallDurationPerJobLimit needs
-Slurm's accounting database (slurmdbd), which the test bed does not run: Slurm never
-gives that reason here, so only the reading of the reason is checked.
+PartitionTimeLimit), one over its QOS's walltime (QOSMaxWallDurationPerJobLimit, from
+the test bed's slurmdbd), one needing a node that is reserved (ReqNodeNotAvail), and an
+over-asked gres, which sbatch refuses at once.
 """
 
 from __future__ import annotations
@@ -103,13 +102,24 @@ def test_a_job_needing_a_reserved_node(on_testbed: Testbed, reserved_node3: str,
     _no_jobs_left(on_testbed, error)
 
 
-def test_qos_walltime_reason_is_read_as_hopeless_though_slurm_cannot_give_it_here(
-        on_testbed: Testbed):
+@pytest.mark.parametrize("backend", ["dask", "ipyparallel"])
+def test_walltime_over_the_qos_limit(on_testbed: Testbed, backend: str):
+    # The "short" QOS allows 5 minutes; the partition would allow the hour. Slurm accepts
+    # the job and, with limits enforced by its accounting, leaves it pending for ever.
     config = on_testbed.run("scontrol", "show", "config").stdout
-    assert "accounting_storage/none" in config  # no slurmdbd: no QOS limits are enforced
+    assert "accounting_storage/slurmdbd" in config, "the test bed runs without slurmdbd"
+    error, took = _start_fails(backend, queue="regular", walltime="01:00:00", qos="short")
+    assert took < FAST, f"took {took:.1f} s"
+    text = str(error)
+    assert "QOSMaxWallDurationPerJobLimit" in text, text
+    assert "PENDING" in text
+    if backend == "dask":
+        assert "qos" in text  # what to change
+    _no_jobs_left(on_testbed, error)
+
+
+def test_pending_reasons_read_as_hopeless_or_not():
     slurm = batch.system("slurm")
-    job = batch.JobState("PENDING", "(QOSMaxWallDurationPerJobLimit)")
-    assert slurm.is_hopeless(job)
-    assert "qos" in slurm.explain(job)
+    assert slurm.is_hopeless(batch.JobState("PENDING", "(QOSMaxWallDurationPerJobLimit)"))
     assert slurm.is_hopeless(batch.JobState("PENDING", "(ReqNodeNotAvail, UnavailableNodes:node3)"))
     assert not slurm.is_hopeless(batch.JobState("PENDING", "(Resources)"))

@@ -94,7 +94,9 @@ def test_down_leaves_nothing_behind_and_up_brings_it_back(testbed: Testbed):
         addrs = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
         assert testbed.login_addr + "/" not in addrs
         assert [p for p in node_pids if running(p)] == []
-        assert processes_named("tb-slurmctld", "tb-slurmd") == []
+        assert processes_named("tb-slurmctld", "tb-slurmd", "tb-slurmdbd") == []
+        assert [p for p in processes_named("mariadbd")
+                if str(testbed.root) in Path(f"/proc/{p}/cmdline").read_text()] == []
         assert not is_up()
         assert sorted(p.name for p in testbed.root.iterdir()) in ([], ["log"])
         if made_local:
