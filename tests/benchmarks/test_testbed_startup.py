@@ -4,8 +4,9 @@ Both sides get the same jobs (the ``debug`` queue, 5 of a node's 8 cores each so
 no two share a node, one thread a worker) and TLS, and a scheduler on the login node's
 bridge address, which raw dask-jobqueue must be told (its own guess is an address no node
 reaches). kale's start also runs a detached daemon, writes its certificate authority,
-asks ``sinfo`` where the nodes are and records the cluster. Printed as a ratio; nothing
-about time is asserted. Brings the test bed up when it is down (and takes it down after).
+asks ``sinfo`` where the nodes are and records the cluster. Asserted as a ratio, with
+the start-up target of the local Slurm: kale / raw <= 1.1. Brings the test bed up when
+it is down (and takes it down after).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 import kale_ext as kale
+from tests.benchmarks.targets import Targets
 from tests.testbed.conftest import Testbed
 from tests.testbed.conftest import testbed as testbed  # the session fixture
 
@@ -99,3 +101,7 @@ def test_time_to_three_workers_on_three_nodes(on_testbed: Testbed):
           f"kale.start_cluster {k:.2f} s {[round(x, 2) for x in ours]}, "
           f"ratio kale/raw {k / r:.2f}")
     assert len(raw) == len(ours) == ROUNDS
+    targets = Targets()
+    targets.ratio(f"time to {WORKERS} workers on {WORKERS} test-bed nodes, kale/raw", k, r,
+                  at_most=1.1)
+    targets.assert_met()

@@ -5,8 +5,8 @@ All three launch the same script's ``first_step``: join the process group (or
 call to the later of the two ranks' first step. kale's launch runs on a ready local
 Dask cluster and includes what the command-line launchers do not: placing ranks on
 distinct workers, probing them for rank 0's address and a free port, the metric
-channel and the run's store. Printed as ratios in the same run; nothing about time is
-asserted (a 2-core machine: the ranks share the cores).
+channel and the run's store. Asserted as ratios in the same run, with the start-up
+target of clusters: kale / launcher <= 1.1 (a 2-core machine: the ranks share the cores).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import cloudpickle
 import pytest
 
 import kale_ext as kale
+from tests.benchmarks.targets import Targets
 
 pytestmark = pytest.mark.benchmark
 
@@ -134,3 +135,6 @@ def test_launch_to_first_step(engine, script, cluster):
           f"ready Dask cluster {k:.2f} s {[round(x, 2) for x in ours]}, ratio kale/{name} "
           f"{k / c:.2f}")
     assert len(cli) == len(ours) == ROUNDS
+    targets = Targets()
+    targets.ratio(f"launch to first step, {engine}, kale/{name}", k, c, at_most=1.1)
+    targets.assert_met()
