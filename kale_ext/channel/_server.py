@@ -14,7 +14,7 @@ from typing import Any
 import zmq
 
 from kale_ext import config
-from kale_ext._errors import ChannelError, ConfigError
+from kale_ext._errors import ChannelError, ConfigError, StoreError
 from kale_ext.channel._hosts import ANY, reachable_address, resolve_host
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
@@ -36,6 +36,9 @@ Handler = Callable[[list[Message]], "Mapping[int, Reply] | None"]
 # store transaction per drain rather than per frame is what makes batching pay.
 _MAX_FRAMES_PER_DRAIN = 256
 _POLL_MS = 500
+
+MAX_FAILURES = 3
+"""Times the handler may fail on the same messages before they are dropped and logged."""
 
 
 def channel_host(local: bool = False, *, peers: Iterable[str] = ()) -> str:
@@ -80,7 +83,9 @@ class ChannelServer:
         (re-sent duplicates removed). It must persist them before returning, since the
         acknowledgement sent afterwards tells the worker they are durable, and returns
         the replies it wants to send, by trial (trials left out keep theirs). If it
-        raises, nothing in the batch is acknowledged and the workers re-send.
+        raises, nothing in the batch is acknowledged and the workers re-send; messages
+        it fails on :data:`MAX_FAILURES` times are dropped (logged, then acknowledged),
+        except when it raises :class:`kale.StoreError`: the store is at fault then.
     host : str, optional
         Address to bind and advertise; default :func:`channel_host`.
     port : int
@@ -110,6 +115,7 @@ class ChannelServer:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._rejected = 0
+        self._failures: dict[tuple[StreamKey, int], int] = {}
         self._wake_r, self._wake_w = os.pipe()
 
         host = host or channel_host()
@@ -218,7 +224,7 @@ class ChannelServer:
 
     def _process(self, batch: list[list[bytes]]) -> None:
         now = time.time()
-        new: list[Message] = []
+        groups: dict[StreamKey, list[Message]] = {}  # new messages by stream, in order
         tentative: dict[StreamKey, int] = {}
         replies: dict[tuple[bytes, StreamKey], None] = {}  # ordered set
         for frames in batch:
@@ -228,12 +234,13 @@ class ChannelServer:
             identity, _, payload = frames
             try:
                 stream, base, messages = decode_batch(payload)
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, RecursionError) as e:
                 logger.warning("Dropped a malformed metric channel frame: %s", e)
                 continue
             last = tentative.get(stream, self._delivered.get(stream, -1))
             # Everything below base was acknowledged by some server, so is durable.
             last = max(last, base - 1)
+            new = groups.setdefault(stream, [])
             for message in messages:
                 if message.seq == HEARTBEAT_SEQ:
                     new.append(message)
@@ -247,25 +254,80 @@ class ChannelServer:
         if not replies:
             return
         try:
-            decisions = self._handler(new) if new else None
-        except Exception:
-            logger.exception("Metric channel handler failed on %d messages; they are not "
-                             "acknowledged and will be re-sent", len(new))
+            decisions = self._handle(groups)
+        except StoreError:
+            logger.exception("The store cannot take the metric channel's %d messages; they "
+                             "are not acknowledged", sum(map(len, groups.values())))
             return
         with self._lock:
+            for stream in decisions.pop(None, ()):  # streams whose messages failed
+                tentative.pop(stream, None)
             self._delivered.update(tentative)
             for stream in tentative:
                 self._last_seen[stream] = now
-            for trial, decision in (decisions or {}).items():
+            for trial, decision in decisions.items():
                 self._set_decision(trial, decision)
             acks = [(identity, encode_ack(stream, self._delivered[stream],
                                           self._decisions.get(stream[0], {})))
-                    for identity, stream in replies]
+                    for identity, stream in replies if stream in tentative]
         for identity, payload in acks:
             # A peer that is gone or whose queue is full re-sends later.
             with contextlib.suppress(zmq.ZMQError):
                 self._socket.send_multipart([identity, sign(self._key, payload), payload],
                                             zmq.NOBLOCK)
+
+    def _handle(self, groups: dict[StreamKey, list[Message]]) -> dict[Any, Any]:
+        """Call the handler on the new messages; return its replies by trial.
+
+        When it raises, each stream is tried on its own, so one stream's bad messages do
+        not hold back the others; a stream that fails is not acknowledged (the client
+        re-sends), and after :data:`MAX_FAILURES` failures of the same messages they are
+        dropped, logged and acknowledged. The streams left unacknowledged are under the
+        key None. A :class:`StoreError` (the store, not the messages, is at fault) is
+        raised at once and never drops anything.
+        """
+        new = [m for group in groups.values() for m in group]
+        if not new:
+            return {}
+        try:
+            return dict(self._handler(new) or {})
+        except StoreError:
+            raise
+        except Exception as e:
+            if len(groups) == 1:
+                return self._failed(next(iter(groups.items())), e)
+        decisions: dict[Any, Any] = {}
+        for stream, group in groups.items():
+            if not group:
+                continue
+            try:
+                decisions.update(self._handler(group) or {})
+            except StoreError:
+                raise
+            except Exception as e:
+                failed = self._failed((stream, group), e)
+                decisions.setdefault(None, []).extend(failed.get(None, ()))
+        return decisions
+
+    def _failed(self, item: tuple[StreamKey, list[Message]], error: Exception) -> dict[Any, Any]:
+        stream, group = item
+        seqs = [m.seq for m in group if m.seq != HEARTBEAT_SEQ]
+        key = (stream, seqs[0] if seqs else HEARTBEAT_SEQ)
+        if len(self._failures) > 10_000:  # keep memory bounded against a flood
+            self._failures.clear()
+        count = self._failures[key] = self._failures.get(key, 0) + 1
+        if count < MAX_FAILURES:
+            logger.warning("Metric channel handler failed (%d of %d) on %d messages of trial %d "
+                           "(attempt %d, rank %d): %s: %s; they are not acknowledged and will "
+                           "be re-sent", count, MAX_FAILURES, len(group), *stream,
+                           type(error).__name__, error)
+            return {None: [stream]}
+        del self._failures[key]
+        logger.error("Dropped %d messages of trial %d (attempt %d, rank %d), seq %s: the "
+                     "handler failed on them %d times, last with %s: %s", len(group), *stream,
+                     f"{seqs[0]}..{seqs[-1]}" if seqs else "none (heartbeat)", MAX_FAILURES,
+                     type(error).__name__, error)
+        return {}
 
     def _reject(self, frames: list[bytes]) -> None:
         self._rejected += 1

@@ -18,18 +18,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kale_ext._errors import SearchError
+from kale_ext._errors import SearchError, StoreError
 from kale_ext.channel import ChannelInfo, ChannelServer, new_key
 from kale_ext.clusters import WorkerRetired
 from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
+from kale_ext.search._controls import DriverControls
 from kale_ext.search._events import SearchEvents
 from kale_ext.search._runs import TrialRun, TrialRuns
-from kale_ext.trial import CONTINUE, Action, Decision, Ingest, TrialContext, TrialState, run_trial
+from kale_ext.trial import CONTINUE, Ingest, TrialContext, TrialState, run_trial
 
 if TYPE_CHECKING:
     from kale_ext.clusters import Cluster
@@ -66,7 +67,7 @@ class SearchSpec(Protocol):
     def cluster(self) -> Cluster: ...
 
 
-class Driver:
+class Driver(DriverControls):
     """Owns a search's trials and runs them on its cluster.
 
     Parameters
@@ -92,6 +93,7 @@ class Driver:
         self.error: BaseException | None = None
         self.server: ChannelServer | None = None
         self.channel: dict[str, Any] = {}
+        self.trial_events: SearchEvents | None = None
         self._workers = 1
         self._workers_read = -_WORKERS_EVERY
 
@@ -129,7 +131,9 @@ class Driver:
         self.error = None
         self.done.clear()
         key = new_key()
-        events = SearchEvents(self.trials, lambda data: apply_control(self, data))
+        events = SearchEvents(self.trials, lambda data: apply_control(self, data),
+                              self._store_failed)
+        self.trial_events = events
         self.server = ChannelServer(key, Ingest(self.store, events, lock=self.lock),
                                     host=self.spec.channel_host)
         self.server.start()
@@ -162,6 +166,13 @@ class Driver:
         finally:
             self._shutdown()
 
+    def _store_failed(self, error: StoreError) -> None:
+        """End the search: its store cannot be written (called on the channel's thread)."""
+        def fail() -> None:
+            raise error
+
+        self.events.put(fail)
+
     def _shutdown(self) -> None:
         try:
             with self.lock:
@@ -169,15 +180,27 @@ class Driver:
                     if run.future is not None and not run.future.done():
                         with contextlib.suppress(Exception):  # a closed client cannot cancel
                             run.future.cancel()
-                    if run.state in (TrialState.RUNNING, TrialState.PENDING) and self.stopping:
-                        self.trials.transition(run, TrialState.STOPPED, "search stopped")
-                final = "failed" if self.error else ("stopped" if self.stopping else "completed")
-                self.store.set_search_state(final)
-            if self.server is not None:
-                self.server.close()
-            channel_file(self.name).unlink(missing_ok=True)
+                try:
+                    for run in self.runs.values():
+                        if run.state in (TrialState.RUNNING, TrialState.PENDING) \
+                                and self.stopping:
+                            self.trials.transition(run, TrialState.STOPPED, "search stopped")
+                    final = "failed" if self.error else \
+                        ("stopped" if self.stopping else "completed")
+                    self.store.set_search_state(final, f"{type(self.error).__name__}: "
+                                                f"{self.error}" if self.error else None)
+                except StoreError as e:  # a full or read-only disk: the log must say it
+                    logger.error("Search %r ended and its store could not record it: %s",
+                                 self.name, e)
+                    if self.error is None:
+                        self.error = e
         finally:
-            self.done.set()
+            try:
+                if self.server is not None:
+                    self.server.close()
+            finally:
+                channel_file(self.name).unlink(missing_ok=True)
+                self.done.set()
 
     def _wake(self, _: Any = None) -> None:
         self.events.put(lambda: None)
@@ -223,6 +246,7 @@ class Driver:
 
     def _submit(self, run: TrialRun) -> None:
         spec, server = self.spec, self._server()
+        self._failure(run)  # a new attempt starts clean
         run.attempt += 1
         server.set_decision(run.number, CONTINUE.to_dict())  # replies stick until replaced
         ctx = TrialContext(
@@ -275,14 +299,26 @@ class Driver:
             except BaseException as e:  # the worker, engine or job died under the trial
                 self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue
-            self.trials.end(run, outcome)
+            failure = self._failure(run)
+            if failure is not None:  # a report the driver could not use
+                self.trials.transition(run, TrialState.FAILED, failure, error=failure)
+                self.trials.tell(run)
+            else:
+                self.trials.end(run, outcome)
+
+    def _failure(self, run: TrialRun) -> str | None:
+        events = self.trial_events
+        return events.failures.pop(run.number, None) if events is not None else None
 
     def _lost(self, run: TrialRun, reason: str) -> None:
         if run.future is not None:
             run.future.cancel()
             run.future = None
         retries = self.spec.retries
-        if run.retries < retries and not self.stopping:
+        failure = self._failure(run)
+        if failure is not None:
+            reason = failure
+        if run.retries < retries and not self.stopping and failure is None:
             run.retries += 1
             self.trials.transition(run, TrialState.FAILED, reason, retries=run.retries)
             self.trials.transition(run, TrialState.PENDING,
@@ -303,93 +339,3 @@ class Driver:
                     and now - run.last_seen > timeout:
                 self._lost(run, f"no heartbeat for {now - run.last_seen:.0f} s "
                                 f"(limit {timeout:g} s) from {run.worker or 'its worker'}")
-
-    # -- controls: the whole search or one trial ---------------------------------------
-
-    def tell_trial(self, run: TrialRun, decision: Decision, *, requeue: bool = False) -> None:
-        """Ask a running trial to end with ``decision`` at its next report or heartbeat."""
-        run.pending_action = decision
-        run.by_scheduler = False
-        run.requeue = requeue
-        self._server().set_decision(run.number, decision.to_dict())
-
-    def stop(self, trial: int | None = None) -> None:
-        """Stop one trial (pending, running or paused), or the whole search.
-
-        With ``trial`` None, running trials are told to stop and waiting ones are
-        stopped.
-        """
-        with self.lock:
-            if trial is None:
-                self.stopping = True
-                reason = "search stopped by the user"
-                for run in self.trials.in_state(TrialState.RUNNING):
-                    self.tell_trial(run, Decision(Action.STOP, reason))
-                for run in self.trials.in_state(TrialState.PENDING, TrialState.PAUSED):
-                    self.trials.transition(run, TrialState.STOPPED, reason)
-                return
-            run = self.trials.get(trial)
-            if run.state is TrialState.RUNNING:
-                self.tell_trial(run, Decision(Action.STOP, "stopped by the user"))
-            elif run.state in (TrialState.PENDING, TrialState.PAUSED):
-                self.trials.transition(run, TrialState.STOPPED, "stopped by the user")
-                self.trials.tell(run)
-            else:
-                raise SearchError(f"Trial {run.number} is {run.state.label}; only pending, "
-                                  "running or paused trials can be stopped.")
-
-    def pause(self, trial: int | None = None) -> None:
-        """Pause one trial, or the whole search.
-
-        A paused trial checkpoints and leaves its worker. A paused search starts no new
-        trials and its running ones pause.
-        """
-        with self.lock:
-            if trial is None:
-                self.paused = True
-                for run in self.trials.in_state(TrialState.RUNNING):
-                    self.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
-                return
-            run = self.trials.get(trial)
-            if run.state is TrialState.RUNNING:
-                self.tell_trial(run, Decision(Action.PAUSE, "paused by the user"))
-            elif run.state is TrialState.PENDING:
-                self.trials.transition(run, TrialState.PAUSED, "paused by the user")
-            else:
-                raise SearchError(f"Trial {run.number} is {run.state.label}; only running "
-                                  "or pending trials can be paused.")
-
-    def resume(self, trial: int | None = None) -> None:
-        """Resume a paused trial from its checkpoint, or the whole paused search."""
-        with self.lock:
-            if trial is None:
-                self.paused = False
-                targets = self.trials.in_state(TrialState.PAUSED)
-            else:
-                run = self.trials.get(trial)
-                if run.state is not TrialState.PAUSED:
-                    raise SearchError(f"Trial {run.number} is {run.state.label}, not paused.")
-                targets = [run]
-            for run in targets:
-                self.trials.transition(run, TrialState.PENDING, "resumed by the user")
-
-    def restart(self, trial: int, params: Mapping[str, Any]) -> None:
-        """Run ``trial`` again from scratch with ``params`` changed.
-
-        ``params`` is a nested mapping of new values, checked against the search space
-        first.
-        """
-        run = self.trials.get(trial)
-        config = self.trials.edited(run, params)
-        with self.lock:
-            run.config = config
-            run.checkpoint = None
-            self.store.transition(run.number, run.state, "parameters edited by the user",
-                                  params=config)
-            if run.state is TrialState.RUNNING:
-                self.tell_trial(run, Decision(Action.STOP, "restarted by the user"),
-                                requeue=True)
-            else:
-                run.retries = 0
-                self.trials.transition(run, TrialState.PENDING, "restarted by the user")
-

@@ -10,13 +10,17 @@ driver's lock, after each batch is stored.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kale_ext._errors import KaleError, StoreError
 from kale_ext.channel import Message
-from kale_ext.search._runs import TrialRuns
-from kale_ext.trial import Action, Decision, TrialEvents, TrialState
+from kale_ext.search._runs import TrialRun, TrialRuns
+from kale_ext.trial import STEP_KEYS, Action, Decision, TrialEvents, TrialState, check_step
+
+logger = logging.getLogger(__name__)
 
 
 class SearchEvents(TrialEvents):
@@ -29,12 +33,25 @@ class SearchEvents(TrialEvents):
     control
         Runs a control command (``{"action", "trial", "params"}``) and returns what it
         did; raises when it is refused.
+    store_failed
+        Called when the store cannot be written; the driver ends the search.
+
+    Attributes
+    ----------
+    failures : dict
+        Why the current attempt of a trial must end as failed (a report the driver cannot
+        use, e.g. a NaN step or no search metric), by trial; the driver reads it when the
+        attempt ends.
     """
 
-    def __init__(self, trials: TrialRuns, control: Callable[[dict[str, Any]], str]) -> None:
+    def __init__(self, trials: TrialRuns, control: Callable[[dict[str, Any]], str],
+                 store_failed: Callable[[StoreError], None] | None = None) -> None:
         self.trials = trials
         self.runs = trials.runs
         self.control = control
+        self.store_failed = store_failed
+        self.failures: dict[int, str] = {}
+        self._checked: set[int] = set()  # trials whose first report had the metric
 
     def attempt(self, trial: int) -> int | None:
         run = self.runs.get(trial)
@@ -58,20 +75,49 @@ class SearchEvents(TrialEvents):
         if message.rank != 0:  # rank 0 speaks for a distributed trial
             return None
         run, data = self.runs[message.trial], message.data
+        if run.number in self.failures:
+            return run.pending_action
         run.metrics.update(data)
-        step = data.get("epoch", data.get("step"))
-        value = data.get(self.trials.metric)
-        if step is None or not isinstance(value, int | float):
+        name = next((key for key in STEP_KEYS if data.get(key) is not None), None)
+        try:
+            step = check_step(data[name], name) if name is not None else None
+        except KaleError as e:
+            return self._fail(run, f"Trial {run.number}: {e}")
+        metric = self.trials.metric
+        if run.number not in self._checked:
+            if metric not in data:
+                seen = ", ".join(repr(str(k)) for k in list(data)[:20]) or "no metrics"
+                return self._fail(run, (
+                    f"Trial {run.number}'s first report has {seen} but not the search's "
+                    f"metric {metric!r}: the search cannot rank it. Report {metric}=... from "
+                    "the trial, or create the search with metric= one of the names above."))
+            self._checked.add(run.number)
+        value = data.get(metric)
+        if step is None or isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        run.last_step = int(step)
+        run.last_step = step
         if run.pending_action is not None:
             return run.pending_action
-        decision = self.trials.scheduler.on_report(run.number, int(step), float(value))
+        decision = self.trials.scheduler.on_report(run.number, step, float(value))
         if decision.action is Action.CONTINUE:
             return None
         run.pending_action = decision
         run.by_scheduler = True
         return decision
+
+    def _fail(self, run: TrialRun, reason: str) -> Decision:
+        """End ``run``'s attempt: it hears a stop, and the driver settles it as failed."""
+        self.failures[run.number] = reason
+        logger.warning("%s", reason)  # seen now; the store has it once the attempt ends
+        decision = Decision(Action.STOP, reason)
+        run.pending_action = decision
+        run.by_scheduler = False
+        run.requeue = False
+        return decision
+
+    def on_store_failed(self, error: StoreError) -> None:
+        if self.store_failed is not None:
+            self.store_failed(error)
 
     def pending(self) -> Mapping[int, Decision]:
         return {run.number: run.pending_action for run in self.runs.values()

@@ -18,7 +18,8 @@ from kale_ext.store._base import (
     Transition,
     TrialRecord,
 )
-from kale_ext.store._sqlite import SQLiteStore, default_path, network_filesystem
+from kale_ext.store._paths import default_path, network_filesystem
+from kale_ext.store._sqlite import SQLiteStore
 
 __all__ = [
     "NEW_TRIAL",

@@ -187,10 +187,15 @@ class Store(ABC):
 
     @abstractmethod
     def search(self) -> dict[str, Any]:
-        """``{"name", "definition", "created", "state"}`` of the search."""
+        """``{"name", "definition", "created", "state", "reason"}`` of the search.
+
+        ``reason`` says why the search ended as it did (e.g. the driver's error); None
+        when nothing was said.
+        """
 
     @abstractmethod
-    def set_search_state(self, state: str) -> None: ...
+    def set_search_state(self, state: str, reason: str | None = None) -> None:
+        """Set the search's state (``"running"``, ``"completed"``, ``"failed"``...) and why."""
 
     # --- trials ----------------------------------------------------------------------
 

@@ -6,9 +6,7 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -30,6 +28,7 @@ from kale_ext.store._base import (
     Transition,
     TrialRecord,
 )
+from kale_ext.store._paths import finite, network_filesystem, row_step
 
 if TYPE_CHECKING:
     from kale_ext.channel import Message, StreamKey
@@ -37,10 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-SUFFIX = ".kale.sqlite"
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph",
-                       "fuse.sshfs", "panfs", "wekafs")
-_STEP_KEYS = ("step", "epoch", "iteration", "training_iteration")
 _SIDECARS = ("-wal", "-shm", ".lock")
 
 _SCHEMA = f"""
@@ -72,50 +67,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 _TRIAL_COLUMNS = ("number, state, params, attempt, worker, job_id, started, ended, last, best, "
                   "best_step, error, checkpoint, retries, updated")
-
-
-def default_path(name: str) -> Path:
-    """Where the store of search ``name`` goes by default: kale's store dir, on local disk."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise StoreError(f"Search name {name!r} must be letters, digits, '.', '_' or '-' "
-                         "(it names a file); pick a name like 'mnist-tpe'.")
-    return config.store_dir() / f"{name}{SUFFIX}"
-
-
-def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
-    """Return the file system type of ``path`` if it is a network/parallel one, else None."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return None
-    target = os.path.realpath(path)
-    best, fstype = "", ""
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mount = parts[1].replace("\\040", " ")
-        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
-        if inside and len(mount) > len(best):
-            best, fstype = mount, parts[2]
-    return fstype if fstype in NETWORK_FILESYSTEMS else None
-
-
-def _step(values: dict[str, Any]) -> int | None:
-    for key in _STEP_KEYS:
-        value = values.get(key)
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    return None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _create(path: Path) -> None:
@@ -206,13 +157,24 @@ class SQLiteStore(Store):
             raise StoreError(f"Search store {self.path} was opened read-only; only the search "
                              "driver writes it.")
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.IntegrityError:
                 raise
-            self._conn.execute("COMMIT")
+            except (sqlite3.Error, OSError, OverflowError) as e:
+                # Disk full, a read-only or vanished file: nothing of this write is kept.
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"Search store {self.path} could not be written: {e}. Free "
+                                 "space on its disk or make it writable, then resume the "
+                                 "search.") from e
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -247,12 +209,17 @@ class SQLiteStore(Store):
         if not rows:
             raise StoreError(f"Search store {self.path} holds no search yet.")
         name, definition, created, state = rows[0]
+        reason = self._read("SELECT value FROM meta WHERE key = 'reason'")
         return {"name": name, "definition": json.loads(definition), "created": created,
-                "state": state}
+                "state": state, "reason": reason[0][0] if reason else None}
 
-    def set_search_state(self, state: str) -> None:
+    def set_search_state(self, state: str, reason: str | None = None) -> None:
         with self._write() as conn:
             conn.execute("UPDATE search SET state = ?", (state,))
+            # The reason lives in meta, so stores written before it read back unchanged.
+            conn.execute("DELETE FROM meta WHERE key = 'reason'")
+            if reason:
+                conn.execute("INSERT INTO meta VALUES ('reason', ?)", (reason,))
 
     # --- trials ----------------------------------------------------------------------
 
@@ -323,7 +290,7 @@ class SQLiteStore(Store):
             delivered[m.stream] = max(delivered.get(m.stream, -1), m.seq)
             if m.kind != "report":
                 continue
-            step = _step(m.data)
+            step = row_step(m.data)
             values = json.dumps(m.data)
             rows.append((m.trial, m.attempt, m.rank, m.seq, step, m.time, values))
             if m.rank != 0:
@@ -331,7 +298,7 @@ class SQLiteStore(Store):
             if m.trial not in last or (m.attempt, m.seq) > last[m.trial][:2]:
                 last[m.trial] = (m.attempt, m.seq, values)
             value = m.data.get(objective[0]) if objective else None
-            if objective and _finite(value):
+            if objective and finite(value):
                 value = float(value)  # type: ignore[arg-type]
                 old = best.get(m.trial)
                 if old is None or (value > old[0] if objective[1] == "max" else value < old[0]):

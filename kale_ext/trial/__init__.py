@@ -33,6 +33,8 @@ from kale_ext.trial._gpus import (
 )
 from kale_ext.trial._ingest import Ingest, TrialEvents, open_store
 from kale_ext.trial._report import (
+    STEP_KEYS,
+    check_step,
     load_checkpoint,
     report,
     report_nowait,
@@ -50,6 +52,7 @@ __all__ = [
     "CONTINUE",
     "GPU_PRELOAD",
     "GPU_PROCESSES_ENV",
+    "STEP_KEYS",
     "WORKER_NAME_ENV",
     "Action",
     "CheckpointWarning",
@@ -61,6 +64,7 @@ __all__ = [
     "TrialState",
     "allocated_gpus",
     "bound_gpus",
+    "check_step",
     "checkpoint_root",
     "checkpoint_setting",
     "current",

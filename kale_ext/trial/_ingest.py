@@ -6,22 +6,32 @@ Every batch the channel delivers is stored first (the acknowledgement that follo
 the workers it is durable); then the messages of each trial's current attempt are handed
 to the :class:`TrialEvents` of whoever runs the trials, in order, and the decisions they
 return go back with the acknowledgements.
+
+Each message is applied at most once: a batch re-sent after its acknowledgement was lost
+(or after a resumed driver opened the store) finds its messages already applied and only
+re-stores them, which the store ignores. A message whose event handler raises is logged
+and counted as applied, so one bad message cannot hold back the trial's later ones; only
+a store that cannot be written fails the batch (nothing is acknowledged then).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from kale_ext._errors import StoreError
 from kale_ext.store import Store
 from kale_ext.trial._checkpoints import warn_unshared
 from kale_ext.trial._state import Action, Decision, TrialState
 
 if TYPE_CHECKING:
-    from kale_ext.channel import Message
+    from kale_ext.channel import Message, StreamKey
+
+logger = logging.getLogger(__name__)
 
 
 def open_store(path: str | os.PathLike[str], *, readonly: bool = False,
@@ -65,6 +75,9 @@ class TrialEvents:
         """Decisions every trial must keep hearing until it ends (a stop, a pause)."""
         return {}
 
+    def on_store_failed(self, error: StoreError) -> None:
+        """Learn that the store cannot be written: the batch is not acknowledged; end the run."""
+
 
 class Ingest:
     """The channel handler of a search or training run.
@@ -89,36 +102,68 @@ class Ingest:
         self.lock: AbstractContextManager[Any] = lock if lock is not None \
             else contextlib.nullcontext()
         self._warned_unshared = False  # one checkpoint warning a search or run is enough
+        # The last applied seq of each stream: what the store holds was applied before.
+        self._applied: dict[StreamKey, int] = dict(store.delivered())
 
     def __call__(self, batch: Sequence[Message]) -> dict[int, dict[str, Any]]:
-        """Handle one batch; the decisions to send back, by trial, as channel replies."""
+        """Handle one batch; the decisions to send back, by trial, as channel replies.
+
+        Raises
+        ------
+        StoreError
+            When the store cannot be written (disk full, read-only): nothing of the batch
+            is acknowledged, and ``events.on_store_failed`` was told.
+        """
         events = self.events
         decisions: dict[int, Decision] = {}
         with self.lock:
-            for msg in batch:
-                if msg.kind == "control":
-                    decisions[msg.trial] = events.on_control(msg.data)
-            self.store.append([m for m in batch if m.kind != "control"])
-            for msg in batch:
-                if msg.kind == "control" or events.attempt(msg.trial) != msg.attempt:
-                    continue
-                events.on_seen(msg)
-                if msg.kind == "start":
-                    self._check_checkpoints(msg)
-                    events.on_start(msg)
-                elif msg.kind == "checkpoint":
-                    path, step = str(msg.data["path"]), msg.data.get("step")
-                    self.store.add_checkpoint(msg.trial, step, path)
-                    events.on_checkpoint(msg.trial, step, path)
-                elif msg.kind == "report":
-                    decision = events.on_report(msg)
+            applied = self._applied
+            fresh = [m for m in batch if m.seq < 0 or m.seq > applied.get(m.stream, -1)]
+            try:
+                self.store.append([m for m in fresh if m.kind != "control"])
+                for msg in fresh:
+                    try:
+                        decision = self._apply(msg)
+                    except StoreError:
+                        raise
+                    except Exception:  # one bad message must not hold back the rest
+                        logger.exception("Trial %d: its %s message %d (attempt %d, rank %d) "
+                                         "could not be handled; it is skipped", msg.trial,
+                                         msg.kind, msg.seq, msg.attempt, msg.rank)
+                        decision = None
+                    if msg.seq >= 0:
+                        applied[msg.stream] = max(applied.get(msg.stream, -1), msg.seq)
                     if decision is not None:
                         decisions[msg.trial] = decision
-                elif msg.kind == "end":
-                    events.on_end(msg)
+            except StoreError as e:
+                events.on_store_failed(e)
+                raise
             for trial, decision in events.pending().items():
                 decisions.setdefault(trial, decision)
         return {trial: d.to_dict() for trial, d in decisions.items()}
+
+    def _apply(self, msg: Message) -> Decision | None:
+        """Tell the events what ``msg`` means; return a decision for its trial, if any."""
+        events = self.events
+        if msg.kind == "control":
+            return events.on_control(msg.data)
+        if events.attempt(msg.trial) != msg.attempt:
+            return None
+        events.on_seen(msg)
+        if msg.kind == "start":
+            self._check_checkpoints(msg)
+            events.on_start(msg)
+        elif msg.kind == "checkpoint":
+            path, step = str(msg.data["path"]), msg.data.get("step")
+            step = step if isinstance(step, int) and not isinstance(step, bool) \
+                and -2**63 <= step < 2**63 else None
+            self.store.add_checkpoint(msg.trial, step, path)
+            events.on_checkpoint(msg.trial, step, path)
+        elif msg.kind == "report":
+            return events.on_report(msg)
+        elif msg.kind == "end":
+            events.on_end(msg)
+        return None
 
     def _check_checkpoints(self, msg: Message) -> None:
         """Warn when a trial's worker does not see the checkpoint folder.

@@ -85,15 +85,14 @@ def report_nowait(**metrics: Any) -> Decision:
 
 def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
     clean = check_metrics(metrics)
+    name = next((key for key in STEP_KEYS if clean.get(key) is not None), None)
+    step = check_step(clean[name], name) if name is not None else None
     ctx = current()
     if ctx is None or ctx.client is None:
         return Decision()
-    name = next((key for key in STEP_KEYS if clean.get(key) is not None), None)
-    if name is None:
+    if step is None:
         step = ctx._auto_step
         clean["step"] = step
-    else:
-        step = check_step(clean[name], name)
     ctx._auto_step = step + 1
     decision = send(ctx, "report", clean, block=block)
     _raise_for(decision)
@@ -160,6 +159,7 @@ def save_checkpoint(state: Any, step: int) -> str | None:
     tmp = path.with_suffix(".tmp")
     save, _ = _torch_or_pickle()
     save(state, str(tmp))
+    os.chmod(tmp, 0o600)  # a pickle: the owner's alone, whatever the umask
     os.replace(tmp, path)
     if ctx.client is not None:
         send(ctx, "checkpoint", {"step": int(step), "path": str(path)})

@@ -245,3 +245,43 @@ def test_server_rejects_a_short_key_and_a_busy_port(collector):
     with ChannelServer(new_key(), collector, host="127.0.0.1") as first, \
             pytest.raises(ChannelError, match="Cannot bind"):
         ChannelServer(new_key(), collector, host="127.0.0.1", port=first.port)
+
+
+def test_messages_the_handler_keeps_failing_on_are_dropped_and_logged(key, caplog):
+    calls: list[int] = []
+    good = Collector()
+
+    def handler(batch):
+        calls.extend(m.trial for m in batch if m.trial == 1)
+        if any(m.trial == 1 and m.kind == "report" for m in batch):
+            raise ValueError("cannot handle trial 1")
+        return good(batch)
+
+    with caplog.at_level(logging.WARNING, logger="kale_ext.channel._server"), \
+            ChannelServer(key, handler, host="127.0.0.1") as server, \
+            ChannelClient(server.address, key, 1, resend_after=0.2) as bad, \
+            ChannelClient(server.address, key, 2, resend_after=0.2) as fine:
+        fine.send("report", {"step": 0}, timeout=20)
+        bad.send("report", {"step": 0}, timeout=30)  # acknowledged once dropped
+        bad.send("report", {"step": 1, "ok": True}, timeout=20)  # not blocked by the drop
+        fine.send("report", {"step": 1}, timeout=20)
+    assert calls.count(1) >= 3
+    assert "Dropped 1 messages of trial 1" in caplog.text
+    assert "failed on them 3 times" in caplog.text and "cannot handle trial 1" in caplog.text
+    assert [m.data["step"] for m in good.stream((2, 0, 0))] == [0, 1]
+
+
+def test_a_store_error_is_never_dropped(key):
+    from kale_ext._errors import StoreError
+
+    calls = []
+
+    def handler(batch):
+        calls.append(len(batch))
+        raise StoreError("disk full")
+
+    with ChannelServer(key, handler, host="127.0.0.1") as server, \
+            ChannelClient(server.address, key, 0, resend_after=0.1) as client:
+        with pytest.raises(ChannelError, match="No acknowledgement"):
+            client.send("report", {"step": 0}, timeout=2.0)
+        assert len(calls) >= 4  # re-sent and refused every time, never acknowledged

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
 import kale_ext as kale
@@ -134,3 +135,57 @@ def test_killed_driver_resumes_without_rerun_or_loss(tmp_path):
             assert after[n].attempt > before[n].attempt
             reasons = [t.reason for t in search.store.transitions(n)]
             assert any("re-queued" in r for r in reasons)
+
+
+STEPS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "ten": "ten",
+         "huge": 10**30}
+
+
+def raw_step_report(config):
+    """Sends its report straight over the channel, as a client of another version could."""
+    from kale_ext.trial import current
+
+    ctx = current()
+    ctx.client.send("report", {"epoch": STEPS[config["step"]], "acc": 0.5},
+                    timeout=20)
+    kale.report(epoch=1, acc=0.6)  # raises TrialStopped: the driver failed the trial
+
+
+def bad_step_report(config):
+    kale.report(epoch=STEPS[config["step"]], acc=0.5)
+
+
+def misnamed_metric(config):
+    for epoch in range(3):
+        kale.report(epoch=epoch, val_accuracy=0.5 + epoch / 10)
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_a_bad_step_fails_its_trial_with_the_value_and_the_rule(dask_cluster, tmp_path, step):
+    for fn in (raw_step_report, bad_step_report):
+        search = kale.Search(fn, {"step": kale.choice([step])}, metric="acc", trials=1,
+                             cluster=dask_cluster, store=tmp_path / f"{fn.__name__}.kale.sqlite",
+                             report_timeout=30).start()
+        search.wait(120)  # the search ends: no batch is re-sent forever
+        record = search.store.trial(0)
+        assert record.state is TrialState.FAILED, (fn.__name__, record)
+        assert "'epoch'" in record.error and repr(STEPS[step])[:20] in record.error, record.error
+        assert "finite whole number" in record.error, record.error
+        assert search.store.search()["state"] == "completed"
+        # A batch that kept failing would be re-sent and its start applied again.
+        starts = [t for t in search.store.transitions(0) if t.reason.startswith("started on")]
+        assert len(starts) == 1, starts
+
+
+def test_a_misnamed_metric_fails_at_the_first_report_naming_what_was_seen(dask_cluster,
+                                                                          tmp_path):
+    search = kale.Search(misnamed_metric, {"x": kale.choice([1])}, metric="val_acc", trials=1,
+                         cluster=dask_cluster, store=tmp_path / "m.kale.sqlite").start()
+    search.wait(120)
+    record = search.store.trial(0)
+    assert record.state is TrialState.FAILED
+    assert "'val_acc'" in record.error and "'val_accuracy'" in record.error, record.error
+    assert len(search.store.metrics(0)) == 1  # told at the first report

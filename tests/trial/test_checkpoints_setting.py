@@ -60,8 +60,8 @@ class _Events(TrialEvents):
         self.started.append(message.rank)
 
 
-def _start(rank, shared):
-    return Message(0, 0, rank, 0, "start", 0.0, {"host": "node2", "worker": "w-1", "pid": 1,
+def _start(rank, shared, seq=0):
+    return Message(0, 0, rank, seq, "start", 0.0, {"host": "node2", "worker": "w-1", "pid": 1,
                                                  "checkpoint_dir": "/local/x/trial-0",
                                                  "checkpoints_shared": shared})
 
@@ -74,8 +74,8 @@ def test_ingest_warns_once_when_a_worker_does_not_see_the_folder(tmp_path):
     ingest = Ingest(store, events)
     ingest([_start(0, True)])
     with pytest.warns(CheckpointWarning, match=r"/local/x.*worker w-1 on host node2") as caught:
-        ingest([_start(0, False)])
-        ingest([_start(1, False), _start(0, False)])
+        ingest([_start(0, False, seq=1)])
+        ingest([_start(1, False), _start(0, False, seq=2)])
     assert len(caught) == 1
     assert events.started == [0, 0, 1, 0]
     store.close()
