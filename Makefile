@@ -13,7 +13,7 @@ LABEXT := kale_ext/labextension/static/style.js
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo test lint labext slurm-up slurm-down testbed-up testbed-down browser horovod mpi \
-	gpu-check bench clean
+	gpu-check bench clean hub
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ browser: $(STAMP)
 horovod: $(STAMP)
 	bash deploy/horovod/build.sh $(PY)
 
+# The JupyterHub of tests/hub: the hub extra, configurable-http-proxy (npm, into
+# .venv/hub-proxy) and the local users alice and bob (root).
+hub: $(STAMP)
+	PY=$(PY) bash deploy/hub/install.sh
+
 # MPICH (apt-get, as root) and mpi4py built against it, for ipyparallel MPI engine sets.
 mpi: $(STAMP)
 	bash deploy/mpi/install.sh $(PY)
@@ -74,7 +79,7 @@ lint: $(STAMP)
 
 # testbed-up comes last: a prerequisite failing after it would leave the test bed running.
 # KALE_STRICT=1 (tests/strict.py): a test that would skip for a missing component fails.
-test: $(STAMP) $(LABEXT) slurm-up browser horovod mpi lint testbed-up
+test: $(STAMP) $(LABEXT) slurm-up browser horovod mpi hub lint testbed-up
 	trap 'bash deploy/testbed/down.sh' EXIT; trap 'exit 130' INT TERM; \
 	KALE_STRICT=1 $(PY) -m pytest tests --ignore=tests/benchmarks
 
