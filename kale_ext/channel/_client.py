@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -23,9 +23,11 @@ import zmq
 from kale_ext._errors import ChannelError
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
+    MAX_FRAME,
     REJECT,
     Reply,
     decode_ack,
+    direction_keys,
     encode_batch,
     encode_body,
     sign,
@@ -63,7 +65,8 @@ class ChannelClient:
             raise ChannelError(f"heartbeat and resend_after must be positive seconds, got "
                                f"{heartbeat=} and {resend_after=}.")
         self.address = address
-        self._key = key
+        # This end signs with the key of frames to the driver and checks replies with the other.
+        self._key, self._reply_key = direction_keys(key)
         self._stream = (trial, attempt, rank)
         self._heartbeat = heartbeat
         self._resend_after = resend_after
@@ -191,6 +194,7 @@ class ChannelClient:
     def _connect(self, context: zmq.Context[Any]) -> zmq.Socket[Any]:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
         sock.connect(self.address)
         return sock
 
@@ -237,7 +241,7 @@ class ChannelClient:
                     start = sent_upto - acked  # index in pending of the first unsent
                     # After a rejection nothing more is sent; send() raises the error.
                     room = min(_MAX_BATCH, _WINDOW - start) if self._error is None else 0
-                    batch = [m for _, m in itertools.islice(self._pending, start, start + room)]
+                    batch = _fill(itertools.islice(self._pending, start, start + room))
                     base = acked + 1
                 if batch:
                     frame = encode_batch(self._stream, base, batch)
@@ -281,10 +285,14 @@ class ChannelClient:
                         "ChannelInfo (KALE_CHANNEL_KEY).")
                     self._cond.notify_all()
                 continue
-            if len(frames) != 2 or not verify(self._key, frames[0], frames[1]):
+            if len(frames) != 2 or not verify(self._reply_key, frames[0], frames[1]):
                 logger.warning("Ignored a metric channel reply with a bad signature")
                 continue
-            stream, ack, decision = decode_ack(frames[1])
+            try:
+                stream, ack, decision = decode_ack(frames[1])
+            except (ValueError, KeyError, TypeError) as e:
+                logger.warning("Ignored a malformed metric channel reply: %s", e)
+                continue
             if stream != self._stream:
                 continue
             with self._cond:
@@ -295,3 +303,15 @@ class ChannelClient:
                     self._acked = ack
                     self._last_progress = time.monotonic()
                 self._cond.notify_all()
+
+
+def _fill(pending: Iterable[tuple[int, bytes]]) -> list[bytes]:
+    """Return the messages of ``pending`` that fit in one frame (at least the first)."""
+    batch: list[bytes] = []
+    size = 0
+    for _, message in pending:
+        size += len(message) + 1
+        if batch and size > MAX_FRAME // 2:  # room for the frame's head and the signature
+            break
+        batch.append(message)
+    return batch

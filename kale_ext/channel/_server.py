@@ -18,11 +18,13 @@ from kale_ext._errors import ChannelError, ConfigError, StoreError
 from kale_ext.channel._hosts import ANY, reachable_address, resolve_host
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
+    MAX_FRAME,
     REJECT,
     Message,
     Reply,
     StreamKey,
     decode_batch,
+    direction_keys,
     encode_ack,
     sign,
     verify,
@@ -106,7 +108,8 @@ class ChannelServer:
         if not isinstance(key, bytes) or len(key) < 16:
             raise ConfigError("The channel key must be at least 16 bytes; create one with "
                               "kale_ext.channel.new_key().")
-        self._key = key
+        # Frames to the driver are signed with one key, replies with the other.
+        self._key, self._reply_key = direction_keys(key)
         self._handler = handler
         self._delivered: dict[StreamKey, int] = dict(delivered or {})
         self._decisions: dict[int, dict[str, Any]] = {}
@@ -116,6 +119,7 @@ class ChannelServer:
         self._closing = False
         self._rejected = 0
         self._failures: dict[tuple[StreamKey, int], int] = {}
+        self._beats: dict[StreamKey, float] = {}  # worker time of each stream's last heartbeat
         self._wake_r, self._wake_w = os.pipe()
 
         host = host or channel_host()
@@ -125,6 +129,8 @@ class ChannelServer:
         self._socket.setsockopt(zmq.LINGER, 0)
         # A worker that reconnects under the same identity replaces its old pipe.
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # zmq drops a larger frame and its peer before it is read into memory.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
         try:
             self._socket.bind(f"tcp://{bind_host}:{port or '*'}")
         except zmq.ZMQError as e:
@@ -243,7 +249,10 @@ class ChannelServer:
             new = groups.setdefault(stream, [])
             for message in messages:
                 if message.seq == HEARTBEAT_SEQ:
-                    new.append(message)
+                    # A replayed (or reordered) heartbeat is no sign of life.
+                    if message.time > self._beats.get(stream, float("-inf")):
+                        self._beats[stream] = message.time
+                        new.append(message)
                 elif message.seq == last + 1:
                     new.append(message)
                     last = message.seq
@@ -262,9 +271,11 @@ class ChannelServer:
         with self._lock:
             for stream in decisions.pop(None, ()):  # streams whose messages failed
                 tentative.pop(stream, None)
+            for stream, last in tentative.items():
+                # Only news is a sign of life: not a frame replayed or re-sent.
+                if groups.get(stream) or last > self._delivered.get(stream, -1):
+                    self._last_seen[stream] = now
             self._delivered.update(tentative)
-            for stream in tentative:
-                self._last_seen[stream] = now
             for trial, decision in decisions.items():
                 self._set_decision(trial, decision)
             acks = [(identity, encode_ack(stream, self._delivered[stream],
@@ -273,8 +284,8 @@ class ChannelServer:
         for identity, payload in acks:
             # A peer that is gone or whose queue is full re-sends later.
             with contextlib.suppress(zmq.ZMQError):
-                self._socket.send_multipart([identity, sign(self._key, payload), payload],
-                                            zmq.NOBLOCK)
+                self._socket.send_multipart(
+                    [identity, sign(self._reply_key, payload), payload], zmq.NOBLOCK)
 
     def _handle(self, groups: dict[StreamKey, list[Message]]) -> dict[Any, Any]:
         """Call the handler on the new messages; return its replies by trial.

@@ -1,8 +1,12 @@
 """Message shapes, JSON conversion and HMAC signing of the metric channel's frames.
 
 Every zmq message on the channel has two frames: ``[signature, payload]`` where
-``signature = HMAC-SHA256(key, payload)`` and ``payload`` is UTF-8 JSON. No pickle
-ever crosses the wire, so a peer with a wrong key can waste cycles but never run code.
+``signature = HMAC-SHA256(direction key, payload)`` and ``payload`` is UTF-8 JSON. Each
+direction has its own key derived from the search's key (:func:`direction_keys`), so a
+frame captured on its way to the driver is rejected by a worker and the other way
+round. No pickle ever crosses the wire, so a peer with a wrong key can waste cycles but
+never run code. Frames are at most :data:`MAX_FRAME` bytes (zmq's ``MAXMSGSIZE`` on
+both ends) and one message at most :data:`MAX_MESSAGE`.
 
 A client's frame carries one batch of messages of one (trial, attempt, rank) stream::
 
@@ -12,7 +16,9 @@ A client's frame carries one batch of messages of one (trial, attempt, rank) str
 ``base`` is the lowest sequence number the client has not seen acknowledged: every
 message below it was acknowledged (so is durable), which lets a restarted server that
 was not seeded with ``delivered`` pick up the stream without waiting for a gap to fill.
-Heartbeats carry ``seq = -1``: they are not sequenced, stored or re-sent.
+Heartbeats carry ``seq = -1``: they are not sequenced, stored or re-sent; the server
+takes a heartbeat only when its time is later than the stream's last one, so a captured
+heartbeat replayed later does not keep a dead trial alive.
 
 The server's reply acknowledges cumulatively and carries the trial's decision::
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -41,6 +48,14 @@ VERSION = 1
 KINDS = ("report", "heartbeat", "start", "end", "checkpoint", "control")
 REJECT = b"reject"
 HEARTBEAT_SEQ = -1
+
+MAX_MESSAGE = 4 * 2**20
+"""Bytes of one encoded message (a report, start, end...): far above any real report."""
+MAX_FRAME = 64 * 2**20
+"""Bytes of one zmq frame, set as ``zmq.MAXMSGSIZE`` on both ends; batches stay below it."""
+_UP = b"kale metric channel: worker to driver"
+_DOWN = b"kale metric channel: driver to worker"
+_INT64 = 2**63
 
 ENV_ADDRESS = "KALE_CHANNEL_ADDRESS"
 ENV_KEY = "KALE_CHANNEL_KEY"
@@ -173,7 +188,14 @@ def _to_json(value: Any, name: str) -> Any:
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _to_json(v, f"{name}.{k}") for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if str(k) in out:
+                raise ChannelError(
+                    f"Metric {name!r} has keys {k!r} and {str(k)!r}, which are the same name "
+                    "in JSON: the keys of a dict must stay distinct as strings.")
+            out[str(k)] = _to_json(v, f"{name}.{k}")
+        return out
     if isinstance(value, (list, tuple)):
         return [_to_json(v, f"{name}[{i}]") for i, v in enumerate(value)]
     # numpy scalars, 0-d arrays, one-element torch tensors: all have .item(); checked by
@@ -202,9 +224,20 @@ def encode_body(kind: str, time: float, data: Mapping[str, Any]) -> bytes:
         raise ChannelError(f"Message kind must be one of {', '.join(KINDS)}, got {kind!r}.")
     if not isinstance(data, Mapping):
         raise ChannelError(f"Message data must be a dict, got {type(data).__name__}.")
-    plain = {str(k): _to_json(v, str(k)) for k, v in data.items()}
+    for k in data:
+        if not isinstance(k, str):
+            raise ChannelError(f"Metric names must be strings, but got {k!r} "
+                               f"({type(k).__name__}); name it {str(k)!r} instead.")
+    plain = {k: _to_json(v, k) for k, v in data.items()}
     # allow_nan: a diverged loss is reported as NaN/inf; both ends are Python's json.
-    return json.dumps([kind, time, plain], allow_nan=True, separators=(",", ":")).encode()
+    body = json.dumps([kind, time, plain], allow_nan=True, separators=(",", ":")).encode()
+    if len(body) > MAX_MESSAGE:
+        names = ", ".join(repr(k) for k in list(plain)[:5]) + (", ..." if len(plain) > 5 else "")
+        raise ChannelError(
+            f"A {kind} of {len(plain)} metrics ({names}) is {len(body)} bytes as JSON, but a "
+            f"message must be at most {MAX_MESSAGE} bytes. Report fewer or smaller values; "
+            "keep arrays and tables in files.")
+    return body
 
 
 def with_seq(seq: int, body: bytes) -> bytes:
@@ -219,18 +252,61 @@ def encode_batch(stream: StreamKey, base: int, messages: list[bytes]) -> bytes:
     return head + b",".join(messages) + b"]}"
 
 
+def _field(body: Mapping[str, Any], name: str, low: int = 0) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < _INT64:
+        raise ValueError(f"field {name!r} must be an integer from {low} to 2**63-1, "
+                         f"got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def decode_batch(payload: bytes) -> tuple[StreamKey, int, list[Message]]:
-    """Parse a client frame into its stream, base and messages; raises ValueError."""
-    body = json.loads(payload)
+    """Parse a client frame into its stream, base and messages.
+
+    Raises
+    ------
+    ValueError
+        Naming the field and the rule it broke.
+    """
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or nested too deep
+        raise ValueError(f"the payload must be UTF-8 JSON of at most a few levels: {e}") from e
     if not isinstance(body, dict) or body.get("v") != VERSION:
-        raise ValueError(f"not a version {VERSION} channel frame")
-    trial, attempt, rank = int(body["trial"]), int(body["attempt"]), int(body["rank"])
+        raise ValueError(f"field 'v' must be {VERSION} in a JSON object: not a version "
+                         f"{VERSION} channel frame")
+    # Control commands use negative trial numbers (one per command), never a trial's.
+    trial = _field(body, "trial", -_INT64)
+    attempt, rank, base = _field(body, "attempt"), _field(body, "rank"), _field(body, "base")
+    msgs = body.get("msgs")
+    if not isinstance(msgs, list):
+        raise ValueError(f"field 'msgs' must be a list, got {_short(msgs)}")
     messages = []
-    for seq, kind, time, data in body["msgs"]:
-        if kind not in KINDS or not isinstance(data, dict):
-            raise ValueError(f"bad message kind {kind!r} or data {type(data).__name__}")
-        messages.append(Message(trial, attempt, rank, int(seq), kind, float(time), data))
-    return (trial, attempt, rank), int(body["base"]), messages
+    for i, item in enumerate(msgs):
+        if not isinstance(item, list) or len(item) != 4:
+            raise ValueError(f"field 'msgs[{i}]' must be [seq, kind, time, data], "
+                             f"got {_short(item)}")
+        seq, kind, when, data = item
+        if isinstance(seq, bool) or not isinstance(seq, int) or not -1 <= seq < _INT64:
+            raise ValueError(f"field 'msgs[{i}].seq' must be an integer from -1 to 2**63-1, "
+                             f"got {_short(seq)}")
+        if kind not in KINDS or (seq == HEARTBEAT_SEQ) != (kind == "heartbeat"):
+            raise ValueError(f"field 'msgs[{i}].kind' must be one of {', '.join(KINDS)} "
+                             f"(heartbeat exactly when seq is -1), got {_short(kind)}")
+        if isinstance(when, bool) or not isinstance(when, int | float) \
+                or not math.isfinite(when):
+            raise ValueError(f"field 'msgs[{i}].time' must be a finite number, "
+                             f"got {_short(when)}")
+        if not isinstance(data, dict):
+            raise ValueError(f"field 'msgs[{i}].data' must be a JSON object, "
+                             f"got {_short(data)}")
+        messages.append(Message(trial, attempt, rank, seq, kind, float(when), data))
+    return (trial, attempt, rank), base, messages
 
 
 def encode_ack(stream: StreamKey, ack: int, reply: Reply) -> bytes:
@@ -241,12 +317,20 @@ def encode_ack(stream: StreamKey, ack: int, reply: Reply) -> bytes:
 
 def decode_ack(payload: bytes) -> tuple[StreamKey, int, dict[str, Any]]:
     body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise ValueError("an acknowledgement must be a JSON object")
     reply = body.get("decision")
     return ((int(body["trial"]), int(body["attempt"]), int(body["rank"])), int(body["ack"]),
             dict(reply) if isinstance(reply, dict) else {})
 
 
 # --- signing -------------------------------------------------------------------------
+
+def direction_keys(key: bytes) -> tuple[bytes, bytes]:
+    """Return the keys ``(up, down)`` that sign frames to the driver and to the workers."""
+    return (hmac.new(key, _UP, hashlib.sha256).digest(),
+            hmac.new(key, _DOWN, hashlib.sha256).digest())
+
 
 def sign(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).digest()

@@ -285,3 +285,78 @@ def test_a_store_error_is_never_dropped(key):
         with pytest.raises(ChannelError, match="No acknowledgement"):
             client.send("report", {"step": 0}, timeout=2.0)
         assert len(calls) >= 4  # re-sent and refused every time, never acknowledged
+
+
+def _raw(server):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.address)
+    return sock
+
+
+def _reply(sock, timeout_ms=5000):
+    return sock.recv_multipart() if sock.poll(timeout_ms) else None
+
+
+def _heartbeat(stream, when):
+    from kale_ext.channel._wire import HEARTBEAT_SEQ, encode_batch, encode_body, with_seq
+
+    return encode_batch(stream, 0, [with_seq(HEARTBEAT_SEQ, encode_body("heartbeat", when, {}))])
+
+
+def test_an_oversize_frame_is_not_read_and_the_server_keeps_serving(server, key):
+    from kale_ext.channel._wire import MAX_FRAME
+
+    big = _raw(server)
+    big.send_multipart([b"x" * 32, b"y" * (MAX_FRAME + 1)])
+    assert _reply(big, 3000) is None  # zmq dropped it unread: no reply, not even a reject
+    big.close()
+    small = _raw(server)
+    small.send_multipart([b"x" * 32, b"y"])
+    assert _reply(small) == [b"", b"reject"]
+    small.close()
+    with ChannelClient(server.address, key, 0) as client:
+        with pytest.raises(ChannelError, match=r"at most \d+ bytes"):
+            client.send("report", {f"m{i}": i for i in range(500_000)})
+        client.send("report", {"step": 0}, timeout=20)
+
+
+def test_a_replayed_heartbeat_is_no_sign_of_life(server, key):
+    from kale_ext.channel._wire import direction_keys, sign
+
+    up, _ = direction_keys(key)
+    stream = (7, 0, 0)
+    frame = _heartbeat(stream, time.time())
+    sock = _raw(server)
+    sock.send_multipart([sign(up, frame), frame])
+    assert _reply(sock) is not None  # acknowledged
+    first = server.last_seen()[stream]
+    time.sleep(0.05)  # server time must be able to move on between the two
+    sock.send_multipart([sign(up, frame), frame])  # the same heartbeat, replayed
+    assert _reply(sock) is not None
+    assert server.last_seen()[stream] == first
+    fresh = _heartbeat(stream, time.time() + 1)
+    sock.send_multipart([sign(up, fresh), fresh])
+    assert _reply(sock) is not None
+    assert server.last_seen()[stream] > first
+    sock.close()
+
+
+def test_the_two_directions_are_signed_with_different_keys(server, key):
+    from kale_ext.channel._wire import decode_ack, direction_keys, sign, verify
+
+    up, down = direction_keys(key)
+    assert up != down and key not in (up, down)
+    frame = _heartbeat((8, 0, 0), time.time())
+    sock = _raw(server)
+    for wrong in (down, key):  # signed as a reply, or with the bare search key
+        sock.send_multipart([sign(wrong, frame), frame])
+        assert _reply(sock) == [b"", b"reject"]
+    sock.send_multipart([sign(up, frame), frame])
+    signature, ack = _reply(sock)
+    assert verify(down, signature, ack) and not verify(up, signature, ack)
+    assert decode_ack(ack)[0] == (8, 0, 0)
+    # The ack, captured and sent back to the driver as if from a worker, is rejected.
+    sock.send_multipart([signature, ack])
+    assert _reply(sock) == [b"", b"reject"]
+    sock.close()
