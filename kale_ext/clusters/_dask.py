@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from kale_ext import config, registry
 from kale_ext._errors import BatchJobError, ClusterError
-from kale_ext.clusters import _dask_jobs, _dask_tls, _network, _start_checks, batch
+from kale_ext.clusters import _daemon_start, _dask_jobs, _dask_tls, _network, _start_checks, batch
 from kale_ext.clusters._base import (
     Cluster,
     ClusterRecord,
@@ -116,6 +116,7 @@ class DaskCluster(Cluster):
         except BaseException:
             cluster.stop()
             raise
+        _daemon_start.prepare()  # the next start forks its daemon from a helper
         return cluster
 
     @classmethod
@@ -135,12 +136,15 @@ class DaskCluster(Cluster):
         prefix = config.get("daemon-prefix") or []
         prefix = shlex.split(prefix) if isinstance(prefix, str) else [str(p) for p in prefix]
         with os.fdopen(log_fd, "ab") as log:
-            proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "kale_ext.clusters._dask_daemon",
-                 str(spec_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=jobs_dir, start_new_session=True, close_fds=True,
-            )
+            # Forked by the helper that imported Dask once, when one runs (light start).
+            proc = _daemon_start.spawn_forked(spec_path, jobs_dir, log.fileno())
+            if proc is None:
+                proc = subprocess.Popen(
+                    [*prefix, sys.executable, "-m", "kale_ext.clusters._dask_daemon",
+                     str(spec_path)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=jobs_dir, start_new_session=True, close_fds=True,
+                )
         cls._daemons[cluster_id] = proc
         # Reap the daemon when it exits so that its pid does not linger as a zombie.
         threading.Thread(target=proc.wait, daemon=True, name=f"kale-reap-{cluster_id}").start()
