@@ -109,8 +109,9 @@ def _optuna_state(value: float | None, state: TrialState) -> tuple[Any, float | 
             f"Only finished trials can be told to a sampler, but got state={state!r}; "
             "enqueue() a config that should run again."
         )
-    if value is None or (isinstance(value, float) and math.isnan(value)) \
-            or state is TrialState.FAILED:
+    # A NaN or infinite value is no result: told as one, +inf would be the best of a
+    # maximised search forever, while search.best (from the store) ignores it.
+    if value is None or not math.isfinite(value) or state is TrialState.FAILED:
         return OptunaState.FAIL, None
     if state is TrialState.COMPLETED:
         return OptunaState.COMPLETE, float(value)

@@ -189,3 +189,19 @@ def test_a_misnamed_metric_fails_at_the_first_report_naming_what_was_seen(dask_c
     assert record.state is TrialState.FAILED
     assert "'val_acc'" in record.error and "'val_accuracy'" in record.error, record.error
     assert len(search.store.metrics(0)) == 1  # told at the first report
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_value_is_never_the_samplers_best(algorithm, bad):
+    from kale_ext.search import make_sampler
+
+    for mode in ("max", "min"):
+        sampler = make_sampler(algorithm, {"x": kale.uniform(0, 1)}, mode=mode, seed=1)
+        first, second = sampler.ask(), sampler.ask()
+        sampler.tell(first.number, bad, TrialState.COMPLETED)
+        sampler.tell(second.number, 0.5, TrialState.COMPLETED)
+        sampler.add({"x": 0.2}, bad, TrialState.COMPLETED)
+        # search.best skips non-finite values (the store keeps only finite bests): so here.
+        assert sampler.study.best_value == 0.5, (mode, bad)
+        assert sampler.study.best_trial.params["x"] == second.config["x"]
