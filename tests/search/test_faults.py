@@ -205,3 +205,50 @@ def test_a_non_finite_value_is_never_the_samplers_best(algorithm, bad):
         # search.best skips non-finite values (the store keeps only finite bests): so here.
         assert sampler.study.best_value == 0.5, (mode, bad)
         assert sampler.study.best_trial.params["x"] == second.config["x"]
+
+
+def filling_reports(config):
+    """Reports rows of about 20 kB until the driver stops answering; logs each one acked."""
+    log = Path(config["log"])
+    for epoch in range(100_000):
+        kale.report(epoch=epoch, acc=0.5, blob="x" * 20_000)
+        with log.open("a") as f:  # written once the row is durable in the store
+            f.write(json.dumps({"epoch": epoch}) + "\n")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: the store on it fills up (mounting needs root, as in CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"cannot mount a small tmpfs (needs root): {done.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_ends_the_search_cleanly(dask_cluster, tmp_path, small_disk):
+    from kale_ext.search import channel_file, control
+
+    log = tmp_path / "log.jsonl"
+    search = kale.Search(filling_reports, {"log": str(log)}, metric="acc", trials=1,
+                         cluster=dask_cluster, store=small_disk / "s.kale.sqlite",
+                         report_timeout=5).start()
+    wait_for(lambda: len(_acknowledged(log)) >= 10, timeout=60, what="ten stored reports")
+    with pytest.raises(kale.SearchError, match="could not be written") as raised:
+        search.wait(120)  # no dead loop left "alive"
+    assert "full" in str(raised.value), raised.value
+    assert not search.running
+    assert not channel_file(search.name).exists()
+    with pytest.raises(kale.SearchError, match="no running driver"):
+        control(search.name, "stop")  # nothing answers "done" from a dead loop
+    with pytest.raises(kale.SearchError, match="has ended"):
+        search.stop()
+    # Nothing acknowledged was lost.
+    from kale_ext.store import Store
+
+    with Store.open(small_disk / "s.kale.sqlite", readonly=True) as store:
+        stored = {m.values["epoch"] for m in store.metrics(0)}
+    acked = [e["epoch"] for e in _acknowledged(log)]
+    assert acked and set(acked) <= stored, sorted(set(acked) - stored)

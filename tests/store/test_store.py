@@ -320,3 +320,27 @@ def test_a_reader_never_finds_a_store_without_its_schema(tmp_path):
         stop.set()
         reader.join()
     assert seen == []
+
+
+def test_a_full_disk_raises_store_error_and_keeps_what_was_written(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"cannot mount a small tmpfs (needs root): {done.stderr}"
+    try:
+        with Store.open(mount / "s.kale.sqlite") as store:
+            store.create_search(DEFINITION)
+            store.add_trial(0, {})
+            seq = 0
+            with pytest.raises(StoreError, match=r"could not be written: .*full.*Free space"):
+                while seq < 10_000:
+                    store.append([report(0, seq, step=seq, val_acc=0.5, blob="x" * 10_000)])
+                    seq += 1
+            assert seq > 5
+            kept = [m.seq for m in store.metrics(0)]
+            assert kept == list(range(seq))  # every committed row, none of the failed one
+        with Store.open(mount / "s.kale.sqlite", readonly=True) as reader:
+            assert [m.seq for m in reader.metrics(0)] == kept
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
