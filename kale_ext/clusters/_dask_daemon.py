@@ -204,7 +204,10 @@ class KalePlugin(SchedulerPlugin):
 async def _make_cluster(cluster_id: str, kind: str, options: dict[str, Any],
                         security: Any, book: JobBook) -> Any:
     host = options.get("interface_host")
-    dashboard = options.get("dashboard_address") or ":0"
+    # The dashboard listens where the scheduler does (loopback for a local cluster), not
+    # on every interface; a profile's dashboard_address wins.
+    listen = host or ("127.0.0.1" if kind == "local" else "*")
+    dashboard = options.get("dashboard_address") or (":0" if listen == "*" else f"{listen}:0")
     protocol = "tls://" if security is not None else "tcp://"
     n = int(options.get("workers") or 0)
     if kind == "local":

@@ -143,18 +143,23 @@ class Hub:
 
 
 def _clean_user(user: str, env: dict[str, str]) -> None:
-    """Stop what an earlier run left: the user's kale clusters, server and daemon jobs."""
+    """Stop what an earlier run left: the user's server jobs, kale clusters, daemon jobs."""
+    def cancel(prefix: str) -> None:
+        for job in squeue(user, env):
+            if job["name"].startswith(prefix):
+                subprocess.run(["scancel", job["id"]], env=env, check=False)
+
+    cancel("jupyterhub-")  # first: a running server would write the registry again
     home = Path(pwd.getpwnam(user).pw_dir)
     state = home / ".local" / "share" / "kale"
-    if state.exists():
+    clusters = state / "clusters"
+    if clusters.is_dir() and any(clusters.iterdir()):
         # A record that cannot be stopped any more: its jobs are cancelled below.
         with contextlib.suppress(AssertionError):
             as_user(user, "import kale_ext as kale\n"
                           "for s in kale.clusters(clean=False): kale.stop(s.id)", env)
-        shutil.rmtree(state, ignore_errors=True)
-    for job in squeue(user, env):
-        if job["name"].startswith(("jupyterhub-", "kale-")):
-            subprocess.run(["scancel", job["id"]], env=env, check=False)
+    cancel("kale-")
+    shutil.rmtree(state, ignore_errors=True)
     for nb in home.glob("hub-*.ipynb"):
         nb.unlink()
 

@@ -6,7 +6,7 @@ cluster and a small search from a notebook, the panel streams, the sidebar's das
 link goes through her server's jupyter-server-proxy; bob's sidebar, REST API and
 browser see none of it. Then alice's server job ends: her cluster, whose daemon is a
 Slurm job of its own (deploy/jupyterhub/kale-daemon-job), keeps running with its worker
-and is found again by her next server; the search's driver, which lived in the kernel,
+and is found again by her next server's kale API; the search's driver, which lived in the kernel,
 has ended with the job, while its store and its reports remain.
 """
 
@@ -195,9 +195,10 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         alice.goto(f"{hub.url}/hub/spawn")
         alice.select_option("select[name=profile]", "cpu")
         alice.locator("#spawn_form [type=submit]").click()
-        _wait_lab(alice, hub, "alice")
+        # The server's kale API answers as soon as the lab's page is served.
+        alice.wait_for_url(re.compile(r".*/user/alice/lab.*"), timeout=240_000,
+                           wait_until="commit")
         assert _server_job("alice", env)["id"] != job_a["id"]
-        alice.locator(f".kale-cluster[data-id='{cid}']").wait_for(timeout=60_000)
         assert _cluster_ids(_kale_api(alice, hub, "alice", "clusters")) == [cid]
         marks["found again"] = time.monotonic() - t0
     except BaseException:
