@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import math
+import numbers
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
@@ -18,7 +20,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from kale_ext._errors import ClusterNotFound, ConfigError, KaleError
-from kale_ext.server._manager import MAX_METRIC_ROWS, ApiError, KaleManager
+from kale_ext.server._checks import ApiError, check_id, check_trial
+from kale_ext.server._manager import MAX_METRIC_ROWS, KaleManager
 
 AUTH_RESOURCE = "kale"
 
@@ -27,6 +30,26 @@ class KaleHandler(APIHandler):
     """Base: the manager, its executor and the mapping of errors to HTTP statuses."""
 
     auth_resource = AUTH_RESOURCE
+    # What each of the route's path arguments is: an id kind of _checks.ID_KINDS, or "trial".
+    path_kinds: tuple[str, ...] = ()
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Check the ids in the URL before any handler reads the registry with them.
+
+        Only for an authenticated user: a request without credentials gets its 403 from
+        the handler's decorators, whatever its URL holds.
+        """
+        await super().prepare()
+        if self.current_user is None:
+            return
+        try:
+            for kind, value in zip(self.path_kinds, self.path_args, strict=False):
+                if kind == "trial":
+                    check_trial(value)
+                else:
+                    check_id(kind, value)
+        except ApiError as e:
+            raise _ApiHTTPError(e.status, str(e)) from e
 
     @property
     def manager(self) -> KaleManager:
@@ -39,13 +62,13 @@ class KaleHandler(APIHandler):
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         except ApiError as e:
-            raise web.HTTPError(e.status, _escape(str(e))) from e
+            raise _ApiHTTPError(e.status, str(e)) from e
         except ClusterNotFound as e:
-            raise web.HTTPError(404, _escape(str(e))) from e
+            raise _ApiHTTPError(404, str(e)) from e
         except ConfigError as e:
-            raise web.HTTPError(400, _escape(str(e))) from e
+            raise _ApiHTTPError(400, str(e)) from e
         except KaleError as e:  # a batch system refused, a cluster is unreachable, ...
-            raise web.HTTPError(500, _escape(str(e))) from e
+            raise _ApiHTTPError(500, str(e)) from e
 
     def body(self) -> Any:
         """Parse the JSON body (None when empty); 400 naming the error when it is not JSON."""
@@ -54,7 +77,7 @@ class KaleHandler(APIHandler):
         try:
             return json.loads(self.request.body)
         except ValueError as e:
-            raise web.HTTPError(400, _escape(f"The request body is not valid JSON: {e}.")) from e
+            raise _ApiHTTPError(400, f"The request body is not valid JSON: {e}.") from e
 
     def int_argument(self, key: str, default: int, rule: str) -> int:
         """Query argument ``key`` as an integer; 400 naming it and ``rule`` otherwise."""
@@ -62,19 +85,64 @@ class KaleHandler(APIHandler):
         try:
             return int(text)
         except ValueError as e:
-            raise web.HTTPError(400, _escape(
-                f"Query argument {key!r} must be {rule}, but got {key}={text!r}."
-            )) from e
+            shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+            raise _ApiHTTPError(
+                400, f"Query argument {key!r} must be {rule}, but got {key}={shown!r}.") from e
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Answer kale's own errors with their message as written, as strict JSON."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(error, _ApiHTTPError):
+            super().write_error(status_code, **kwargs)
+            return
+        self.set_header("Content-Type", "application/json")
+        self.finish(finite_json({"message": error.message, "reason": error.reason}))
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
+        self.finish(finite_json(data))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) replaced by None, recursively."""
+    if isinstance(value, float):  # numpy's float64 too
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str | int) else str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):
+        return int(value)  # numpy's integers
+    if not isinstance(value, int | str | type(None)) and hasattr(value, "__float__"):
+        try:  # numpy's float32 and other number types json cannot write
+            number = float(value)
+        except (TypeError, ValueError):
+            return value
+        return number if math.isfinite(number) else None
+    return value
+
+
+def finite_json(data: Any) -> str:
+    """Return ``data`` as strict JSON: non-finite numbers as ``null``.
+
+    ``json.dumps`` writes bare ``NaN`` and ``Infinity`` by default, which a browser's
+    ``JSON.parse`` refuses: one NaN loss would break every reply that carries it.
+    """
+    return json.dumps(_finite(data), default=str, allow_nan=False)
 
 
 def _escape(message: str) -> str:
     # tornado formats log_message with %; a literal % in a message must survive that.
     return message.replace("%", "%%")
+
+
+class _ApiHTTPError(web.HTTPError):
+    """An HTTP error whose message the client gets as written (not %-escaped)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, _escape(message))
+        self.message = message
 
 
 class ClustersHandler(KaleHandler):
@@ -92,6 +160,8 @@ class ClustersHandler(KaleHandler):
 
 
 class ClusterHandler(KaleHandler):
+    path_kinds = ("cluster",)
+
     @web.authenticated
     @authorized
     async def get(self, cluster_id: str) -> None:
@@ -123,6 +193,8 @@ class SearchesHandler(KaleHandler):
 
 
 class SearchHandler(KaleHandler):
+    path_kinds = ("search",)
+
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
@@ -144,6 +216,8 @@ class FailedStartsHandler(KaleHandler):
 
 
 class FailedStartHandler(KaleHandler):
+    path_kinds = ("failed-start",)
+
     @web.authenticated
     @authorized
     async def delete(self, record_id: str) -> None:
@@ -151,6 +225,8 @@ class FailedStartHandler(KaleHandler):
 
 
 class TrialsHandler(KaleHandler):
+    path_kinds = ("search",)
+
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
@@ -158,6 +234,8 @@ class TrialsHandler(KaleHandler):
 
 
 class MetricsHandler(KaleHandler):
+    path_kinds = ("search", "trial")
+
     @web.authenticated
     @authorized
     async def get(self, name: str, trial: str) -> None:
@@ -167,6 +245,8 @@ class MetricsHandler(KaleHandler):
 
 class SearchMetricsHandler(KaleHandler):
     """One metric of every trial, incrementally: one request per sidebar poll."""
+
+    path_kinds = ("search",)
 
     @web.authenticated
     @authorized
@@ -179,6 +259,8 @@ class SearchMetricsHandler(KaleHandler):
 
 
 class ControlHandler(KaleHandler):
+    path_kinds = ("search",)
+
     @web.authenticated
     @authorized
     async def post(self, name: str) -> None:
@@ -195,7 +277,7 @@ ROUTES: list[tuple[str, type[KaleHandler]]] = [
     ("searches", SearchesHandler),
     (f"searches/{_ID}", SearchHandler),
     (f"searches/{_ID}/trials", TrialsHandler),
-    (rf"searches/{_ID}/trials/(\d+)/metrics", MetricsHandler),
+    (f"searches/{_ID}/trials/{_ID}/metrics", MetricsHandler),
     (f"searches/{_ID}/metrics", SearchMetricsHandler),
     (f"searches/{_ID}/control", ControlHandler),
 ]

@@ -17,6 +17,7 @@ from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
 from kale_ext.search import ACTIONS, channel_file, control, summarize
 from kale_ext.server import _housekeeping
+from kale_ext.server._checks import MAX_INT, ApiError, check_overrides
 from kale_ext.server._shapes import (
     ClusterActionShape,
     ClusterShape,
@@ -42,14 +43,6 @@ _START_KEYS = ("profile", "kind", "backend", "workers", "overrides")
 # Stored rows read per answer of the search-wide metrics route: a bounded reply, however
 # long the search has run; the client asks again from ``last_rowid`` while ``more``.
 MAX_METRIC_ROWS = 5000
-
-
-class ApiError(KaleError):
-    """A request the manager refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _bad(message: str) -> ApiError:
@@ -110,6 +103,7 @@ class KaleManager:
         if clash:
             raise _bad(f"Field 'overrides' may not contain {', '.join(map(repr, clash))}; "
                        "give them as top-level fields.")
+        check_overrides(overrides)
         profile = _text(body, "profile")
         if profile is not None and profile not in config.profiles():
             raise _bad(f"Field 'profile' names unknown profile {profile!r}; known profiles: "
@@ -358,8 +352,9 @@ class KaleManager:
 
 
 def _check_since(since: int) -> None:
-    if since < 0:
-        raise _bad(f"Query argument 'since' must be a row id >= 0, but got since={since}.")
+    if not 0 <= since <= MAX_INT:
+        raise _bad(f"Query argument 'since' must be a row id >= 0 and <= {MAX_INT}, but "
+                   f"got since={since}; use the last_rowid of the previous answer.")
 
 
 def _rows_since(store: Store, since: int, *, trial: int | None = None,
