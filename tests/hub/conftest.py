@@ -94,10 +94,11 @@ def as_user(user: str, code: str, env: dict[str, str], timeout: float = 120) -> 
 
 
 def squeue(user: str, env: dict[str, str]) -> list[dict[str, str]]:
-    """The user's jobs: id, name, state, node."""
-    out = subprocess.run(["squeue", "-h", "-u", user, "-o", "%i|%j|%T|%N"],
+    """The user's jobs: id, name, state, node, partition."""
+    out = subprocess.run(["squeue", "-h", "-u", user, "-o", "%i|%j|%T|%N|%P"],
                          capture_output=True, text=True, env=env, check=True).stdout
-    return [dict(zip(("id", "name", "state", "node"), line.split("|"), strict=True))
+    return [dict(zip(("id", "name", "state", "node", "partition"), line.split("|"),
+                     strict=True))
             for line in out.splitlines() if line]
 
 

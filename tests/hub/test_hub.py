@@ -1,7 +1,8 @@
 """kale behind a real JupyterHub whose servers are Slurm jobs on the test bed, in chromium.
 
-alice and bob log in through the hub's PAM login at the same time; each server starts as
-a Slurm job of its user on a test-bed node with kale's sidebar. alice starts a Slurm
+alice and bob log in through the hub's PAM login at the same time, alice asking for the
+CPU profile and bob for the GPU one; each server starts as a Slurm job of its user on a
+test-bed node (partition regular or gpu) with kale's sidebar. alice starts a Slurm
 cluster and a small search from a notebook, the panel streams, the sidebar's dashboard
 link goes through her server's jupyter-server-proxy; bob's sidebar, REST API and
 browser see none of it. Then alice's server job ends: her cluster, whose daemon is a
@@ -59,14 +60,14 @@ class HubLab(Lab):
         self.wait_idle(timeout=60)
 
 
-def _login_and_spawn(page: Any, hub: Any, user: str) -> None:
-    """Log in through the hub's form and ask for a CPU server from the profiles form."""
+def _login_and_spawn(page: Any, hub: Any, user: str, profile: str = "cpu") -> None:
+    """Log in through the hub's form and ask for a server of ``profile`` on the form."""
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", user)
     page.fill("#password_input", password(user))
     page.click("#login_submit")
     page.wait_for_url(re.compile(r".*/hub/spawn.*"), timeout=30_000)
-    page.select_option("select[name=profile]", "cpu")
+    page.select_option("select[name=profile]", profile)
     page.locator("#spawn_form [type=submit]").click()
 
 
@@ -114,15 +115,16 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
     try:
         # Both log in and ask for a server at the same time.
         _login_and_spawn(alice, hub, "alice")
-        _login_and_spawn(bob, hub, "bob")
+        _login_and_spawn(bob, hub, "bob", profile="gpu")
         _wait_lab(alice, hub, "alice")
         marks["alice's lab"] = time.monotonic() - t0
         job_a = _server_job("alice", env)
         assert job_a["state"] == "RUNNING" and job_a["node"].startswith("node"), job_a
+        assert job_a["partition"] == "regular", job_a
         _wait_lab(bob, hub, "bob")
         marks["bob's lab"] = time.monotonic() - t0
         job_b = _server_job("bob", env)
-        assert job_b["state"] == "RUNNING", job_b
+        assert job_b["state"] == "RUNNING" and job_b["partition"] == "gpu", job_b
 
         # alice: a Slurm cluster and a search from a notebook; the panel streams.
         lab.open_notebook("hub-alice.ipynb", [START, SEARCH, WAIT])
