@@ -23,6 +23,7 @@ from typing import Any
 
 from kale_ext import config
 from kale_ext._errors import ConfigError
+from kale_ext.clusters import _start_checks
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +47,11 @@ def timeout_seconds(options: Mapping[str, Any]) -> float | None:
         value = config.get("idle-timeout")
     if value in (None, 0, "0", False):
         return None
-    from dask.utils import parse_timedelta
-
-    try:
-        seconds = float(parse_timedelta(value, default="seconds"))
-    except (TypeError, ValueError, KeyError, OverflowError) as e:
-        raise ConfigError(
-            f"idle_timeout must be seconds or a duration such as '30 minutes' or '1h', but "
-            f"got idle_timeout={value!r}. Use null or 0 (or pin=True) for no timeout."
-        ) from e
-    if not seconds >= 0 or seconds == float("inf"):  # NaN fails every comparison
-        raise ConfigError(f"idle_timeout must be finite and >= 0 seconds, but got "
-                          f"idle_timeout={value!r}. Use null or 0 (or pin=True) for no timeout.")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"idle_timeout must be seconds or a duration such as '30 minutes' or "
+                          f"'1h', but got idle_timeout={value!r}. Use null or 0 (or pin=True) "
+                          "for no timeout.")
+    seconds = _start_checks.seconds("idle_timeout", value, unbounded=True)
     return seconds or None
 
 

@@ -79,18 +79,21 @@ def check_plaintext_host(host: Any) -> None:
         )
 
 
-def seconds(key: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = True) -> float:
+def seconds(key: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = True,
+            unbounded: bool = False) -> float:
     """Return a duration given in seconds or as text (``"2 minutes"``), in seconds.
 
     Raises
     ------
     ConfigError
         Naming ``key`` and ``value`` when it is not a finite duration within
-        [``minimum``, a week] (above zero unless ``allow_zero``).
+        [``minimum``, a week] (above zero unless ``allow_zero``; any finite length
+        when ``unbounded``).
     """
+    longest = math.inf if unbounded else MAX_SECONDS
     rule = (f"{key} must be seconds or a duration such as '90s' or '2 minutes', "
-            f"{'at least' if allow_zero else 'more than'} {minimum:g} and at most "
-            f"{MAX_SECONDS} seconds")
+            f"{'at least' if allow_zero else 'more than'} {minimum:g}"
+            + ("" if unbounded else f" and at most {MAX_SECONDS} seconds"))
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"{rule}, but got {key}={value!r}.")
     if isinstance(value, str):
@@ -101,11 +104,14 @@ def seconds(key: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = Tr
 
         try:
             number = float(parse_timedelta(value, default="seconds"))
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
             raise ConfigError(f"{rule}, but got {key}={value!r}.") from e
     else:
-        number = float(value)
-    if (not math.isfinite(number) or number < minimum or number > MAX_SECONDS
+        try:
+            number = float(value)
+        except OverflowError as e:
+            raise ConfigError(f"{rule}, but got {key}={value!r}.") from e
+    if (not math.isfinite(number) or number < minimum or number > longest
             or (not allow_zero and number <= minimum)):
         raise ConfigError(f"{rule}, but got {key}={value!r}.")
     return number
