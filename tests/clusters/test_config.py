@@ -157,11 +157,17 @@ def test_a_plaintext_scheduler_never_listens_on_every_interface():
 def test_start_cluster_goes_through_the_checks_and_starts_nothing():
     import kale_ext as kale
     from kale_ext import registry
+    from kale_ext.clusters import check_start
 
-    with pytest.raises(ConfigError, match="tls=False"):
-        kale.start_cluster("local", workers=1, tls=False)
-    with pytest.raises(ConfigError, match="death_timeout"):
-        kale.start_cluster("slurm-dev", workers=1, death_timeout="60; id")
+    # start_cluster refuses what check_start refuses, with the same words, before it starts.
+    for kind, keywords in (("local", {"tls": False}), ("slurm-dev", {"death_timeout": "60; id"}),
+                           ("slurm", {"memory": "-2GB"}), ("local", {"idle_timeout": []}),
+                           ("pbs", {"backend": "ipyparallel", "queue": "a;b"})):
+        with pytest.raises(ConfigError) as checked:
+            check_start(kind, workers=1, **keywords)
+        with pytest.raises(ConfigError) as started:
+            kale.start_cluster(kind, workers=1, **keywords)
+        assert str(started.value) == str(checked.value)
     assert list(registry.records("clusters")) == []
     assert not any(registry.kind_dir("clusters").glob("kc-*"))
 
