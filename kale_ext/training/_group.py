@@ -96,7 +96,8 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     slots = _placement.reserve(cluster, options.workers, wait=options.place_wait)
     cleanups: list[Callable[[], None]] = [lambda: _placement.release(cluster, slots)]
     try:
-        probes = _probe(cluster, slots, _channel_host(channel), hold=options.engine == "torch")
+        probes = _probe(cluster, slots, _channel_host(channel), hold=options.engine == "torch",
+                        warm=options.warm)
         order, infos = _rendezvous.assign([p["hostname"] for p in probes])
         slots = [slots[i] for i in order]
         probes = [probes[i] for i in order]
@@ -122,8 +123,9 @@ def launch(cluster: Any, fn_pickle: bytes, context: Any, channel: dict[str, Any]
     return group
 
 
-def _probe(cluster: Any, slots: list[Slot], host: str, *, hold: bool) -> list[dict[str, Any]]:
-    futures = [cluster.submit_to(s, _rendezvous.probe, host, hold) for s in slots]
+def _probe(cluster: Any, slots: list[Slot], host: str, *, hold: bool,
+           warm: bool) -> list[dict[str, Any]]:
+    futures = [cluster.submit_to(s, _rendezvous.probe, host, hold, warm) for s in slots]
     probes = []
     for slot, fut in zip(slots, futures, strict=True):
         try:

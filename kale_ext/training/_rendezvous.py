@@ -57,16 +57,23 @@ def _hold_port(address: str) -> int:
     return port
 
 
-def probe(target_host: str, hold: bool = False) -> dict[str, Any]:
+def probe(target_host: str, hold: bool = False, warm: bool = False) -> dict[str, Any]:
     """Describe the worker this runs on; runs as a task on every chosen worker.
 
     ``target_host`` is the kernel's metric-channel address: the local address of the
     route to it is one the other ranks can reach too (all of them reach the kernel).
     With ``hold``, the free port stays bound and listening in this worker until
     :func:`take_listener` takes it: rank 0's torch store then listens on that very
-    socket, so no other process can take the port meanwhile.
+    socket, so no other process can take the port meanwhile. With ``warm``, the
+    worker's zygote (:mod:`._zygote`) is started now if it is not running, so that its
+    imports overlap the rest of the launch.
     """
     import os
+
+    if warm:
+        from kale_ext.training._zygote import zygote
+
+        zygote()
 
     def route_address(host: str) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

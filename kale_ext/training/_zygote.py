@@ -11,10 +11,12 @@ numpy's and torch's random generators seeded from the OS as in a new interpreter
 (Python's ``random`` reseeds itself at a fork). The zygote never touches CUDA, so a
 child initialises its GPUs itself.
 
-The worker talks to its zygote over a Unix ``SOCK_SEQPACKET`` pair (one JSON message
-a datagram, open files passed along, such as rank 0's held rendezvous socket). The
-zygote exits when the worker's end closes (the worker died); its children then see
-their parent change and end themselves, as a rank started directly by its worker does.
+The zygote is started by the launch's probe of the worker, so its imports overlap the
+rest of the launch. The worker talks to its zygote over a Unix ``SOCK_SEQPACKET`` pair
+(one JSON message a datagram, open files passed along, such as rank 0's held
+rendezvous socket). The zygote exits when the worker's end closes (the worker died);
+its children then see their parent change and end themselves, as a rank started
+directly by its worker does.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from kale_ext.training._torch import LISTEN_FD_ENV
 
 #: Modules the zygote imports before it forks (those that are installed).
 PRELOAD = ("kale_ext.training._rank", "kale_ext.training._torch", "cloudpickle", "psutil",
-           "numpy", "torch", "torch.distributed", "torch.nn.parallel")
+           "numpy", "torch", "torch.distributed")
 _MAX_MESSAGE = 1 << 20
 
 
