@@ -211,8 +211,8 @@ def is_stale(record: ClusterRecord) -> bool:
     if record.kind == "local":
         # A local cluster lives inside its owner's process tree.
         return alive is False
-    if alive:
-        return False
+    if alive or (alive is None and not record.job_ids):
+        return False  # an owner elsewhere (a daemon's job) with no jobs: cannot tell
     system = batch.system(record.kind)
     return all(system.is_ended(job)
                for job in batch.job_states(record.kind, record.job_ids).values())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
 from kale_ext.search import ACTIONS, channel_file, control, summarize
-from kale_ext.server import _housekeeping
+from kale_ext.server import _clusters, _housekeeping
 from kale_ext.server._checks import MAX_INT, ApiError, check_overrides
 from kale_ext.server._shapes import (
     ClusterActionShape,
@@ -85,9 +85,8 @@ class KaleManager:
     # -- clusters ------------------------------------------------------------------------
 
     def clusters(self) -> list[ClusterShape]:
-        from kale_ext.clusters import clusters
-
-        return [cast(ClusterShape, s.to_dict()) for s in clusters()]
+        """Every registered cluster; ``unknown`` with the reason when its queue is unreachable."""
+        return [cast(ClusterShape, s) for s in _clusters.cluster_list()]
 
     def cluster(self, cluster_id: str) -> ClusterShape:
         return cast(ClusterShape, self._with_cluster(cluster_id, lambda c: c.status()).to_dict())

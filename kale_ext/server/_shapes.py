@@ -41,7 +41,7 @@ class ClusterShape(TypedDict):
     id: str
     backend: str
     kind: str
-    state: str  # running | unreachable | stopped
+    state: str  # running | unreachable | stopped | unknown (its queue could not be asked)
     address: str
     dashboard: str | None
     workers: list[WorkerShape]
