@@ -283,7 +283,8 @@ def keywords(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-_QUOTED = re.compile(r"'[^']*'")
+# Quoted words, read left to right: '...' and "..." without expansions ("'" quotes a ').
+_QUOTED = re.compile(r"'[^']*'" + r'|"[^"$`\\]*"')
 # What jobqueue itself quotes in a directive: LSF's -R "span[hosts=1]".
 _PLAIN_QUOTED = re.compile(r'"[A-Za-z0-9_\[\]=.:, -]*"')
 _SHELL = set(";|&$`<>(){}\\\"'\n\r\x00")
