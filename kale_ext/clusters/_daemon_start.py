@@ -35,7 +35,10 @@ from typing import Any
 IDLE_S = 1200.0  # a helper nobody asked for this long exits
 _TICK_S = 60.0  # how often an idle helper checks that kale's files are unchanged
 PRELOAD = ("kale_ext.clusters._dask_daemon", "distributed", "distributed.deploy.local",
-           "distributed.nanny", "dask_jobqueue")
+           "distributed.nanny", "dask_jobqueue", "dask_jobqueue.slurm",
+           # What a scheduler imports as it starts its HTTP server and dashboard: some 500
+           # modules (bokeh, jupyter-server-proxy, prometheus), seconds of a daemon's start.
+           "distributed.dashboard.scheduler", "cryptography.x509")
 _MAX_MESSAGE = 1 << 20
 
 
@@ -178,8 +181,14 @@ def serve(name: str) -> None:
     """Import the daemon's modules, then fork a daemon per request until idle."""
     import importlib
 
+    import dask.config
+
     for module in PRELOAD:
-        with contextlib.suppress(ImportError):  # dask_jobqueue is optional for local clusters
+        # dask_jobqueue and bokeh are optional; a route that fails fails in the daemon too
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+    for module in dask.config.get("distributed.scheduler.http.routes", default=[]) or []:
+        with contextlib.suppress(Exception):
             importlib.import_module(module)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
