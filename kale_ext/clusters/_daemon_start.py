@@ -13,9 +13,10 @@ so every daemon starts from the same freshly imported state.
 The socket is in Linux's abstract namespace, named after the user and a fingerprint
 of the Python and kale installation; both ends check the other's user id. One helper
 serves every state folder of its user (the spec names the folder). It ends after
-:data:`IDLE_S` seconds without a request, and within a minute of kale's files changing
-(the next start gets a new helper). Where anything fails, a daemon is started the
-ordinary way.
+:data:`IDLE_S` seconds without a request, and when a kale module it imported has
+changed on disk: it then answers no request (that start runs its daemon the ordinary
+way, and leaves a new helper). Where anything fails, a daemon is started the ordinary
+way.
 """
 
 from __future__ import annotations
@@ -43,13 +44,37 @@ _MAX_MESSAGE = 1 << 20
 
 
 def _fingerprint() -> str:
-    """Return what a helper's imports depend on: Python, the import path, kale's files."""
+    """Return what a helper's imports depend on: Python, the import path, kale's place."""
     import kale_ext
 
-    root = Path(kale_ext.__file__).parent
-    stamps = sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*.py"))
-    text = json.dumps([sys.executable, os.environ.get("PYTHONPATH", ""), stamps])
+    text = json.dumps([sys.executable, os.environ.get("PYTHONPATH", ""),
+                       str(Path(kale_ext.__file__).parent)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _kale_stamps() -> dict[str, int]:
+    """Return the modification times of the kale modules this process imported."""
+    import kale_ext
+
+    root = str(Path(kale_ext.__file__).parent)
+    stamps = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None) or ""
+        if path.startswith(root):
+            with contextlib.suppress(OSError):
+                stamps[path] = os.stat(path).st_mtime_ns
+    return stamps
+
+
+def _changed(stamps: dict[str, int]) -> bool:
+    """Whether any of the files of ``stamps`` changed (or went) since."""
+    for path, stamp in stamps.items():
+        try:
+            if os.stat(path).st_mtime_ns != stamp:
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def helper_name() -> str:
@@ -197,19 +222,24 @@ def serve(name: str) -> None:
         return
     sock.listen(16)
     sock.settimeout(_TICK_S)
+    stamps = _kale_stamps()
     asked = time.monotonic()
     while True:
         try:
             conn, _ = sock.accept()
         except TimeoutError:
-            if time.monotonic() - asked > IDLE_S or helper_name() != name:
-                return  # idle, or kale changed: a new start gets a new helper
+            if time.monotonic() - asked > IDLE_S or _changed(stamps):
+                return
             continue
         asked = time.monotonic()
         with conn:
             try:
                 if _peer_uid(conn) != os.getuid():
                     continue
+                if _changed(stamps):  # kale was edited: its daemon must import it anew
+                    sock.close()  # before answering, so that a new helper can start
+                    conn.send(json.dumps({"stale": True}).encode())
+                    return
                 data, fds, _flags, _addr = socket.recv_fds(conn, _MAX_MESSAGE, 1)
                 if not data or not fds:
                     continue

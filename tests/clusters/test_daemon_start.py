@@ -65,3 +65,16 @@ def test_a_start_forks_its_daemon_from_the_helper(state, monkeypatch):
 def test_no_helper_is_asked_under_a_daemon_prefix(state):
     with dask.config.set({"kale.daemon-prefix": "env"}):
         assert _daemon_start.spawn_forked(state / "spec.json", state, 2) is None
+
+
+def test_a_helper_knows_when_kale_changed_under_it(tmp_path):
+    stamps = _daemon_start._kale_stamps()
+    assert _daemon_start.__file__ in stamps  # the modules it imported, kale's own
+    module = tmp_path / "module.py"
+    module.write_text("x = 1\n")
+    stamps = {str(module): module.stat().st_mtime_ns}
+    assert not _daemon_start._changed(stamps)
+    os.utime(module, ns=(1, 1))
+    assert _daemon_start._changed(stamps)
+    module.unlink()
+    assert _daemon_start._changed(stamps)
