@@ -101,6 +101,7 @@ def channel(count: int, mode: str, store: Store | None, trial: int = 0) -> float
 
 
 @pytest.mark.benchmark
+@pytest.mark.bench_ci
 def test_channel_throughput(tmp_path):
     results = {"raw PUSH/PULL (no acks, no store)": (BATCHED, raw_push_pull(BATCHED)),
                "channel, no store, block=False": (BATCHED, channel(BATCHED, "queue", None)),

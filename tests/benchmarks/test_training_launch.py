@@ -3,7 +3,9 @@
 All three launch the same script's ``first_step``: join the process group (or
 ``hvd.init()``), allreduce once, write the time. The figure is the time from the launch
 call to the later of the two ranks' first step. kale's launch runs on a ready local
-Dask cluster and includes what the command-line launchers do not: placing ranks on
+Dask cluster, with a new Python per rank as the launchers start (``warm=False``; warm
+ranks forked from a zygote are test_warm_launch.py's), and includes what the
+command-line launchers do not: placing ranks on
 distinct workers, probing them for rank 0's address and a free port, the metric
 channel and the run's store. Asserted as ratios in the same run, with the start-up
 target of clusters: kale / launcher <= 1.1 (a 2-core machine: the ranks share the cores).
@@ -112,7 +114,7 @@ def _kale(engine: str, module, cluster) -> float:
     out = tempfile.mkdtemp(prefix="kale-bench-")
     start = time.time()
     run = kale.train_distributed(module.first_step, cluster, workers=2, engine=engine,
-                                 config={"engine": engine, "out": out})
+                                 config={"engine": engine, "out": out}, warm=False)
     run.wait(300)
     run.store.close()
     return _stamps(out) - start

@@ -93,6 +93,7 @@ def _median(cluster, engine: str, workers: int) -> tuple[float, list[float]]:
     return statistics.median(rates), rates
 
 
+@pytest.mark.bench_ci
 def test_horovod_vs_ddp_throughput(cluster):
     if importlib.util.find_spec("horovod") is None:
         pytest.skip("the horovod module is not installed: bash deploy/horovod/build.sh")
