@@ -105,6 +105,9 @@ class IPyParallelCluster(EngineSetScaling):
             engines=ENGINE_LAUNCHERS[kind], controller="local", controller_ip=ip,
             cluster_id=record.id, profile_dir=str(profile_dir), cluster_file="",
             shutdown_atexit=False, load_profile=False, log=logger,
+            # CurveZMQ: without the controller's key (in the 0600 connection files) no one
+            # reads its broadcasts (engines' output, heartbeats) or completes a handshake.
+            controller_args=["--IPController.enable_curve=True"],
         ))
         record.address = str(profile_dir / "security" / f"cluster-{record.id}.json")
         record.security = str(profile_dir)
