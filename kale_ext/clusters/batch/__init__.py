@@ -46,8 +46,13 @@ __all__ = [
 GROUP = "kale_ext.batch"
 
 
+@functools.cache
 def names() -> tuple[str, ...]:
-    """Return the registered batch systems' names, sorted (nothing is imported)."""
+    """Return the registered batch systems' names, sorted (nothing is imported).
+
+    Read once per process, as :data:`kale_ext.clusters.KINDS` is: a scan of every
+    installed package's entry points costs tens of milliseconds.
+    """
     return tuple(sorted({ep.name for ep in entry_points(group=GROUP)}))
 
 
