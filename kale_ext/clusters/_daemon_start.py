@@ -41,22 +41,18 @@ PRELOAD = ("kale_ext.clusters._dask_daemon", "distributed", "distributed.deploy.
            # modules (bokeh, jupyter-server-proxy, prometheus), seconds of a daemon's start.
            "distributed.dashboard.scheduler", "cryptography.x509")
 _MAX_MESSAGE = 1 << 20
+_KALE_ROOT = str(Path(__file__).parent.parent)  # kale_ext's folder, spelt as __file__ is
 
 
 def _fingerprint() -> str:
     """Return what a helper's imports depend on: Python, the import path, kale's place."""
-    import kale_ext
-
-    text = json.dumps([sys.executable, os.environ.get("PYTHONPATH", ""),
-                       str(Path(kale_ext.__file__).parent)])
+    text = json.dumps([sys.executable, os.environ.get("PYTHONPATH", ""), _KALE_ROOT])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _kale_stamps() -> dict[str, int]:
     """Return the modification times of the kale modules this process imported."""
-    import kale_ext
-
-    root = str(Path(kale_ext.__file__).parent)
+    root = _KALE_ROOT
     stamps = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None) or ""
