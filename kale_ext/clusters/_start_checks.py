@@ -125,19 +125,20 @@ def positive_int(key: str, value: Any) -> int:
 
 
 def memory(value: Any, *, allow_auto: bool = False) -> str:
-    """Return a memory size (``"2GiB"``, bytes) as text; it must be positive."""
+    """Return a memory size (``"2GiB"``, bytes) as text; at least 1 MiB."""
     from dask.utils import parse_bytes
 
     if allow_auto and value == "auto":
         return "auto"
-    rule = f"memory={value!r} is not a size; write a positive size like '2GiB' or '500MB'."
+    rule = (f"memory={value!r} is not a size of at least 1MiB (what one worker needs at "
+            "the least); write it like '2GiB' or '500MB'.")
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(rule)
     try:
         size = parse_bytes(value)
     except (ValueError, TypeError, OverflowError) as e:
         raise ConfigError(rule) from e
-    if not 0 < size < 2**63:
+    if not 2**20 <= size < 2**63:
         raise ConfigError(rule)
     return str(value)
 

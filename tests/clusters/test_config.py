@@ -191,6 +191,7 @@ def test_death_timeout_reaches_the_script_as_a_number():
 @pytest.mark.parametrize(("key", "value"), [
     ("lifetime_margin", "x"), ("lifetime_margin", float("nan")), ("lifetime_margin", -5),
     ("lifetime_margin", "$(id)"), ("memory", "-2GB"), ("memory", "2GB; id"), ("memory", 0),
+    ("memory", 1), ("memory", "1000kB"),
     ("idle_timeout", float("nan")), ("idle_timeout", "1h; id"), ("pin", "no"),
     ("local_directory", "/tmp/a\nb"), ("interface_host", "$(id)"),
     ("dashboard_address", ":8787; id"), ("cores", "4; id"), ("queue", "debug\n#SBATCH -A x"),
