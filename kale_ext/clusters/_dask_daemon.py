@@ -219,6 +219,9 @@ async def _make_cluster(cluster_id: str, kind: str, options: dict[str, Any],
             processes=True, memory_limit=memory, host=host or "127.0.0.1",
             protocol=protocol, security=security, dashboard_address=dashboard,
             asynchronous=True, name=cluster_id,
+            # workers spill task data there: in the cluster's 0700 folder, not /tmp's
+            local_directory=str(registry.private_folder(
+                registry.private_dir("clusters", cluster_id) / "workers")),
         )
     base = _dask_jobs.cluster_class(kind)
     kwargs = _dask_jobs.job_kwargs(kind, options, cluster_id=cluster_id)

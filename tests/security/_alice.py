@@ -91,6 +91,8 @@ def status(search: Any, dask_cluster: Any, ipp_cluster: Any) -> dict[str, Any]:
     return {
         "search": search.name, "running": search.running, "steps": steps,
         "store": str(search.store_path), "checkpoints": str(search.checkpoint_dir),
+        "worker_dirs": [w["local_directory"] for w in
+                        dask_cluster.client.scheduler_info()["workers"].values()],
         "dask": {"id": dask_cluster.id, "address": dask_cluster.record.address,
                  "dashboard": dask_cluster.record.dashboard,
                  "security": dask_cluster.record.security, "state": states.get(dask_cluster.id),

@@ -221,6 +221,7 @@ def alice_paths(alice: Alice, status: dict[str, Any]) -> list[str]:
              sorted(trial.glob("step-*.pt"))[0]]
     for path in files:
         assert path.exists(), path
+    folders += [Path(p) for p in status["worker_dirs"]]  # where Dask workers spill data
     return [f"{p}/" for p in folders] + [str(p) for p in files]
 
 
