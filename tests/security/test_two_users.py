@@ -290,6 +290,11 @@ def test_bob_cannot_reach_read_steer_or_stop_alices_work(alice: Alice, two_users
         "queue_ok"], after
 
     succeeded = [r for r in results if r["succeeded"]]
+    kinds: dict[str, list[int]] = {}
+    for r in results:
+        kinds.setdefault(r["probe"], [0, 0])[r["succeeded"]] += 1
+    for kind, (refused, done) in sorted(kinds.items()):
+        print(f"  {kind}: {refused + done} tried, {done} succeeded")
     print(f"\nbob's probes: {len(results)} tried, {len(succeeded)} succeeded "
           f"({len(report['ports'])} of alice's sockets probed; {'; '.join(report['info'])})")
     assert not succeeded, "\n".join(
