@@ -247,6 +247,7 @@ def _ipp_keys(profile: Path) -> set[str]:
     return keys
 
 
+@pytest.mark.timeout(600)  # alice's start (two clusters, a search, a server) counts in it
 def test_bob_cannot_reach_read_steer_or_stop_alices_work(alice: Alice, two_users):
     before = alice.status()
     assert before["running"] and before["dask"]["computes"] and before["ipp"]["engines"] == 1
