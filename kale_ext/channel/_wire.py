@@ -209,8 +209,8 @@ def _to_json(value: Any, name: str) -> Any:
     hint = f" of shape {tuple(shape)}" if shape is not None else ""
     raise ChannelError(
         f"Metric {name!r} has type {type(value).__module__}.{type(value).__qualname__}{hint}, "
-        "which cannot be sent as JSON. Report numbers, strings, bools, None, or lists/dicts "
-        "of them; convert tensors and arrays with float(x) or x.item()."
+        "which cannot be sent as JSON: a metric must be a number, string, bool, None, or a "
+        "list/dict of them. Convert tensors and arrays with float(x) or x.item()."
     )
 
 

@@ -93,7 +93,7 @@ def _report(metrics: dict[str, Any], *, block: bool) -> Decision:
     if step is None:
         step = ctx._auto_step
         clean["step"] = step
-    ctx._auto_step = step + 1
+    ctx._auto_step = min(step + 1, _STEP_LIMIT - 1)  # the next row without a step
     decision = send(ctx, "report", clean, block=block)
     _raise_for(decision)
     return decision
