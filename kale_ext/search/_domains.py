@@ -196,23 +196,46 @@ def _encode_node(node: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "dict", "items": items}
 
 
+# The fields each stored description has: (required, optional).
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "dict": (frozenset({"items"}), frozenset()),
+    "const": (frozenset({"value"}), frozenset()),
+    "choice": (frozenset({"options"}), frozenset()),
+    "grid": (frozenset({"options"}), frozenset()),
+    "uniform": (frozenset({"low", "high"}), frozenset()),
+    "loguniform": (frozenset({"low", "high"}), frozenset()),
+    "int": (frozenset({"low", "high"}), frozenset({"step", "log"})),
+}
+
+
 def _decode(data: Any, path: str) -> Any:
     if not isinstance(data, Mapping) or "type" not in data:
-        raise SpaceError(f"{_where(path)}: cannot read space description {data!r}.")
+        raise SpaceError(f"{_where(path)}: cannot read space description {data!r}; it must "
+                         "be a dict with a 'type'.")
     kind = data["type"]
-    try:
+    if isinstance(kind, str) and kind in _FIELDS:
+        required, optional = _FIELDS[kind]
+        fields = set(data) - {"type"}
+        if not required <= fields or not fields <= required | optional:
+            raise SpaceError(
+                f"{_where(path)}: malformed {kind!r} description {data!r}: it must have the "
+                f"fields {sorted(required)}" + (f" and may have {sorted(optional)}"
+                                                if optional else "") + ", nothing else.")
         if kind == "dict":
-            return {k: _decode(v, _join(path, k)) for k, v in dict(data["items"]).items()}
+            items = data["items"]
+            if not isinstance(items, Mapping):
+                raise SpaceError(f"{_where(path)}: malformed 'dict' description: its items "
+                                 f"must be a dict of parameters, but got {items!r}.")
+            return {k: _decode(v, _join(path, k)) for k, v in items.items()}
         if kind == "const":
             return data["value"]
         if kind in ("choice", "grid"):
-            return _DOMAINS[kind]([_decode(o, f"{path}[{i}]")
-                                   for i, o in enumerate(data["options"])])
-        if kind in _DOMAINS:
-            args = {k: v for k, v in data.items() if k != "type"}
-            return _DOMAINS[kind](**args)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise SpaceError(f"{_where(path)}: malformed {kind!r} description {data!r}: {e}") from e
+            options = data["options"]
+            if not isinstance(options, list):
+                raise SpaceError(f"{_where(path)}: malformed {kind!r} description: its "
+                                 f"options must be a list, but got {options!r}.")
+            return _DOMAINS[kind]([_decode(o, f"{path}[{i}]") for i, o in enumerate(options)])
+        return _DOMAINS[kind](**{k: v for k, v in data.items() if k != "type"})
     raise SpaceError(
-        f"{_where(path)}: unknown domain type {kind!r}; known: {sorted(_DOMAINS)}."
+        f"{_where(path)}: unknown domain type {kind!r}; known: {sorted(_FIELDS)}."
     )

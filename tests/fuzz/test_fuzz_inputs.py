@@ -121,6 +121,29 @@ def _stored_space() -> st.SearchStrategy[Any]:
                          .map(lambda d: {**base, **d})))
 
 
+def _mangled(draw: st.DrawFn, data: Any) -> Any:
+    """``data`` (JSON) with one field replaced or removed, or unchanged."""
+    places: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        for key, value in items:
+            places.append((node, key))
+            walk(value)
+
+    walk(data)
+    what = draw(st.sampled_from(["keep", "replace", "remove"]))
+    if what == "keep" or not places:
+        return data
+    node, key = draw(st.sampled_from(places))
+    if what == "remove" and isinstance(node, dict):
+        del node[key]
+    else:
+        node[key] = draw(json_like)
+    return data
+
+
 def _pick(draw: st.DrawFn, node: Any) -> Any:
     """A config of the space node ``node``: a value drawn within each domain."""
     out = {}
@@ -163,15 +186,18 @@ def test_fuzz_search_spaces_and_configs() -> None:
     @FUZZ
     @given(st.data())
     def case(data: st.DataObject) -> None:
-        how = data.draw(st.sampled_from(["built", "malformed", "stored"]))
+        how = data.draw(st.sampled_from(["built", "malformed", "stored", "edited"]))
         with bounded():
             try:
                 if how == "built":
                     space = Space(data.draw(spaces()))
                 elif how == "malformed":
                     space = Space(data.draw(malformed()))
-                else:
+                elif how == "stored":
                     space = Space.from_dict(data.draw(_stored_space()))
+                else:  # a stored space, one of its fields changed (or none)
+                    space = Space.from_dict(_mangled(data.draw, Space(
+                        data.draw(spaces())).to_dict()))
             except SpaceError as e:
                 assert RULE.search(str(e)) and ("'" in str(e) or "space" in str(e)), str(e)
                 counts[f"{how} space refused"] += 1

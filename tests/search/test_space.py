@@ -232,3 +232,21 @@ def test_grid_is_a_choice_for_other_algorithms() -> None:
     space = Space({"w": grid([16, 32, 64])})
     sampler = make_sampler("tpe", space, mode="max", seed=0)
     assert {sampler.ask().config["w"] for _ in range(20)} <= {16, 32, 64}
+
+
+@pytest.mark.parametrize(("stored", "fragments"), [
+    ({"a": {"type": "uniform", "high": 2}}, ["'a'", "must have the fields ['high', 'low']"]),
+    ({"a": {"type": "choice"}}, ["'a'", "must have the fields ['options']"]),
+    ({"a": {"type": "const"}}, ["'a'", "['value']"]),
+    ({"a": {"type": "int", "low": 1, "high": 3, "base": 2}}, ["'a'", "may have ['log', 'step']"]),
+    ({"a": {"type": "dict", "items": [[]]}}, ["'a'", "items must be a dict", "[[]]"]),
+    ({"a": {"type": "grid", "options": "abc"}}, ["'a'", "options must be a list", "'abc'"]),
+    ({"a": {"type": 3}}, ["'a'", "unknown domain type 3", "'uniform'"]),
+])
+def test_a_malformed_stored_space_names_path_field_and_rule(stored: Any,
+                                                            fragments: list[str]) -> None:
+    data = {"format": 1, "space": {"type": "dict", "items": stored}}
+    with pytest.raises(SpaceError) as info:
+        Space.from_dict(data)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
