@@ -257,6 +257,9 @@ def _fork(request: dict[str, Any], log_fd: int, close: list[int]) -> int:
             daemon = os.fork()
             if daemon == 0:
                 os.close(write)
+                # Its own process group, as a daemon started by Popen(start_new_session)
+                # leads one: kale stops a dead daemon's workers through that group.
+                os.setpgid(0, 0)
                 _become_daemon(request, log_fd, close)
             os.write(write, str(daemon).encode())
         finally:
