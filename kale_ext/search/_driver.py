@@ -299,16 +299,16 @@ class Driver(DriverControls):
             except BaseException as e:  # the worker, engine or job died under the trial
                 self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue
-            failure = self._failure(run)
+            failure = self._failure(run, ended=True)
             if failure is not None:  # a report the driver could not use
                 self.trials.transition(run, TrialState.FAILED, failure, error=failure)
                 self.trials.tell(run)
             else:
                 self.trials.end(run, outcome)
 
-    def _failure(self, run: TrialRun) -> str | None:
+    def _failure(self, run: TrialRun, *, ended: bool = False) -> str | None:
         events = self.trial_events
-        return events.failures.pop(run.number, None) if events is not None else None
+        return events.take_failure(run, ended=ended) if events is not None else None
 
     def _lost(self, run: TrialRun, reason: str) -> None:
         if run.future is not None:

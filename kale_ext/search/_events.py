@@ -40,8 +40,10 @@ class SearchEvents(TrialEvents):
     ----------
     failures : dict
         Why the current attempt of a trial must end as failed (a report the driver cannot
-        use, e.g. a NaN step or no search metric), by trial; the driver reads it when the
-        attempt ends.
+        use, e.g. a NaN step), by trial; the driver reads it when the attempt ends.
+    missing : dict
+        Trials whose reports so far lack the search's metric, with what they did report:
+        warned at the first such report, failed if the trial ends without the metric.
     """
 
     def __init__(self, trials: TrialRuns, control: Callable[[dict[str, Any]], str],
@@ -51,7 +53,8 @@ class SearchEvents(TrialEvents):
         self.control = control
         self.store_failed = store_failed
         self.failures: dict[int, str] = {}
-        self._checked: set[int] = set()  # trials whose first report had the metric
+        self.missing: dict[int, str] = {}
+        self._checked: set[int] = set()  # trials that reported the metric
 
     def attempt(self, trial: int) -> int | None:
         run = self.runs.get(trial)
@@ -85,13 +88,20 @@ class SearchEvents(TrialEvents):
             return self._fail(run, f"Trial {run.number}: {e}")
         metric = self.trials.metric
         if run.number not in self._checked:
-            if metric not in data:
+            if metric in data:
+                self._checked.add(run.number)
+                self.missing.pop(run.number, None)
+            elif run.number not in self.missing:
+                # Told at once; per-batch rows may come before the metric, so the trial
+                # fails only if it ends without ever reporting it.
                 seen = ", ".join(repr(str(k)) for k in list(data)[:20]) or "no metrics"
-                return self._fail(run, (
-                    f"Trial {run.number}'s first report has {seen} but not the search's "
-                    f"metric {metric!r}: the search cannot rank it. Report {metric}=... from "
-                    "the trial, or create the search with metric= one of the names above."))
-            self._checked.add(run.number)
+                self.missing[run.number] = (
+                    f"Trial {run.number} reported {seen} but never the search's metric "
+                    f"{metric!r}: the search cannot rank it. Report {metric}=... from the "
+                    "trial, or create the search with metric= one of the names above.")
+                logger.warning("Trial %s's first report has %s but not the search's metric "
+                               "%r; it fails if it ends without reporting it",
+                               run.number, seen, metric)
         value = data.get(metric)
         if step is None or isinstance(value, bool) or not isinstance(value, int | float):
             return None
@@ -104,6 +114,18 @@ class SearchEvents(TrialEvents):
         run.pending_action = decision
         run.by_scheduler = True
         return decision
+
+    def take_failure(self, run: TrialRun, *, ended: bool) -> str | None:
+        """Return (and forget) why ``run``'s attempt must count as failed, if it must.
+
+        ``ended``: the attempt returned on its own, so a metric it never reported is a
+        failure too (not when it was stopped or its worker was lost).
+        """
+        missing = self.missing.pop(run.number, None)
+        failure = self.failures.pop(run.number, None)
+        if failure is None and ended and run.pending_action is None:
+            return missing
+        return failure
 
     def _fail(self, run: TrialRun, reason: str) -> Decision:
         """End ``run``'s attempt: it hears a stop, and the driver settles it as failed."""

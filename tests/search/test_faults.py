@@ -180,15 +180,36 @@ def test_a_bad_step_fails_its_trial_with_the_value_and_the_rule(dask_cluster, tm
         assert len(starts) == 1, starts
 
 
-def test_a_misnamed_metric_fails_at_the_first_report_naming_what_was_seen(dask_cluster,
-                                                                          tmp_path):
-    search = kale.Search(misnamed_metric, {"x": kale.choice([1])}, metric="val_acc", trials=1,
-                         cluster=dask_cluster, store=tmp_path / "m.kale.sqlite").start()
-    search.wait(120)
+def batch_rows_then_metric(config):
+    for epoch in range(2):
+        for batch in range(3):
+            kale.report(step=epoch * 3 + batch, loss=1.0 / (batch + 1))
+        kale.report(step=epoch * 3 + 2, val_acc=0.5 + epoch / 10)
+
+
+def test_a_misnamed_metric_is_told_at_the_first_report_and_fails_its_trial(
+        dask_cluster, tmp_path, caplog):
+    space = {"x": kale.choice([1])}
+    with caplog.at_level("WARNING", logger="kale_ext"):
+        search = kale.Search(misnamed_metric, space, metric="val_acc", trials=1,
+                             cluster=dask_cluster, store=tmp_path / "m.kale.sqlite").start()
+        search.wait(120)
     record = search.store.trial(0)
     assert record.state is TrialState.FAILED
     assert "'val_acc'" in record.error and "'val_accuracy'" in record.error, record.error
-    assert len(search.store.metrics(0)) == 1  # told at the first report
+    warned = [r.getMessage() for r in caplog.records if "first report" in r.getMessage()]
+    assert len(warned) == 1 and "'val_accuracy'" in warned[0], warned  # once, at the first
+    assert len(search.store.metrics(0)) == 3  # every row kept
+
+
+def test_rows_before_the_metric_do_not_fail_a_trial_that_reports_it(dask_cluster, tmp_path):
+    search = kale.Search(batch_rows_then_metric, {"x": kale.choice([1])}, metric="val_acc",
+                         trials=1, cluster=dask_cluster,
+                         store=tmp_path / "b.kale.sqlite").start()
+    search.wait(120)
+    record = search.store.trial(0)
+    assert record.state is TrialState.COMPLETED, record.error
+    assert search.best["value"] == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("algorithm", ["random", "tpe"])
