@@ -36,6 +36,8 @@ import os
 import re
 import shutil
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from unittest import mock
 
@@ -124,10 +126,17 @@ class Walk:
 
     def open(self) -> None:
         page = self.page
-        # A workspace of its own: the earlier notebooks' tabs (their kernels shut down)
-        # are not restored beside it.
-        page.goto(f"{self.server.url}/lab/workspaces/walk-{self.name}/tree/{self.path.name}"
-                  f"?reset&token={self.server.token}")
+        # The default workspace, as a new user meets it, emptied first: the earlier
+        # notebooks' tabs (their kernels shut down) are not restored beside this one.
+        forget = urllib.request.Request(
+            f"{self.server.url}/lab/api/workspaces/default", method="DELETE",
+            headers={"Authorization": f"token {self.server.token}"})
+        try:
+            urllib.request.urlopen(forget, timeout=15).close()
+        except urllib.error.HTTPError as e:  # 404: nothing saved yet
+            if e.code != 404:
+                raise
+        page.goto(f"{self.server.url}/lab/tree/{self.path.name}?token={self.server.token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         accept = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel", if asked
         try:
