@@ -94,6 +94,10 @@ CONF
     tb_slurm sacctmgr -n -P show account format=account | grep -qx kale \
         || tb_slurm sacctmgr -i add account kale Cluster="$cluster" \
             Description="kale test bed" Organization=kale >/dev/null
+    # An account with no users, for reservations no job may use (maintenance windows).
+    tb_slurm sacctmgr -n -P show account format=account | grep -qx maint \
+        || tb_slurm sacctmgr -i add account maint Cluster="$cluster" \
+            Description="reservations no job uses" Organization=kale >/dev/null
     local user
     for user in $users; do
         tb_slurm sacctmgr -n -P show assoc where user="$user" account=kale format=user \

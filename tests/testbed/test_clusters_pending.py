@@ -85,7 +85,7 @@ def reserved_node3(on_testbed: Testbed) -> Iterator[str]:
     """
     name = f"kale-maint-{os.getpid()}"
     on_testbed.run("scontrol", "create", "reservation", f"ReservationName={name}",
-                   "Nodes=node3", "StartTime=now+1day", "Duration=00:01:00", "Users=nobody",
+                   "Nodes=node3", "StartTime=now+1day", "Duration=00:01:00", "Accounts=maint",
                    "Flags=MAINT")
     try:
         yield name
