@@ -41,13 +41,17 @@ class ClusterRecord:
     created: float = field(default_factory=time.time)
     profile: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Set by forget() in this process; never saved.
+    forgotten: bool = field(default=False, repr=False, compare=False)
 
     @staticmethod
     def new_id() -> str:
         return f"kc-{uuid.uuid4().hex[:8]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["forgotten"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterRecord:
@@ -70,6 +74,7 @@ class ClusterRecord:
                 os.killpg(self.owner_pid, signal.SIGTERM)
         registry.remove("clusters", self.id)
         shutil.rmtree(registry.kind_dir("clusters") / self.id, ignore_errors=True)
+        self.forgotten = True
 
 
 class WorkerRetired(ClusterError):
@@ -242,6 +247,18 @@ class Cluster(ABC):
     @abstractmethod
     def status(self) -> ClusterStatus:
         """Live workers, batch jobs with their states, dashboard link."""
+
+    def stopped_status(self) -> ClusterStatus | None:
+        """Return a "stopped" status once the cluster was stopped, here or elsewhere.
+
+        Stopped elsewhere: its owner (daemon or controller) is gone and so is its record.
+        """
+        r = self.record
+        if not r.forgotten and not (registry.pid_alive(r.owner_pid, r.owner_host) is False
+                                    and registry.read("clusters", r.id) is None):
+            return None
+        return ClusterStatus(r.id, r.backend, r.kind, "stopped", r.address, None,
+                             detail="stopped; start another with kale.start_cluster")
 
     @abstractmethod
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:

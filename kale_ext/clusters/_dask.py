@@ -245,6 +245,8 @@ class DaskCluster(Cluster):
     # -- status and work -----------------------------------------------------------
     def status(self) -> ClusterStatus:
         r = self.record
+        if (stopped := self.stopped_status()) is not None:
+            return stopped
         try:
             info = self._client.sync(self._client.scheduler.identity, n_workers=-1)
             jobs = self.jobs()

@@ -260,6 +260,8 @@ class IPyParallelCluster(EngineSetScaling):
 
     def status(self) -> ClusterStatus:
         """Engines (host, cores, memory, job) and batch jobs with their states."""
+        if (stopped := self.stopped_status()) is not None:
+            return stopped
         jobs = []
         if self.kind != "local":
             jobs = [JobInfo(j, s, r) for j, (s, r) in

@@ -113,6 +113,10 @@ def test_local_cluster_runs_scales_reconnects_and_is_stopped_elsewhere(started):
     assert all(process_gone(pid) for pid in engines)
     assert registry.read("clusters", c.id) is None
     assert not os.path.exists(c.record.security)
+    # The first process's handle shows it stopped, not unreachable.
+    stopped = c.status()
+    assert stopped.state == "stopped" and stopped.workers == [], stopped
+    assert "stopped" in c._repr_html_() and "unreachable" not in c._repr_html_()
 
 
 def test_cancel_and_adapt(started):
