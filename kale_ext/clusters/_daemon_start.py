@@ -138,14 +138,18 @@ def fork_daemon(spec_path: Path, *, cwd: Path, log_fd: int,
 
 
 def _usable() -> bool:
-    """Whether daemons may be forked: not under a daemon prefix, nor turned off.
+    """Whether daemons may be forked: asked for, and not under a daemon prefix.
 
-    A ``kale.daemon-prefix`` launcher (a batch job of its own, say) must start the
-    daemon's command itself; ``KALE_DAEMON_HELPER=0`` turns the helper off.
+    The helper is opt-in (``KALE_DAEMON_HELPER=1``): a daemon forked from it is not a
+    child of the starting process, and a stop of a cluster whose forked daemon was
+    killed has been seen to wait out the client's connect timeout. A
+    ``kale.daemon-prefix`` launcher (a batch job of its own, say) must start the
+    daemon's command itself.
     """
     from kale_ext import config
 
-    return not (config.get("daemon-prefix") or os.environ.get("KALE_DAEMON_HELPER") == "0")
+    return (os.environ.get("KALE_DAEMON_HELPER") == "1"
+            and not config.get("daemon-prefix"))
 
 
 def spawn_forked(spec_path: Path, cwd: Path, log_fd: int) -> Any:

@@ -2,7 +2,7 @@
 
 A user's first kale start starts its daemon as a new Python, which imports Dask before
 its scheduler listens; it leaves a helper behind that has those imports done and forks
-the daemons of later starts (``KALE_DAEMON_HELPER=0`` measures a first start).
+the daemons of later starts (without ``KALE_DAEMON_HELPER=1``: a first start).
 Measured side by side in one run, raw ``SLURMCluster`` (TLS, in this process, Dask
 already imported) and ``kale.start_cluster`` alternating (which goes first alternates
 too): one first start without the helper, then ``ROUNDS`` pairs with it. Target:
@@ -87,12 +87,10 @@ def test_daemon_start_against_raw_dask_jobqueue(tmp_path):
     import dask.config
 
     with dask.config.set({"kale.state-dir": str(tmp_path / "state")}):
-        os.environ["KALE_DAEMON_HELPER"] = "0"  # a first start: the daemon a new Python
-        try:
-            raw0, first, forked = _pair(kale_first=False)
-        finally:
-            del os.environ["KALE_DAEMON_HELPER"]
+        os.environ.pop("KALE_DAEMON_HELPER", None)  # a first start: the daemon a new Python
+        raw0, first, forked = _pair(kale_first=False)
         assert not forked
+        os.environ["KALE_DAEMON_HELPER"] = "1"
         _daemon_start.prepare()  # what a first start leaves behind
         assert _daemon_start.wait_for_helper(300), "no daemon helper came up"
         pairs = [_pair(kale_first=i % 2 == 1) for i in range(ROUNDS)]

@@ -29,14 +29,14 @@ def _parent(pid: int) -> int:
 
 @pytest.mark.timeout(600)
 def test_a_start_forks_its_daemon_from_the_helper(state, monkeypatch):
-    monkeypatch.setenv("KALE_DAEMON_HELPER", "0")  # off: a new Python, as on a first start
+    monkeypatch.delenv("KALE_DAEMON_HELPER", raising=False)  # off: a new Python
     first = kale.start_cluster(kind="local", backend="dask", workers=1)
     try:
         assert isinstance(DaskCluster._daemons[first.id], subprocess.Popen)
         assert first.client.submit(sum, [1, 2]).result(timeout=60) == 3
     finally:
         first.stop()
-    monkeypatch.delenv("KALE_DAEMON_HELPER")
+    monkeypatch.setenv("KALE_DAEMON_HELPER", "1")  # the helper, asked for
     _daemon_start.prepare()  # what a start leaves behind (this user's may run already)
     assert _daemon_start.wait_for_helper(300), "no helper came up"
 
