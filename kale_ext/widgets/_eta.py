@@ -2,9 +2,10 @@
 
 Trials run side by side, so the time left is the trials still to finish, divided among
 the trials running at once, times how long a trial takes: each running trial counts
-the part of it already done. The estimated end time is smoothed across updates, so the
-estimate counts down steadily instead of jumping with each trial that ends (a pruned
-trial ends early, a completed one late).
+the part of it already done. The estimated end time is smoothed over time (not per
+update: the panel updates several times a second, and per-update smoothing would
+follow every jump within a second), so the estimate counts down steadily instead of
+jumping with each trial that ends (a pruned trial ends early, a completed one late).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kale_ext.trial import TrialState
 if TYPE_CHECKING:
     from kale_ext.store import TrialRecord
 
-SMOOTHING = 0.2  # weight of a new estimate of the end time against the smoothed one
+SMOOTHING_S = 10.0  # time constant (seconds) of the smoothed estimated end
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Eta:
 
     planned: int | None
     end: float | None = None  # the smoothed estimated end (wall-clock time)
+    at: float | None = None  # when ``end`` was last updated
 
     def update(self, now: float, trials: Iterable[TrialRecord]) -> float | None:
         """Return the seconds left at ``now`` (None until a trial has finished)."""
@@ -42,7 +44,7 @@ class Eta:
             elif state is TrialState.RUNNING and started is not None:
                 running.append(max(0.0, now - started))
         if not self.planned or not durations or finished >= self.planned:
-            self.end = None
+            self.end = self.at = None
             return None
         per_trial = sum(durations) / len(durations)
         width = max(1, len(running))  # trials that run at once
@@ -51,8 +53,10 @@ class Eta:
         left_of_running = sum(max(0.0, per_trial - r) for r in running)
         raw = (waiting * per_trial + left_of_running) / width
         estimate = now + raw
-        if self.end is None or not math.isfinite(self.end):
+        if self.end is None or self.at is None or not math.isfinite(self.end):
             self.end = estimate
         else:
-            self.end += SMOOTHING * (estimate - self.end)
+            weight = 1.0 - math.exp(-max(0.0, now - self.at) / SMOOTHING_S)
+            self.end += weight * (estimate - self.end)
+        self.at = now
         return max(0.0, self.end - now)
