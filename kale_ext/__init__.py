@@ -71,12 +71,15 @@ __all__ = [
     "clusters",
     "connect",
     "start_cluster",
+    "search",
     "stop",
     *_LAZY,
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search":  # the package, callable: kale.search(name) finds a search
+        return importlib.import_module("kale_ext.search")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from kale_ext.search._control import ACTIONS, channel_file, control
+import sys
+import types
+
+from kale_ext.search._control import ACTIONS, channel_file, control, driver_alive
 from kale_ext.search._domains import Choice, Grid, choice, grid, integer, loguniform, uniform
 from kale_ext.search._ranges import Domain, Integer, LogUniform, Uniform
+from kale_ext.search._remote import attach
+from kale_ext.search._remote import resume as resume_driver
 from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
@@ -47,16 +52,29 @@ __all__ = [
     "Suggestion",
     "TrialState",
     "Uniform",
+    "attach",
     "channel_file",
     "choice",
     "control",
+    "driver_alive",
     "grid",
     "int",
     "integer",
     "loguniform",
     "make_sampler",
+    "resume_driver",
     "scheduler_from_dict",
     "searches",
     "summarize",
     "uniform",
 ]
+
+
+class _SearchPackage(types.ModuleType):
+    """The search package, callable: ``kale.search(name)`` is :func:`attach`."""
+
+    def __call__(self, name: str) -> Search:
+        return attach(name)
+
+
+sys.modules[__name__].__class__ = _SearchPackage

@@ -24,6 +24,21 @@ def channel_file(name: str) -> Path:
     return registry.private_dir("searches", name) / "channel.json"
 
 
+def driver_alive(name: str) -> bool:
+    """Whether the driver of search ``name`` runs: its channel is open and its process lives.
+
+    A driver that was killed leaves its channel file behind; its registry record names
+    its process. A driver on another host counts as alive while its channel file exists.
+    """
+    if not channel_file(name).exists():
+        return False
+    record = registry.read("searches", name) or {}
+    pid, host = record.get("driver_pid"), record.get("driver_host")
+    if not isinstance(pid, int) or not isinstance(host, str):
+        return True  # a record written before drivers named their process
+    return registry.pid_alive(pid, host) is not False
+
+
 def control(name: str, action: str, trial: int | None = None, *, timeout: float = 10.0,
             **params: Any) -> str:
     """Send a control command to the driver of a running search.
@@ -60,9 +75,10 @@ def control(name: str, action: str, trial: int | None = None, *, timeout: float 
     if action == "restart" and trial is None:
         raise SearchError("restart needs a trial number.")
     path = channel_file(name)
-    if not path.exists():
-        raise SearchError(f"Search {name!r} has no running driver here (no {path}); "
-                          f"resume it with kale.Search.resume(<store>) first.")
+    if not driver_alive(name):
+        raise SearchError(f"Search {name!r} has no running driver (its process ended); "
+                          f"resume it first: kale search resume {name}, or "
+                          f"kale.search({name!r}).resume().")
     info = ChannelInfo.load(path)
     # A fresh negative stream id per command: never a trial's, never reused.
     stream = -1 - secrets.randbelow(2**31)

@@ -17,8 +17,47 @@ if TYPE_CHECKING:
     from kale_ext.search._search import Search
 
 
+class ClassOrInstance:
+    """One method name that acts on the class and on an instance.
+
+    ``Search.resume(store)`` continues a search from its store; ``search.resume()``
+    resumes a paused search or trial: one word, as users say it, for both.
+    """
+
+    def __init__(self, on_class: Any, on_instance: Callable[..., Any]) -> None:
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = f"{on_class.__func__.__doc__}\n\nOn an instance: {on_instance.__doc__}"
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        if obj is None:
+            return self.on_class.__get__(None, cls)
+        return self.on_instance.__get__(obj, cls)
+
+
+class StoredFunction:
+    """A trial function kept as the pickled bytes its store holds, loaded when called.
+
+    A handle on a search run elsewhere never calls it: it only needs what the store has.
+    """
+
+    def __init__(self, pickled: bytes, name: str) -> None:
+        self.pickled, self.__qualname__ = pickled, name
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return cloudpickle.loads(self.pickled)(config)
+
+    def __repr__(self) -> str:
+        return f"<stored trial function {self.__qualname__}>"
+
+
 def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
-                fn: Callable[[dict[str, Any]], Any] | None) -> Search:
+                fn: Callable[[dict[str, Any]], Any] | None, readonly: bool = False,
+                detach: bool | None = None, log_to: str | None = None) -> Search:
+    """Rebuild the search kept in the store at ``path``; its driver is not started.
+
+    ``readonly``: a handle on a search whose driver runs elsewhere; its store is only
+    read and its trial function stays pickled.
+    """
     from kale_ext.search import Space, scheduler_from_dict
     from kale_ext.store import Store
 
@@ -27,8 +66,12 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
                           "started (search.store_path).")
     with Store.open(path, readonly=True) as stored:
         definition = stored.search()["definition"]
-    store = open_store(path, objective=(definition["metric"], definition["mode"]))
-    if fn is None:
+    store = open_store(path, objective=(definition["metric"], definition["mode"]),
+                       readonly=readonly)
+    if fn is None and readonly:
+        fn = StoredFunction(base64.b64decode(definition["fn_pickle"]),
+                            str(definition.get("fn", "train")))
+    elif fn is None:
         try:
             fn = cloudpickle.loads(base64.b64decode(definition["fn_pickle"]))
         except Exception as e:
@@ -45,7 +88,6 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
         heartbeat_timeout=definition["heartbeat_timeout"],
         report_timeout=definition.get("report_timeout", 60.0),
         workers_per_trial=definition.get("workers_per_trial", 1),
-        engine=definition.get("engine", "torch"), _store=store,
+        engine=definition.get("engine", "torch"), detach=detach, log_to=log_to, _store=store,
     )
-    search._driver.restore()
     return search

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kale_ext.search._samplers import Sampler
     from kale_ext.search._space import Space
     from kale_ext.search.schedulers import Scheduler
-    from kale_ext.store import Store
+    from kale_ext.store import Store, TrialRecord
 
 
 @dataclass
@@ -44,6 +44,13 @@ class TrialRun:
     requeue: bool = False  # restart or resume: submit again once the current attempt ends
     worker: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: TrialRecord, checkpoint: str | None = None) -> TrialRun:
+        """Return the run of a trial as the store recorded it."""
+        return cls(number=record.number, config=record.params, state=TrialState(record.state),
+                   attempt=record.attempt, retries=record.retries, checkpoint=checkpoint,
+                   metrics=dict(record.last), worker=record.worker)
 
 
 class TrialRuns:
@@ -171,10 +178,7 @@ class TrialRuns:
         for c in store.checkpoints():
             checkpoints[c.trial] = c.path  # in order: the latest wins
         for record in sorted(store.trials(), key=lambda r: r.number):
-            run = TrialRun(number=record.number, config=record.params,
-                           state=TrialState(record.state), attempt=record.attempt,
-                           retries=record.retries, checkpoint=checkpoints.get(record.number),
-                           metrics=dict(record.last), worker=record.worker)
+            run = TrialRun.from_record(record, checkpoints.get(record.number))
             self.runs[run.number] = run
             scheduler.on_trial_add(run.number, run.config)
         for row in store.metrics():

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from kale_ext import config, registry, views
 from kale_ext._errors import KaleError, SearchError
 from kale_ext.search._driver import Driver
+from kale_ext.search._remote import DriverProcess, detached, driver_record, spawn
+from kale_ext.search._resume import ClassOrInstance, StoredFunction
 from kale_ext.search._runs import TrialRun
 from kale_ext.search._summary import SearchSummary, summarize
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
@@ -27,23 +29,6 @@ if TYPE_CHECKING:
     from kale_ext.store import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class _ClassOrInstance:
-    """One method name that acts on the class and on an instance.
-
-    ``Search.resume(store)`` continues a search from its store; ``search.resume()``
-    resumes a paused search or trial: one word, as users say it, for both.
-    """
-
-    def __init__(self, on_class: Any, on_instance: Callable[..., Any]) -> None:
-        self.on_class, self.on_instance = on_class, on_instance
-        self.__doc__ = f"{on_class.__func__.__doc__}\n\nOn an instance: {on_instance.__doc__}"
-
-    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
-        if obj is None:
-            return self.on_class.__get__(None, cls)
-        return self.on_instance.__get__(obj, cls)
 
 
 class Search:
@@ -92,6 +77,10 @@ class Search:
         ``"tensorboard:DIR"``: keep a TensorBoard log of the running search in
         ``DIR/<name>/``, written from the store beside the driver (never by the trials);
         see :class:`kale_ext.export.LiveLog`. Not kept by ``Search.resume``.
+    detach
+        Run the driver in a process of its own that outlives this kernel, steered from
+        any kernel (``kale.search(name)``), the sidebar and ``kale search``. Default
+        (``kale.search-driver: auto``): when started from a Jupyter kernel.
     """
 
     def __init__(
@@ -115,6 +104,7 @@ class Search:
         workers_per_trial: int = 1,
         engine: str = "torch",
         log_to: str | None = None,
+        detach: bool | None = None,
         _store: Store | None = None,
     ) -> None:
         from kale_ext.search import FIFO, Space, make_sampler
@@ -134,6 +124,9 @@ class Search:
             raise SearchError(
                 f"max_concurrent must be a positive integer or None, but got {max_concurrent!r}."
             )
+        if detach is not None and not isinstance(detach, bool):
+            raise SearchError(f"detach must be True, False or None (kale.search-driver "
+                              f"decides), but got {detach!r}.")
         if not isinstance(metric, str) or not metric:
             raise SearchError(f"metric must name a reported metric, but got {metric!r}.")
         self.name = name or f"search-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
@@ -143,7 +136,7 @@ class Search:
                 "starting with a letter or digit."
             )
         self.fn = fn
-        self.fn_pickle = pickle_function(fn)
+        self.fn_pickle = fn.pickled if isinstance(fn, StoredFunction) else pickle_function(fn)
         self.space = space if isinstance(space, Space) else Space(space)
         self.metric, self.mode, self.algorithm, self.seed = metric, mode, algorithm, seed
         self.scheduler = scheduler if scheduler is not None else FIFO()
@@ -159,11 +152,16 @@ class Search:
 
             log_folder(log_to)  # a bad spec fails here, not when the search starts
         self.log_to = log_to
+        self.detach = detach
+        self._launch: str | None = None  # the token of the process started to run the driver
+        self._restore_on_start = False  # resumed: the driver takes up the stored trials
+        self._cluster_id: str | None = None
         self.store_path = Path(store).expanduser().resolve() if store else \
             config.store_dir() / f"{self.name}.kale.sqlite"
         self.checkpoint_dir = checkpoint_root(self.store_path)
         self.store = _store if _store is not None else self._create_store()
-        self._driver = Driver(self, self.store, self.sampler, self.scheduler)
+        self._driver: Driver | DriverProcess = Driver(self, self.store, self.sampler,
+                                                      self.scheduler)
 
     # -- construction ----------------------------------------------------------------
 
@@ -207,10 +205,18 @@ class Search:
     @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
-            from kale_ext.clusters import start_cluster
+            from kale_ext.clusters import connect, start_cluster
 
-            self._cluster = start_cluster()
+            self._cluster = connect(self._cluster_id) if self._cluster_id else start_cluster()
         return self._cluster
+
+    def _attach(self, cluster_id: str | None) -> None:
+        """Become a handle on this search's driver process: read the store, send controls."""
+        if not self.store.readonly:
+            self.store.close()
+            self.store = open_store(self.store_path, readonly=True)
+        self._cluster_id = cluster_id
+        self._driver = DriverProcess(self, cluster_id)
 
     # -- running -----------------------------------------------------------------------
 
@@ -219,10 +225,21 @@ class Search:
         if self._driver.running:
             raise SearchError(f"Search {self.name!r} is already running.")
         cluster = self.cluster
+        if detached(self.detach, cluster):
+            self._attach(cluster.id)  # the store's one writer is the driver's process
+            spawn(self, cluster, log_to=self.log_to)
+            return self
+        if isinstance(self._driver, DriverProcess):  # a handle started here: run it here
+            self.store = open_store(self.store_path, objective=(self.metric, self.mode))
+            self._driver = Driver(self, self.store, self.sampler, self.scheduler)
+            self._restore_on_start = True
         if self.channel_host is None:
             self.channel_host = cluster.channel_host()
         # kale retries trials itself (as new attempts, their reports kept apart).
         cluster.disable_task_retries()
+        if self._restore_on_start:
+            self._driver.restore()
+            self._restore_on_start = False
         self._driver.start()
         if self.log_to is not None:
             from kale_ext.export import live_log
@@ -231,6 +248,7 @@ class Search:
         registry.write("searches", self.name, {
             "name": self.name, "store": str(self.store_path), "cluster": cluster.id,
             "control": self._driver.channel["address"], "started": time.time(),
+            **driver_record(self._launch),
         })
         return self
 
@@ -249,8 +267,8 @@ class Search:
         """Whether the search's driver is running."""
         return self._driver.running
 
-    def _started(self) -> Driver:
-        if self._driver.thread is None:
+    def _started(self) -> Driver | DriverProcess:
+        if isinstance(self._driver, Driver) and self._driver.thread is None:
             raise SearchError(f"Search {self.name!r} is not started; call search.start().")
         return self._driver
 
@@ -339,18 +357,22 @@ class Search:
     @classmethod
     def _resume_store(cls, store: str | Path, *, cluster: Cluster | None = None,
                       fn: Callable[[dict[str, Any]], Any] | None = None,
-                      start: bool = True) -> Search:
+                      start: bool = True, detach: bool | None = None,
+                      log_to: str | None = None) -> Search:
         """Continue a search from its store after the kernel (or driver) died.
 
         Completed, pruned, stopped and failed trials are kept, not rerun; trials that
         were pending or running are queued again and continue from their latest
-        checkpoint; every stored metric row stays.
+        checkpoint; every stored metric row stays. ``detach`` and ``log_to`` are as
+        for a new search.
         """
         from kale_ext.search._resume import load_search
 
-        search = load_search(cls, Path(store).expanduser().resolve(), cluster=cluster, fn=fn)
+        search = load_search(cls, Path(store).expanduser().resolve(), cluster=cluster, fn=fn,
+                             detach=detach, log_to=log_to)
+        search._restore_on_start = True
         if start:
             search.start()
         return search
 
-    resume = _ClassOrInstance(_resume_store, _resume_running)
+    resume = ClassOrInstance(_resume_store, _resume_running)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
-from kale_ext.search import ACTIONS, channel_file, control, summarize
+from kale_ext.search import ACTIONS, control, driver_alive, resume_driver, summarize
 from kale_ext.server import _clusters, _housekeeping
 from kale_ext.server._checks import MAX_INT, ApiError, check_overrides
 from kale_ext.server._shapes import (
@@ -187,7 +187,7 @@ class KaleManager:
         is refused (409).
         """
         record = self._search_record(name)
-        if channel_file(name).exists():
+        if driver_alive(name):
             raise ApiError(409, f"Search {name!r} is still running; stop it (search.stop() "
                                 "or its Stop button) before forgetting it.")
         files = _housekeeping.search_files(Path(str(record.get("store", ""))))
@@ -295,7 +295,10 @@ class KaleManager:
             raise _bad(f"Field 'params' is only for action 'restart', not {action!r}.")
         self._search_record(name)
         try:
-            message = control(name, action, trial, timeout=5.0, **params)
+            if action == "resume" and trial is None and not driver_alive(name):
+                message = resume_driver(name)  # a new driver process, from the store
+            else:
+                message = control(name, action, trial, timeout=5.0, **params)
         except SearchError as e:  # no live driver, or the driver refused: a conflict
             raise ApiError(409, str(e)) from e
         return {"name": name, "action": action, "trial": trial, "message": message}
@@ -329,7 +332,7 @@ class KaleManager:
             "cluster": record.get("cluster"), "started": record.get("started"),
             "state": "unknown",
             # The driver removes its channel file when it ends.
-            "alive": channel_file(name).exists(),
+            "alive": driver_alive(name),
             "metric": None, "mode": None, "planned": None, "trials": {}, "best": None,
         }
         try:

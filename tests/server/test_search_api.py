@@ -120,4 +120,5 @@ async def test_search_routes_and_control_of_a_live_search(api, cluster):
     status, data = await api("POST", "searches", "api-search", "control",
                              body={"action": "stop", "trial": 1})
     assert status == 409
-    assert "no running driver" in data["message"] and "Search.resume" in data["message"]
+    assert "no running driver" in data["message"]
+    assert "kale search resume api-search" in data["message"]
