@@ -18,6 +18,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
+from kale_ext import config
 from kale_ext._errors import ConfigError
 
 ANY = ("0.0.0.0", "*")
@@ -153,3 +154,33 @@ def reachable_address(peers: Iterable[str] = (), *, setting: str = "kale.interfa
         + f". Set {setting} to the interface or address the compute nodes reach: one of "
         f"{', '.join(sorted(outside)) or 'the interfaces above'}."
     )
+
+
+def channel_host(local: bool = False, *, peers: Iterable[str] = ()) -> str:
+    """Return the address the server binds and workers connect to.
+
+    Parameters
+    ----------
+    local
+        The workers run on this host: ``127.0.0.1`` unless ``kale.channel-host`` is set.
+    peers
+        Addresses or names of the hosts the workers run on (compute nodes), when known:
+        the local end of the route to them is an address they reach.
+
+    Notes
+    -----
+    ``kale.channel-host`` wins: an address, a host name or an interface name (``ib0``).
+    For workers on other hosts ``kale.interface`` comes next (the same forms), then the
+    automatic choice of :func:`reachable_address`, which never picks loopback for other
+    hosts and raises a :class:`ConfigError` naming the interfaces it saw when it cannot
+    choose.
+    """
+    configured = config.get("channel-host")
+    if configured:
+        return resolve_host(str(configured), key="kale.channel-host")
+    if local:
+        return "127.0.0.1"
+    interface = config.get("interface")
+    if interface:
+        return resolve_host(str(interface), key="kale.interface")
+    return reachable_address(peers, setting="kale.channel-host (or kale.interface)")

@@ -7,15 +7,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import zmq
 
-from kale_ext import config
 from kale_ext._errors import ChannelError, ConfigError, StoreError
-from kale_ext.channel._hosts import ANY, reachable_address, resolve_host
+from kale_ext.channel._hosts import ANY, channel_host, reachable_address
 from kale_ext.channel._wire import (
     HEARTBEAT_SEQ,
     MAX_FRAME,
@@ -23,16 +22,17 @@ from kale_ext.channel._wire import (
     Message,
     Reply,
     StreamKey,
-    decode_batch,
+    decode_frame,
     direction_keys,
     encode_ack,
+    encode_acks,
     sign,
     verify,
 )
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[list[Message]], "Mapping[int, Reply] | None"]
+Handler = Callable[[list[Message]], "Mapping[Any, Reply] | None"]
 
 # Frames taken off the socket before the handler is called once for all of them: one
 # store transaction per drain rather than per frame is what makes batching pay.
@@ -41,36 +41,6 @@ _POLL_MS = 500
 
 MAX_FAILURES = 3
 """Times the handler may fail on the same messages before they are dropped and logged."""
-
-
-def channel_host(local: bool = False, *, peers: Iterable[str] = ()) -> str:
-    """Return the address the server binds and workers connect to.
-
-    Parameters
-    ----------
-    local
-        The workers run on this host: ``127.0.0.1`` unless ``kale.channel-host`` is set.
-    peers
-        Addresses or names of the hosts the workers run on (compute nodes), when known:
-        the local end of the route to them is an address they reach.
-
-    Notes
-    -----
-    ``kale.channel-host`` wins: an address, a host name or an interface name (``ib0``).
-    For workers on other hosts ``kale.interface`` comes next (the same forms), then the
-    automatic choice of :func:`reachable_address`, which never picks loopback for other
-    hosts and raises a :class:`ConfigError` naming the interfaces it saw when it cannot
-    choose.
-    """
-    configured = config.get("channel-host")
-    if configured:
-        return resolve_host(str(configured), key="kale.channel-host")
-    if local:
-        return "127.0.0.1"
-    interface = config.get("interface")
-    if interface:
-        return resolve_host(str(interface), key="kale.interface")
-    return reachable_address(peers, setting="kale.channel-host (or kale.interface)")
 
 
 class ChannelServer:
@@ -112,7 +82,7 @@ class ChannelServer:
         self._key, self._reply_key = direction_keys(key)
         self._handler = handler
         self._delivered: dict[StreamKey, int] = dict(delivered or {})
-        self._decisions: dict[int, dict[str, Any]] = {}
+        self._decisions: dict[int | tuple[int, int], dict[str, Any]] = {}
         self._last_seen: dict[StreamKey, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -120,6 +90,11 @@ class ChannelServer:
         self._rejected = 0
         self._failures: dict[tuple[StreamKey, int], int] = {}
         self._beats: dict[StreamKey, float] = {}  # worker time of each stream's last heartbeat
+        self._ended: dict[StreamKey, dict[str, Any]] = {}  # the delivered end messages' data
+        self._peers: dict[bytes, float] = {}  # server time each connection was last heard
+        # Server time before which every frame that reached the socket has been handled:
+        # how far behind the ingest is (see caught_up()).
+        self._caught_up = time.time()
         self._wake_r, self._wake_w = os.pipe()
 
         host = host or channel_host()
@@ -178,8 +153,12 @@ class ChannelServer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def set_decision(self, trial: int, reply: Reply) -> None:
-        """Tell ``trial`` something; it hears it in the ack of its next message or heartbeat."""
+    def set_decision(self, trial: int | tuple[int, int], reply: Reply) -> None:
+        """Tell ``trial`` something; it hears it in the ack of its next message or heartbeat.
+
+        ``trial`` may be a (trial, attempt) pair: a reply for that attempt alone (one the
+        driver superseded), which it hears instead of the trial's.
+        """
         with self._lock:
             self._set_decision(trial, reply)
 
@@ -198,13 +177,42 @@ class ChannelServer:
         with self._lock:
             return dict(self._delivered)
 
+    def ended(self, stream: StreamKey) -> dict[str, Any] | None:
+        """Return the data of the delivered ``end`` message of ``stream``, else None.
+
+        That is the outcome of its trial's function, which returned: handled, with every
+        message of the stream before it, by the handler.
+        """
+        with self._lock:
+            return self._ended.get(stream)
+
+    def caught_up(self) -> float:
+        """Server time (``time.time()``) before which every frame received was handled.
+
+        The messages that reached the server before it are in :meth:`last_seen`; a
+        silence is only known up to it. ``time.time() - caught_up()`` is the ingest's
+        backlog: at most a poll interval plus one drain when the server keeps up,
+        growing while it is behind (a slow handler, a driver holding its lock).
+        """
+        return self._caught_up
+
+    def peers(self, within: float = 60.0) -> int:
+        """Count the connections (worker processes, control clients) heard in ``within`` s."""
+        cutoff = time.time() - within
+        with self._lock:
+            return sum(1 for seen in self._peers.values() if seen >= cutoff)
+
     # --- the server thread -----------------------------------------------------------
 
-    def _set_decision(self, trial: int, reply: Reply) -> None:
+    def _set_decision(self, trial: int | tuple[int, int], reply: Reply) -> None:
         if reply:
             self._decisions[trial] = dict(reply)
         else:
             self._decisions.pop(trial, None)
+
+    def _reply_for(self, stream: StreamKey) -> Mapping[str, Any]:
+        # A reply set for one attempt (superseded by the driver) wins over the trial's.
+        return self._decisions.get(stream[:2]) or self._decisions.get(stream[0], {})
 
     def _serve(self) -> None:
         poller = zmq.Poller()
@@ -214,7 +222,9 @@ class ChannelServer:
             while not self._closing:
                 events = dict(poller.poll(_POLL_MS))
                 if self._socket not in events:
+                    self._caught_up = time.time()  # nothing was waiting
                     continue
+                started = time.time()
                 frames = []
                 for _ in range(_MAX_FRAMES_PER_DRAIN):
                     try:
@@ -225,6 +235,8 @@ class ChannelServer:
                     self._process(frames)
                 except Exception:  # never let one bad batch end the server
                     logger.exception("Metric channel failed to process %d frames", len(frames))
+                if len(frames) < _MAX_FRAMES_PER_DRAIN:  # everything waiting was read
+                    self._caught_up = started
         finally:
             self._socket.close()
 
@@ -232,35 +244,34 @@ class ChannelServer:
         now = time.time()
         groups: dict[StreamKey, list[Message]] = {}  # new messages by stream, in order
         tentative: dict[StreamKey, int] = {}
-        replies: dict[tuple[bytes, StreamKey], None] = {}  # ordered set
+        # Ordered sets: the streams to acknowledge to each sender, one reply each; a
+        # frame of several streams gets one reply for all of them.
+        replies: dict[tuple[bytes, StreamKey], None] = {}
+        multi: dict[bytes, dict[StreamKey, None]] = {}
+        numbers: dict[bytes, int] = {}  # the last frame of each sender of several streams
         for frames in batch:
             if len(frames) != 3 or not verify(self._key, frames[1], frames[2]):
                 self._reject(frames)
                 continue
             identity, _, payload = frames
             try:
-                stream, base, messages = decode_batch(payload)
+                parts, number = decode_frame(payload)
             except (ValueError, KeyError, TypeError, RecursionError) as e:
                 logger.warning("Dropped a malformed metric channel frame: %s", e)
                 continue
-            last = tentative.get(stream, self._delivered.get(stream, -1))
-            # Everything below base was acknowledged by some server, so is durable.
-            last = max(last, base - 1)
-            new = groups.setdefault(stream, [])
-            for message in messages:
-                if message.seq == HEARTBEAT_SEQ:
-                    # A replayed (or reordered) heartbeat is no sign of life.
-                    if message.time > self._beats.get(stream, float("-inf")):
-                        self._beats[stream] = message.time
-                        new.append(message)
-                elif message.seq == last + 1:
-                    new.append(message)
-                    last = message.seq
-                elif message.seq > last + 1:
-                    break  # a gap: drop the rest; the client re-sends from the ack
-            tentative[stream] = last
-            replies[(identity, stream)] = None
-        if not replies:
+            if len(self._peers) > 100_000:  # keep memory bounded against a flood
+                self._peers.clear()
+            self._peers[identity] = now
+            if number is not None:
+                numbers[identity] = max(number, numbers.get(identity, -1))
+                multi.setdefault(identity, {})
+            for stream, base, messages in parts:
+                self._take(stream, base, messages, groups, tentative)
+                if number is not None:
+                    multi[identity][stream] = None
+                else:
+                    replies[(identity, stream)] = None
+        if not replies and not multi:
             return
         try:
             decisions = self._handle(groups)
@@ -275,17 +286,47 @@ class ChannelServer:
                 # Only news is a sign of life: not a frame replayed or re-sent.
                 if groups.get(stream) or last > self._delivered.get(stream, -1):
                     self._last_seen[stream] = now
+            for stream, group in groups.items():
+                if stream in tentative:
+                    for m in group:
+                        if m.kind == "end":
+                            self._ended[stream] = m.data
             self._delivered.update(tentative)
             for trial, decision in decisions.items():
                 self._set_decision(trial, decision)
             acks = [(identity, encode_ack(stream, self._delivered[stream],
-                                          self._decisions.get(stream[0], {})))
+                                          self._reply_for(stream)))
                     for identity, stream in replies if stream in tentative]
+            for identity, streams in multi.items():
+                done = [(stream, self._delivered[stream], self._reply_for(stream))
+                        for stream in streams if stream in tentative]
+                # Sent even when empty: it tells the sender which frames were handled.
+                acks.append((identity, encode_acks(numbers[identity], done)))
         for identity, payload in acks:
             # A peer that is gone or whose queue is full re-sends later.
             with contextlib.suppress(zmq.ZMQError):
                 self._socket.send_multipart(
                     [identity, sign(self._reply_key, payload), payload], zmq.NOBLOCK)
+
+    def _take(self, stream: StreamKey, base: int, messages: list[Message],
+              groups: dict[StreamKey, list[Message]], tentative: dict[StreamKey, int]) -> None:
+        """Add the new messages of one stream's batch to ``groups``, in order."""
+        last = tentative.get(stream, self._delivered.get(stream, -1))
+        # Everything below base was acknowledged by some server, so is durable.
+        last = max(last, base - 1)
+        new = groups.setdefault(stream, [])
+        for message in messages:
+            if message.seq == HEARTBEAT_SEQ:
+                # A replayed (or reordered) heartbeat is no sign of life.
+                if message.time > self._beats.get(stream, float("-inf")):
+                    self._beats[stream] = message.time
+                    new.append(message)
+            elif message.seq == last + 1:
+                new.append(message)
+                last = message.seq
+            elif message.seq > last + 1:
+                break  # a gap: drop the rest; the client re-sends from the ack
+        tentative[stream] = last
 
     def _handle(self, groups: dict[StreamKey, list[Message]]) -> dict[Any, Any]:
         """Call the handler on the new messages; return its replies by trial.

@@ -24,6 +24,18 @@ The server's reply acknowledges cumulatively and carries the trial's decision::
 
     {"v": 1, "trial": 3, "attempt": 0, "rank": 0, "ack": 18, "decision": {...}}
 
+A worker process's connection, shared by all the trials it runs, multiplexes their
+streams: its frames are numbered (``n``) and carry batches of several streams, each as
+above without ``v``; the server answers the frames of one sender that it read together
+with one reply acknowledging all their streams, naming the last frame it handled::
+
+    {"v": 1, "n": 41, "batches": [{"trial": 3, "attempt": 0, "rank": 0, "base": 17,
+                                   "msgs": [...]}, {"trial": 4, ...}]}
+    {"v": 1, "n": 41, "acks": [[3, 0, 0, 18, {...}], [4, 0, 0, 2, {}]]}
+
+A stream of a frame the server handled but left unacknowledged (its messages failed, or
+came after a gap) is re-sent at once; the rest only when the server answers nothing.
+
 A frame whose signature does not verify is answered with ``[b"", b"reject"]`` so a
 client with the wrong key fails fast with a clear error instead of waiting forever.
 """
@@ -245,11 +257,22 @@ def with_seq(seq: int, body: bytes) -> bytes:
     return b"[%d," % seq + body[1:]
 
 
-def encode_batch(stream: StreamKey, base: int, messages: list[bytes]) -> bytes:
+def encode_part(stream: StreamKey, base: int, messages: list[bytes]) -> bytes:
+    """Return one stream's batch as it stands in a frame of several (no ``v``)."""
     trial, attempt, rank = stream
-    head = (f'{{"v":{VERSION},"trial":{trial},"attempt":{attempt},"rank":{rank},'
+    head = (f'{{"trial":{trial},"attempt":{attempt},"rank":{rank},'
             f'"base":{base},"msgs":[').encode()
     return head + b",".join(messages) + b"]}"
+
+
+def encode_batch(stream: StreamKey, base: int, messages: list[bytes]) -> bytes:
+    """Return a frame of one stream's batch."""
+    return b'{"v":%d,' % VERSION + encode_part(stream, base, messages)[1:]
+
+
+def encode_frame(number: int, parts: list[bytes]) -> bytes:
+    """Return frame ``number`` of several streams' batches, each from :func:`encode_part`."""
+    return b'{"v":%d,"n":%d,"batches":[' % (VERSION, number) + b",".join(parts) + b"]}"
 
 
 def _field(body: Mapping[str, Any], name: str, low: int = 0) -> int:
@@ -265,8 +288,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def decode_batch(payload: bytes) -> tuple[StreamKey, int, list[Message]]:
-    """Parse a client frame into its stream, base and messages.
+Batch = tuple[StreamKey, int, list[Message]]
+"""One stream's part of a frame: the stream, its base and its messages."""
+
+
+def decode_frame(payload: bytes) -> tuple[list[Batch], int | None]:
+    """Parse a client frame into its batches and its number (None: a one-stream frame).
 
     Raises
     ------
@@ -280,6 +307,15 @@ def decode_batch(payload: bytes) -> tuple[StreamKey, int, list[Message]]:
     if not isinstance(body, dict) or body.get("v") != VERSION:
         raise ValueError(f"field 'v' must be {VERSION} in a JSON object: not a version "
                          f"{VERSION} channel frame")
+    if "batches" not in body:
+        return [_decode_part(body)], None
+    parts = body["batches"]
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise ValueError(f"field 'batches' must be a list of JSON objects, got {_short(parts)}")
+    return [_decode_part(part) for part in parts], _field(body, "n")
+
+
+def _decode_part(body: dict[str, Any]) -> Batch:
     # Control commands use negative trial numbers (one per command), never a trial's.
     trial = _field(body, "trial", -_INT64)
     attempt, rank, base = _field(body, "attempt"), _field(body, "rank"), _field(body, "base")
@@ -315,6 +351,13 @@ def encode_ack(stream: StreamKey, ack: int, reply: Reply) -> bytes:
                        "ack": ack, "decision": dict(reply)}).encode()
 
 
+def encode_acks(number: int, acks: list[tuple[StreamKey, int, Reply]]) -> bytes:
+    """Return one reply to frames of several streams, up to frame ``number``."""
+    return json.dumps({"v": VERSION, "n": number, "acks": [[*stream, ack, dict(reply)]
+                                                           for stream, ack, reply in acks]}
+                      ).encode()
+
+
 def decode_ack(payload: bytes) -> tuple[StreamKey, int, dict[str, Any]]:
     body = json.loads(payload)
     if not isinstance(body, dict):
@@ -322,6 +365,21 @@ def decode_ack(payload: bytes) -> tuple[StreamKey, int, dict[str, Any]]:
     reply = body.get("decision")
     return ((int(body["trial"]), int(body["attempt"]), int(body["rank"])), int(body["ack"]),
             dict(reply) if isinstance(reply, dict) else {})
+
+
+Ack = tuple[StreamKey, int, dict[str, Any]]
+
+
+def decode_acks(payload: bytes) -> tuple[int | None, list[Ack]]:
+    """Parse a reply of either shape: the last frame it answers, ``(stream, ack, decision)``."""
+    body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise ValueError("an acknowledgement must be a JSON object")
+    if "acks" not in body:
+        return None, [decode_ack(payload)]
+    return int(body["n"]), [((int(t), int(a), int(r)), int(ack),
+                             dict(reply) if isinstance(reply, dict) else {})
+                            for t, a, r, ack, reply in body["acks"]]
 
 
 # --- signing -------------------------------------------------------------------------

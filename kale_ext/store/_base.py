@@ -187,15 +187,20 @@ class Store(ABC):
 
     @abstractmethod
     def search(self) -> dict[str, Any]:
-        """``{"name", "definition", "created", "state", "reason"}`` of the search.
+        """``{"name", "definition", "created", "state", "reason", "lag"}`` of the search.
 
         ``reason`` says why the search ended as it did (e.g. the driver's error); None
-        when nothing was said.
+        when nothing was said. ``lag``: the driver's latest lag figures (seconds:
+        ``loop``, ``ingest``, ``recent``, ``max``), None before it recorded any.
         """
 
     @abstractmethod
     def set_search_state(self, state: str, reason: str | None = None) -> None:
         """Set the search's state (``"running"``, ``"completed"``, ``"failed"``...) and why."""
+
+    @abstractmethod
+    def set_search_lag(self, lag: dict[str, float]) -> None:
+        """Record the driver's lag figures (seconds), read back as ``search()["lag"]``."""
 
     # --- trials ----------------------------------------------------------------------
 

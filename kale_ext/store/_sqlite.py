@@ -210,8 +210,14 @@ class SQLiteStore(Store):
             raise StoreError(f"Search store {self.path} holds no search yet.")
         name, definition, created, state = rows[0]
         reason = self._read("SELECT value FROM meta WHERE key = 'reason'")
+        lag = self._read("SELECT value FROM meta WHERE key = 'lag'")
         return {"name": name, "definition": json.loads(definition), "created": created,
-                "state": state, "reason": reason[0][0] if reason else None}
+                "state": state, "reason": reason[0][0] if reason else None,
+                "lag": json.loads(lag[0][0]) if lag else None}
+
+    def set_search_lag(self, lag: dict[str, float]) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('lag', ?)", (json.dumps(lag),))
 
     def set_search_state(self, state: str, reason: str | None = None) -> None:
         with self._write() as conn:

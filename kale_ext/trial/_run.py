@@ -1,9 +1,11 @@
 """What runs on the worker: one attempt of a trial, and how its function travels there.
 
-The driver submits :func:`run_trial` to the cluster. It opens a metric channel
-client, makes the trial's context current (so ``report()`` finds it), runs the
-user's function, and sends an ``end`` message before returning, so that every
-report is acknowledged (durable in the store) before the task finishes.
+The driver submits :func:`run_trial` to the cluster. It opens the trial's stream on
+the worker process's metric channel connection (one per process, shared by all the
+trials it runs), makes the trial's context current (so ``report()`` finds it), runs
+the user's function, and sends an ``end`` message before returning, so that every
+report is acknowledged (durable in the store) before the task finishes, and the
+driver knows the trial returned before its task's result reaches it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def run_trial(
     fn: Callable[[dict[str, Any]], Any] = cloudpickle.loads(fn_pickle)
 
     info = ChannelInfo.from_dict(channel)
-    client = ChannelClient(info.address, info.key, context.trial, context.attempt, context.rank)
+    client = ChannelClient(info.address, info.key, context.trial, context.attempt, context.rank,
+                           shared=True)
     context.client = client
     worker = context.worker if context.worker is not None else worker_name()
     outcome: dict[str, Any]
