@@ -57,6 +57,7 @@ _LAZY = {
     "ShardSampler": "kale_ext.training",
     "scale_lr": "kale_ext.training",
     "lr_warmup": "kale_ext.training",
+    "cached": "kale_ext.training",
 }
 
 __all__ = [

@@ -8,11 +8,13 @@ with ``kale.Search(..., workers_per_trial=n)``.
 
 Inside the training code: :func:`rank`, :func:`world_size`, :func:`local_rank`,
 :func:`device`, :func:`shard` / :class:`ShardSampler` for data, :func:`scale_lr` and
-:func:`lr_warmup` for the learning rate.
+:func:`lr_warmup` for the learning rate, :func:`cached` for data loaded once per worker
+and kept across runs and trials.
 """
 
 from __future__ import annotations
 
+from kale_ext.training._cache import cached
 from kale_ext.training._data import ShardSampler, shard, shard_indices
 from kale_ext.training._env import device, local_rank, rank, world_size
 from kale_ext.training._group import ENGINES, LaunchOptions, RankGroup, launch
@@ -26,6 +28,7 @@ __all__ = [
     "RankGroup",
     "ShardSampler",
     "TrainingRun",
+    "cached",
     "device",
     "launch",
     "launch_trial",

@@ -9,7 +9,9 @@ imported process, never of one that ran anything: each run starts from the same 
 with the rank's environment, working folder, import path and output file set, and
 numpy's and torch's random generators seeded from the OS as in a new interpreter
 (Python's ``random`` reseeds itself at a fork). The zygote never touches CUDA, so a
-child initialises its GPUs itself.
+child initialises its GPUs itself. The one thing a run leaves in the zygote is what
+its ranks loaded with ``kale.cached`` (see :mod:`._cache`), read back before the next
+fork so that later ranks start with it.
 
 The zygote is started by the launch's probe of the worker, so its imports overlap the
 rest of the launch. The worker talks to its zygote over a Unix ``SOCK_SEQPACKET`` pair
@@ -35,8 +37,8 @@ from typing import Any
 from kale_ext.training._torch import LISTEN_FD_ENV
 
 #: Modules the zygote imports before it forks (those that are installed).
-PRELOAD = ("kale_ext.training._rank", "kale_ext.training._torch", "cloudpickle", "psutil",
-           "numpy", "torch", "torch.distributed")
+PRELOAD = ("kale_ext.training._rank", "kale_ext.training._cache", "kale_ext.training._torch",
+           "cloudpickle", "psutil", "numpy", "torch", "torch.distributed")
 _MAX_MESSAGE = 1 << 20
 
 
@@ -172,9 +174,15 @@ def _preload() -> None:
 def serve(fd: int) -> None:
     """Run the zygote on the socket ``fd`` until the worker's end closes."""
     import selectors
+    import shutil
+    import tempfile
+
+    from kale_ext.training import _cache
 
     sock = socket.socket(fileno=fd)
     _preload()
+    # Where ranks hand over what they loaded with kale.cached (read before each fork).
+    cache_dir = tempfile.mkdtemp(prefix="kale-cache-")
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -189,8 +197,11 @@ def serve(fd: int) -> None:
             if key.fileobj is sock:
                 data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 8)
                 if not data:  # the worker is gone
+                    shutil.rmtree(cache_dir, ignore_errors=True)
                     os._exit(0)
                 request = json.loads(data)
+                _cache.absorb(cache_dir)
+                request["env"][_cache.CACHE_DIR_ENV] = cache_dir
                 try:
                     pid = os.fork()
                 except OSError:

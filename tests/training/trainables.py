@@ -212,3 +212,40 @@ def leaks(config):
     torch.set_grad_enabled(False)
     kale.report(step=0, seen=1.0)
     return seen
+
+
+def cached_data(config):
+    """Load each of config["keys"] with kale.cached; the loader logs its calls to a file.
+
+    With ``mutate`` the rank then changes its copy in place (a later run must not see it).
+    """
+    import os
+
+    import torch
+
+    def loader(key):
+        with open(config["calls"], "a") as f:
+            f.write(f"{key} {os.getpid()}\n")
+        return {"key": key, "data": torch.full((3,), float(len(key)))}
+
+    seen = {}
+    for key in config["keys"]:
+        value = kale.cached(key, lambda key=key: loader(key))
+        seen[key] = (value["key"], value["data"].tolist())
+        if config.get("mutate"):
+            value["data"].add_(100.0)
+            value["key"] = "changed"
+    return seen
+
+
+def cached_trial(config):
+    """A search trial that loads its data with kale.cached."""
+    import os
+
+    def loader():
+        with open(config["calls"], "a") as f:
+            f.write(f"{config['key']} {os.getpid()}\n")
+        return [config["key"]] * 3
+
+    value = kale.cached(config["key"], loader)
+    kale.report(step=1, loss=config["x"], seen=value[0])
