@@ -315,6 +315,40 @@ class Cluster(ABC):
             return str(listening)
         return channel.channel_host(local=self.kind == "local")
 
+    def hard_stop(self, future: Future[Any], *, worker: str | None = None) -> str:
+        """End the worker process that runs ``future``'s task, whatever the task is doing.
+
+        For a task that does not end when asked (stuck in a long C call, deadlocked): the
+        process is killed, and the backend restarts or replaces the worker, so the cluster
+        keeps its size. The task's future fails as for a lost worker. Any other task
+        running in the same process (a worker with several threads) ends with it and
+        fails the same way.
+
+        Parameters
+        ----------
+        future
+            A future from this cluster's :meth:`submit` or :meth:`submit_to`, cancelled
+            or not.
+        worker
+            The worker's name as the task reported it
+            (:func:`kale_ext.trial.worker_name`): where to look when the backend no
+            longer knows where the task runs (its future was cancelled).
+
+        Returns
+        -------
+        str
+            What was ended and what took its place, for the log.
+
+        Raises
+        ------
+        ClusterError
+            When this backend cannot end a running task, or finds no worker running it.
+        """
+        raise ClusterError(
+            f"Cluster {self.id}: the {self.backend} backend cannot end a running task from "
+            "outside. Let the trial call kale.report() often enough to hear its stop, or run "
+            "it on a dask or ipyparallel cluster, whose worker processes can be ended.")
+
     def disable_task_retries(self) -> None:  # noqa: B027 - only some backends retry
         """Stop the backend from re-running a task whose worker died.
 

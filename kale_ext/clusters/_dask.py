@@ -40,6 +40,7 @@ from kale_ext.clusters._base import (
     WorkerInfo,
 )
 from kale_ext.clusters._dask_daemon import ERROR_FILE
+from kale_ext.clusters._dask_stop import restart_worker_of
 
 logger = logging.getLogger(__name__)
 
@@ -365,6 +366,13 @@ class DaskCluster(Cluster):
         kwargs: dict[str, Any] = {"key": key} if key else {}
         return DaskFuture(self._client.submit(fn, *args, workers=[slot.key],
                                               allow_other_workers=False, pure=False, **kwargs))
+
+    def hard_stop(self, future: Future[Any], *, worker: str | None = None) -> str:
+        """Restart, through its nanny, the worker process that runs ``future``'s task.
+
+        See :func:`kale_ext.clusters._dask_stop.restart_worker_of`.
+        """
+        return restart_worker_of(self._client, self.id, future, worker)
 
     def disable_task_retries(self) -> None:
         """Set the scheduler's ``allowed_failures`` to 0: a lost task fails at once."""

@@ -102,5 +102,8 @@ class EngineFuture(NativeFuture):
         return unpack(self.native.result())
 
     def _cancel_native(self) -> None:
-        self.native.abort()
+        # Not AsyncResult.abort(), which waits for every engine's answer: an engine
+        # stuck in C code (or stopped) never gives one, and the caller would hang.
+        native = self.native
+        native._client.abort(native.msg_ids, targets=native._targets, block=False)
 

@@ -36,6 +36,7 @@ from kale_ext.clusters._ipp_health import check_alive, jobs_text
 from kale_ext.clusters._ipp_launchers import ENGINE_LAUNCHERS, check_options
 from kale_ext.clusters._ipp_loop import IppLoop
 from kale_ext.clusters._ipp_scaling import EngineSetScaling
+from kale_ext.clusters._ipp_stop import kill_engine_of
 from kale_ext.clusters._network import contact_host
 from kale_ext.clusters._start_checks import seconds
 
@@ -212,6 +213,13 @@ class IPyParallelCluster(EngineSetScaling):
                   key: str | None = None) -> Future[Any]:
         """Run ``fn(*args)`` on engine ``slot`` (a DirectView of it); ``key`` is unused."""
         return EngineFuture(self.client[slot.key].apply_async(run_task, pack(fn, args, {})))
+
+    def hard_stop(self, future: Future[Any], *, worker: str | None = None) -> str:
+        """Kill, through its nanny, the engine that runs ``future``'s task; start another.
+
+        See :func:`kale_ext.clusters._ipp_stop.kill_engine_of`.
+        """
+        return kill_engine_of(self, future, worker)
 
     # ---------------------------------------------------------------------- waiting
     def wait_for_workers(self, n: int, timeout: float | None = None) -> None:

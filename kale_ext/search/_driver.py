@@ -29,8 +29,8 @@ from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
 from kale_ext.search._controls import DriverControls
 from kale_ext.search._events import SearchEvents
-from kale_ext.search._liveness import Liveness
 from kale_ext.search._runs import TrialRun, TrialRuns
+from kale_ext.search._timeouts import Timeouts
 from kale_ext.trial import CONTINUE, Ingest, TrialContext, TrialState, run_trial
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Driver(DriverControls):
         self.server: ChannelServer | None = None
         self.channel: dict[str, Any] = {}
         self.trial_events: SearchEvents | None = None
-        self.liveness = Liveness(spec.heartbeat_timeout, _TICK)
+        self.timeouts = Timeouts.of(spec, self._wake)
         self._workers = 1
         self._workers_read = -_WORKERS_EVERY
 
@@ -251,10 +251,13 @@ class Driver(DriverControls):
         self._failure(run)  # a new attempt starts clean
         run.attempt += 1
         server.set_decision(run.number, CONTINUE.to_dict())  # replies stick until replaced
+        # Each attempt writes its own folder (a superseded one may still be writing);
+        # it starts from the latest checkpoint of the earlier ones.
+        folder = spec.checkpoint_dir / f"trial-{run.number}" / f"attempt-{run.attempt}"
         ctx = TrialContext(
             trial=run.number, attempt=run.attempt, rank=0, config=run.config,
-            checkpoint_dir=str(spec.checkpoint_dir / f"trial-{run.number}"),
-            restore_from=run.checkpoint, report_timeout=spec.report_timeout,
+            checkpoint_dir=str(folder), restore_from=run.checkpoint,
+            report_timeout=spec.report_timeout,
         )
         run.submitted = time.time()
         run.started = None
@@ -288,23 +291,25 @@ class Driver(DriverControls):
     # -- outcomes --------------------------------------------------------------------
 
     def _reap(self) -> None:
+        events, timeouts = self.trial_events, self.timeouts
+        if events is not None:  # time out, hard-stop; settle what could not be
+            for run in timeouts.check(self.runs, events, self._server()):
+                timeouts.settle(run, self.trials, events, "")
         for run in self.runs.values():
             fut = run.future
-            if run.state is not TrialState.RUNNING or fut is None:
-                continue
-            # A trial that returned is settled by its end message; its result may be late.
-            ended = self.liveness.ended(run, self._server(), self.spec.workers_per_trial)
-            if ended is None and not fut.done():
+            if run.state is not TrialState.RUNNING or fut is None or not fut.done():
                 continue
             run.future = None
             try:
-                outcome = ended if ended is not None else fut.result()
+                outcome = fut.result()
             except WorkerRetired as e:  # planned, near the job's walltime: not a failure
                 self.trials.transition(run, TrialState.PENDING, f"requeued: {e}")
                 continue
             except BaseException as e:  # the worker, engine or job died under the trial
-                self._lost(run, f"worker lost: {type(e).__name__}: {e}")
+                if events is None or not timeouts.killed(run, self.trials, events):
+                    self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue
+            timeouts.forget((run.number, run.attempt))
             failure = self._failure(run, ended=True)
             if failure is not None:  # a report the driver could not use
                 self.trials.transition(run, TrialState.FAILED, failure, error=failure)
@@ -317,9 +322,14 @@ class Driver(DriverControls):
         return events.take_failure(run, ended=ended) if events is not None else None
 
     def _lost(self, run: TrialRun, reason: str) -> None:
-        if run.future is not None:
-            run.future.cancel()
+        future = run.future
+        if future is not None:
+            alive = not future.done()
+            future.cancel()
             run.future = None
+            if alive and self.server is not None:  # it may still run: it must stop
+                self.timeouts.supersede(run, future, self.server)
+        self.timeouts.forget((run.number, run.attempt))
         retries = self.spec.retries
         failure = self._failure(run)
         if failure is not None:
@@ -334,7 +344,14 @@ class Driver(DriverControls):
             self.trials.tell(run)
 
     def _watch_heartbeats(self) -> None:
-        # Silence is judged against the driver's own lag (see _liveness), and recorded.
-        for run, reason in self.liveness.lost(self.runs.values(), self._server()):
-            self._lost(run, reason)
-        self.liveness.record(self.store)
+        now = time.time()
+        timeout = self.spec.heartbeat_timeout
+        seen = self._server().last_seen()
+        for run in self.runs.values():
+            server_seen = seen.get((run.number, run.attempt, 0))
+            if server_seen is not None:
+                run.last_seen = max(run.last_seen, server_seen)
+            if run.state is TrialState.RUNNING and run.started is not None \
+                    and now - run.last_seen > timeout:
+                self._lost(run, f"no heartbeat for {now - run.last_seen:.0f} s "
+                                f"(limit {timeout:g} s) from {run.worker or 'its worker'}")

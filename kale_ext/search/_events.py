@@ -54,11 +54,17 @@ class SearchEvents(TrialEvents):
         self.store_failed = store_failed
         self.failures: dict[int, str] = {}
         self.missing: dict[int, str] = {}
+        self.ended_attempts: set[tuple[int, int]] = set()  # superseded attempts that ended
         self._checked: set[int] = set()  # trials that reported the metric
 
     def attempt(self, trial: int) -> int | None:
         run = self.runs.get(trial)
         return run.attempt if run is not None else None
+
+    def on_superseded(self, message: Message, current: int) -> Decision:
+        if message.kind == "end":  # it heard its stop: no hard stop needed
+            self.ended_attempts.add((message.trial, message.attempt))
+        return super().on_superseded(message, current)
 
     def on_seen(self, message: Message) -> None:
         self.runs[message.trial].last_seen = time.time()
@@ -85,7 +91,7 @@ class SearchEvents(TrialEvents):
         try:
             step = check_step(data[name], name) if name is not None else None
         except KaleError as e:
-            return self._fail(run, f"Trial {run.number}: {e}")
+            return self.fail(run, f"Trial {run.number}: {e}")
         metric = self.trials.metric
         if run.number not in self._checked:
             if metric in data:
@@ -127,8 +133,11 @@ class SearchEvents(TrialEvents):
             return missing
         return failure
 
-    def _fail(self, run: TrialRun, reason: str) -> Decision:
-        """End ``run``'s attempt: it hears a stop, and the driver settles it as failed."""
+    def fail(self, run: TrialRun, reason: str) -> Decision:
+        """End ``run``'s attempt: it hears a stop, and the driver settles it as failed.
+
+        Returns the decision; the caller sends it unless it rides on a reply already.
+        """
         self.failures[run.number] = reason
         logger.warning("%s", reason)  # seen now; the store has it once the attempt ends
         decision = Decision(Action.STOP, reason)

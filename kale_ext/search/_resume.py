@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from kale_ext._errors import SearchError
+from kale_ext.search._timeouts import DEFAULT_GRACE
 from kale_ext.trial import open_store
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def load_search(cls: type[Search], path: Path, *, cluster: Cluster | None,
         cluster=cluster, store=path, name=definition["name"], seed=definition["seed"],
         heartbeat_timeout=definition["heartbeat_timeout"],
         report_timeout=definition.get("report_timeout", 60.0),
+        trial_timeout=definition.get("trial_timeout"),
+        stop_grace=definition.get("stop_grace", DEFAULT_GRACE),
         workers_per_trial=definition.get("workers_per_trial", 1),
         engine=definition.get("engine", "torch"), detach=detach, log_to=log_to, _store=store,
     )

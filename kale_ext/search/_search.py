@@ -17,6 +17,7 @@ from kale_ext.search._remote import DriverProcess, detached, driver_record, spaw
 from kale_ext.search._resume import ClassOrInstance, StoredFunction
 from kale_ext.search._runs import TrialRun
 from kale_ext.search._summary import SearchSummary, summarize
+from kale_ext.search._timeouts import DEFAULT_GRACE, check_settings
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
 if TYPE_CHECKING:
@@ -67,6 +68,15 @@ class Search:
     report_timeout
         Seconds a trial's ``report`` waits for the driver. Past it the trial takes the
         driver for dead and ends, freeing its worker; ``Search.resume`` re-runs it.
+    trial_timeout
+        Seconds an attempt of a trial may run (None: no limit). Past it the trial is told
+        to stop and ends FAILED, "timeout after N s"; one that does not stop is
+        hard-stopped after ``stop_grace``.
+    stop_grace
+        Seconds a trial told to end (timeout, stop, pause, restart, scheduler) may run on
+        before kale ends its worker process (a Dask worker is restarted by its nanny, an
+        ipyparallel engine killed and replaced). Other trials in that process are
+        requeued, with no retry counted.
     workers_per_trial
         Workers each trial runs on: with more than one, each trial runs as that many
         data-parallel ranks (see :func:`kale.train_distributed`); every rank reports,
@@ -101,6 +111,8 @@ class Search:
         seed: int | None = None,
         heartbeat_timeout: float = 10.0,
         report_timeout: float = 60.0,
+        trial_timeout: float | None = None,
+        stop_grace: float = DEFAULT_GRACE,
         workers_per_trial: int = 1,
         engine: str = "torch",
         log_to: str | None = None,
@@ -145,6 +157,7 @@ class Search:
         self.workers_per_trial, self.engine = workers_per_trial, engine
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.report_timeout = float(report_timeout)
+        self.trial_timeout, self.stop_grace = check_settings(trial_timeout, stop_grace)
         self._cluster = cluster
         self.channel_host: str | None = None
         if log_to is not None:
@@ -181,6 +194,8 @@ class Search:
             "seed": self.seed,
             "heartbeat_timeout": self.heartbeat_timeout,
             "report_timeout": self.report_timeout,
+            "trial_timeout": self.trial_timeout,
+            "stop_grace": self.stop_grace,
             "workers_per_trial": self.workers_per_trial,
             "engine": self.engine,
             "created": time.time(),

@@ -96,17 +96,30 @@ def checkpoint_root(store_path: Path) -> Path:
     return root
 
 
+def root_of(checkpoint_dir: str) -> Path:
+    """Return the checkpoint root of a trial's folder.
+
+    That is ``<root>`` of ``<root>/trial-<n>/attempt-<m>`` (a search's trial: each attempt
+    writes its own folder) or of ``<root>/trial-<n>`` (a training run).
+    """
+    folder = Path(checkpoint_dir)
+    if folder.name.startswith("attempt-") and folder.parent.name.startswith("trial-"):
+        folder = folder.parent
+    return folder.parent
+
+
 def sees_checkpoint_root(checkpoint_dir: str) -> bool:
     """Return whether this process sees the driver's marker in the checkpoint root.
 
-    ``checkpoint_dir`` is a trial's folder, ``<root>/trial-<n>``.
+    ``checkpoint_dir`` is a trial's folder, ``<root>/trial-<n>/attempt-<m>`` or
+    ``<root>/trial-<n>``.
     """
-    return (Path(checkpoint_dir).parent / CHECKPOINT_MARKER).exists()
+    return (root_of(checkpoint_dir) / CHECKPOINT_MARKER).exists()
 
 
 def warn_unshared(checkpoint_dir: str, worker: str, host: str) -> None:
     """Warn that the trial on ``worker`` (on ``host``) cannot see the checkpoint folder."""
-    root = Path(checkpoint_dir).parent
+    root = root_of(checkpoint_dir)
     message = (
         f"Checkpoints of this run go to {root}, but worker {worker} on host {host} does not "
         f"see that folder as this process does (no {CHECKPOINT_MARKER} file there): what it "

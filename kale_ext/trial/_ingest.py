@@ -31,6 +31,9 @@ from kale_ext.trial._state import Action, Decision, TrialState
 if TYPE_CHECKING:
     from kale_ext.channel import Message, StreamKey
 
+Target = int | tuple[int, int]
+"""Whom a decision is for: a trial (its current attempt), or one (trial, attempt)."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,12 +47,22 @@ class TrialEvents:
     """What channel messages mean to whoever runs the trials; override what matters.
 
     :class:`Ingest` calls these only for messages of a trial's current attempt (see
-    :meth:`attempt`): a late message of a superseded attempt is stored, not acted on.
+    :meth:`attempt`): a message of a superseded attempt (one the driver gave up on: its
+    heartbeat was lost, it was retried) is stored, not acted on, and answered with
+    :meth:`on_superseded`'s decision, a stop by default, for that attempt alone.
     """
 
     def attempt(self, trial: int) -> int | None:
         """Return the current attempt of ``trial``; None for a trial not run here."""
         raise NotImplementedError
+
+    def on_superseded(self, message: Message, current: int) -> Decision:
+        """Answer a message of an attempt other than ``current``: it must stop.
+
+        Its checkpoints are not recorded either: the next attempt never restores from it.
+        """
+        return Decision(Action.STOP, f"attempt {message.attempt} of trial {message.trial} "
+                        f"was superseded by attempt {current}")
 
     def on_seen(self, message: Message) -> None:
         """Any message of the current attempt, heartbeats included, before the others."""
@@ -105,8 +118,11 @@ class Ingest:
         # The last applied seq of each stream: what the store holds was applied before.
         self._applied: dict[StreamKey, int] = dict(store.delivered())
 
-    def __call__(self, batch: Sequence[Message]) -> dict[int, dict[str, Any]]:
-        """Handle one batch; the decisions to send back, by trial, as channel replies.
+    def __call__(self, batch: Sequence[Message]) -> dict[Target, dict[str, Any]]:
+        """Handle one batch; the decisions to send back, as channel replies.
+
+        They are keyed by trial, and by (trial, attempt) for an attempt that is not the
+        trial's current one (see :meth:`kale_ext.channel.ChannelServer.set_decision`).
 
         Raises
         ------
@@ -115,15 +131,22 @@ class Ingest:
             is acknowledged, and ``events.on_store_failed`` was told.
         """
         events = self.events
-        decisions: dict[int, Decision] = {}
+        decisions: dict[Target, Decision] = {}
         with self.lock:
             applied = self._applied
             fresh = [m for m in batch if m.seq < 0 or m.seq > applied.get(m.stream, -1)]
             try:
                 self.store.append([m for m in fresh if m.kind != "control"])
                 for msg in fresh:
+                    target: Target = msg.trial
                     try:
-                        decision = self._apply(msg)
+                        current = events.attempt(msg.trial) if msg.kind != "control" \
+                            else None
+                        if current is not None and current != msg.attempt:
+                            target = (msg.trial, msg.attempt)
+                            decision: Decision | None = events.on_superseded(msg, current)
+                        else:
+                            decision = self._apply(msg)
                     except StoreError:
                         raise
                     except Exception:  # one bad message must not hold back the rest
@@ -134,7 +157,7 @@ class Ingest:
                     if msg.seq >= 0:
                         applied[msg.stream] = max(applied.get(msg.stream, -1), msg.seq)
                     if decision is not None:
-                        decisions[msg.trial] = decision
+                        decisions[target] = decision
             except StoreError as e:
                 events.on_store_failed(e)
                 raise
