@@ -40,3 +40,13 @@ export function button(
   });
   return el;
 }
+
+/**
+ * `text` with a line-break opportunity after each `_`, `.` and `-`, so a long metric
+ * name ("validation_loss") may wrap in a narrow column header at its word boundaries.
+ */
+export function breakable(text: string): (Node | string)[] {
+  return text
+    .split(/(?<=[_.-])/)
+    .flatMap((part, i) => (i ? [document.createElement('wbr'), part] : [part]));
+}

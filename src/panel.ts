@@ -13,7 +13,7 @@ import { Widget } from '@lumino/widgets';
 
 import { KaleAPI } from './api';
 import { clusterCard, failedStartCard } from './clusters';
-import { button, h } from './dom';
+import { breakable, button, h } from './dom';
 import { MetricHistory, SPARK_HEIGHT, SPARK_WIDTH } from './history';
 import { isIdle, searchGroups } from './lists';
 import {
@@ -480,38 +480,54 @@ export class KaleSidebar extends Widget {
     const header = h(
       'tr',
       {},
-      ...['#', 'state', metric, 'history', 'best', ''].map(t => h('th', { title: t }, t))
+      h('th', { title: 'trial' }, '#'),
+      h('th', { title: 'state' }, 'state'),
+      h('th', { title: `last ${metric} reported` }, 'last'),
+      h('th', { title: `${metric} reported so far` }),
+      h('th', { title: `best ${metric}` }, 'best')
     );
-    // Two rows per trial: its numbers and buttons, then its params across the table.
-    const rows = this._trials.flatMap(t => [
+    // A tbody per trial: its numbers, then its params with its buttons at the right,
+    // so the five number columns and the buttons share the sidebar's width.
+    const trials = this._trials.map(t =>
       h(
-        'tr',
+        'tbody',
         { class: 'kale-trial', 'data-number': String(t.number), 'data-state': t.state },
-        h('td', {}, String(t.number)),
-        h('td', { class: `kale-state kale-state-${t.state}`, title: t.state }, shortState(t.state)),
-        h('td', { class: 'kale-number' }, formatNumber(t.last[metric])),
-        h('td', { class: 'kale-spark-cell' }, this._sparkline(t.number, search.mode)),
-        h('td', { class: 'kale-number' }, formatNumber(t.best)),
         h(
-          'td',
-          { class: 'kale-actions' },
-          ...(search.alive ? trialActions(t.state) : []).map(a =>
-            button(
-              ACTION_ICONS[a],
-              `kale-trial-${a} kale-icon-button`,
-              () => this._control(search.name, a, t.number),
-              `${a} trial ${t.number}`
+          'tr',
+          { class: 'kale-trial-numbers' },
+          h('td', {}, String(t.number)),
+          h('td', { class: `kale-state kale-state-${t.state}`, title: t.state }, shortState(t.state)),
+          h('td', { class: 'kale-number' }, formatNumber(t.last[metric])),
+          h('td', { class: 'kale-spark-cell' }, this._sparkline(t.number, search.mode)),
+          h('td', { class: 'kale-number' }, formatNumber(t.best))
+        ),
+        h(
+          'tr',
+          { class: 'kale-trial-params' },
+          h(
+            'td',
+            { colspan: '5' },
+            h(
+              'div',
+              { class: 'kale-trial-foot' },
+              h('span', { class: 'kale-params', title: t.error ?? '' }, paramsText(t.params)),
+              h(
+                'span',
+                { class: 'kale-actions' },
+                ...(search.alive ? trialActions(t.state) : []).map(a =>
+                  button(
+                    ACTION_ICONS[a],
+                    `kale-trial-${a} kale-icon-button`,
+                    () => this._control(search.name, a, t.number),
+                    `${a} trial ${t.number}`
+                  )
+                )
+              )
             )
           )
         )
-      ),
-      h(
-        'tr',
-        { class: 'kale-trial-params', 'data-number': String(t.number) },
-        h('td', {}),
-        h('td', { class: 'kale-params', colspan: '5', title: t.error ?? '' }, paramsText(t.params))
       )
-    ]);
+    );
     const searchButtons = search.alive
       ? (['pause', 'resume', 'stop'] as Action[]).map(a =>
           button(`${a} search`, `kale-search-${a}`, () => this._control(search.name, a, null))
@@ -519,8 +535,14 @@ export class KaleSidebar extends Widget {
       : [h('span', { class: 'kale-detail' }, 'no live driver: resume it from a kernel to steer it')];
     this._trialList.replaceChildren(
       h('h4', {}, `Trials of ${search.name}`),
+      h(
+        'div',
+        { class: 'kale-detail kale-trials-metric' },
+        ...breakable(metric),
+        search.mode ? `, ${search.mode === 'min' ? 'lower' : 'higher'} is better` : ''
+      ),
       h('div', { class: 'kale-row kale-actions' }, ...searchButtons),
-      h('table', { class: 'kale-trials' }, h('thead', {}, header), h('tbody', {}, ...rows))
+      h('table', { class: 'kale-trials' }, h('thead', {}, header), ...trials)
     );
   }
 }

@@ -76,8 +76,7 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     # The workspace may have kept the sidebar open from an earlier run; a click would close it.
     if not page.locator("#kale-sidebar").is_visible():
         page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
-    page.locator("#kale-sidebar").wait_for(state="visible")
-    _widen_left_panel(page, 120)
+    page.locator("#kale-sidebar").wait_for(state="visible")  # at the lab's default width
     card = page.locator(f".kale-cluster[data-id='{cid}']")
     card.wait_for(timeout=30_000)
     assert card.locator(".kale-workers").inner_text() == "1 worker"
@@ -147,17 +146,6 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     card.wait_for(state="detached", timeout=60_000)
     assert cid not in [c["id"] for c in _kale_api(server, "clusters")]
     lab.screenshot("sidebar-stopped")
-
-
-def _widen_left_panel(page, pixels: int) -> None:
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    assert box, "no split handle beside the left panel"
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + pixels, y, steps=5)
-    page.mouse.up()
 
 
 @pytest.mark.browser

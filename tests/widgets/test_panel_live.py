@@ -35,6 +35,11 @@ def test_buttons_stop_pause_resume_and_restart_selected_trials(search):
     panel = search.panel(interval=0.05)
     try:
         wait_for(lambda: _running(panel, 2), what="two running trials in the table")
+        # No trial selected: the trial buttons wait for one, the search's act at once.
+        buttons = panel.controls.buttons
+        assert all(buttons[n].disabled for n in ("stop", "pause", "resume", "restart"))
+        assert not any(buttons[n].disabled
+                       for n in ("stop_search", "pause_search", "resume_search"))
         # Stop trial 0 from its selected row.
         panel.table.select_trials([0])
         panel.controls.buttons["stop"].click()
@@ -71,6 +76,10 @@ def test_buttons_stop_pause_resume_and_restart_selected_trials(search):
         search.wait(60)
         wait_for(lambda: panel.book.state == "stopped", what="search stopped in the panel")
         panel._tick()
+        # The search ended: nothing is left to steer, a trial still selected or not.
+        assert panel.table.selected
+        assert all(b.disabled for b in buttons.values()), \
+            {n: b.disabled for n, b in buttons.items()}
         table = panel.table.frame()
         results = search.results().set_index("trial")
         assert list(table.index) == list(results.index)
