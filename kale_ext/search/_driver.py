@@ -29,6 +29,7 @@ from kale_ext.search._control import apply as apply_control
 from kale_ext.search._control import channel_file
 from kale_ext.search._controls import DriverControls
 from kale_ext.search._events import SearchEvents
+from kale_ext.search._liveness import Liveness
 from kale_ext.search._runs import TrialRun, TrialRuns
 from kale_ext.search._timeouts import Timeouts
 from kale_ext.trial import CONTINUE, Ingest, TrialContext, TrialState, run_trial
@@ -96,6 +97,7 @@ class Driver(DriverControls):
         self.channel: dict[str, Any] = {}
         self.trial_events: SearchEvents | None = None
         self.timeouts = Timeouts.of(spec, self._wake)
+        self.liveness = Liveness(spec.heartbeat_timeout, _TICK)
         self._workers = 1
         self._workers_read = -_WORKERS_EVERY
 
@@ -297,11 +299,15 @@ class Driver(DriverControls):
                 timeouts.settle(run, self.trials, events, "")
         for run in self.runs.values():
             fut = run.future
-            if run.state is not TrialState.RUNNING or fut is None or not fut.done():
+            if run.state is not TrialState.RUNNING or fut is None:
+                continue
+            # A trial that returned is settled by its end message; its result may be late.
+            ended = self.liveness.ended(run, self._server(), self.spec.workers_per_trial)
+            if ended is None and not fut.done():
                 continue
             run.future = None
             try:
-                outcome = fut.result()
+                outcome = ended if ended is not None else fut.result()
             except WorkerRetired as e:  # planned, near the job's walltime: not a failure
                 self.trials.transition(run, TrialState.PENDING, f"requeued: {e}")
                 continue
@@ -344,14 +350,7 @@ class Driver(DriverControls):
             self.trials.tell(run)
 
     def _watch_heartbeats(self) -> None:
-        now = time.time()
-        timeout = self.spec.heartbeat_timeout
-        seen = self._server().last_seen()
-        for run in self.runs.values():
-            server_seen = seen.get((run.number, run.attempt, 0))
-            if server_seen is not None:
-                run.last_seen = max(run.last_seen, server_seen)
-            if run.state is TrialState.RUNNING and run.started is not None \
-                    and now - run.last_seen > timeout:
-                self._lost(run, f"no heartbeat for {now - run.last_seen:.0f} s "
-                                f"(limit {timeout:g} s) from {run.worker or 'its worker'}")
+        # Silence is judged against the driver's own lag (see _liveness), and recorded.
+        for run, reason in self.liveness.lost(self.runs.values(), self._server()):
+            self._lost(run, reason)
+        self.liveness.record(self.store)
