@@ -17,6 +17,20 @@ import sys
 from pathlib import Path
 
 
+def _channel_host(wanted: str) -> str:
+    """Return where this process's metric channel listens: ``wanted`` if it is ours.
+
+    A cluster's channel address is its scheduler's; a driver run as a batch job of its
+    own may land on another node, and listens where this node reaches the workers.
+    """
+    from kale_ext import channel
+
+    ours = {a for addresses in channel.interfaces().values() for a in addresses}
+    if wanted in ours or channel.is_loopback(wanted):
+        return wanted
+    return channel.channel_host()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -36,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = connect(spec["cluster"])
     search = Search.resume(spec["store"], cluster=cluster, start=False, detach=False,
                            log_to=spec.get("log_to"))
+    search.channel_host = _channel_host(cluster.channel_host())
     search._launch = spec.get("launch")
     search.start()
     logging.getLogger(__name__).info("driver of search %s runs (pid %d)", search.name,

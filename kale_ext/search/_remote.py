@@ -116,10 +116,12 @@ def spawn(search: Search, cluster: Cluster, *, log_to: str | None) -> None:
     prefix = shlex.split(prefix) if isinstance(prefix, str) else [str(p) for p in prefix]
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(log_fd, "ab") as log:
+        # A driver listens where it runs: a prefix that submits it may place it anywhere.
+        env = {**os.environ, "KALE_DAEMON_ANY_NODE": "1"}
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "kale_ext.search._daemon", str(spec_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
-            start_new_session=True, close_fds=True)
+            start_new_session=True, close_fds=True, env=env)
     threading.Thread(target=proc.wait, daemon=True, name=f"kale-reap-{search.name}").start()
     deadline = time.monotonic() + float(config.get("start-timeout", 120))
     while time.monotonic() < deadline:

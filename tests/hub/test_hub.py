@@ -7,8 +7,9 @@ cluster and a small search from a notebook, the panel streams, the sidebar's das
 link goes through her server's jupyter-server-proxy; bob's sidebar, REST API and
 browser see none of it. Then alice's server job ends: her cluster, whose daemon is a
 Slurm job of its own (deploy/jupyterhub/kale-daemon-job), keeps running with its worker
-and is found again by her next server's kale API; the search's driver, which lived in the kernel,
-has ended with the job, while its store and its reports remain.
+and is found again by her next server's kale API. A search started just before the end
+goes on without the server: its driver, started from the kernel, runs in a process of
+its own, a Slurm job too; from the login node alice attaches to it and it completes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ SEARCH = ("import time\n"
           "panel")
 WAIT = ("search.wait(180)\n"
         "print('ended', search.store.search()['state'], panel.updater.error)")
+OUTLIVE = ("def slow(config):\n"
+           "    for epoch in range(1, 41):\n"
+           "        kale.report(epoch=epoch, val_acc=config['x'] * (1 - 1 / epoch))\n"
+           "        time.sleep(0.5)\n"
+           "outlives = kale.Search(slow, {'x': kale.uniform(0, 1)}, metric='val_acc',\n"
+           "                       trials=2, cluster=cluster, name='hub-outlives').start()\n"
+           "print('detached', type(outlives._driver).__name__)")
 
 
 class HubLab(Lab):
@@ -127,7 +135,7 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         assert job_b["state"] == "RUNNING" and job_b["partition"] == "gpu", job_b
 
         # alice: a Slurm cluster and a search from a notebook; the panel streams.
-        lab.open_notebook("hub-alice.ipynb", [START, SEARCH, WAIT])
+        lab.open_notebook("hub-alice.ipynb", [START, SEARCH, WAIT, OUTLIVE])
         lab.run_cell(0)
         started = lab.wait_for_output(0, "started kc-", timeout=180)
         cid, dashboard = re.search(r"started (kc-[0-9a-f]+) (\S+)", started).groups()
@@ -173,6 +181,8 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         assert "ended completed None" in ended, ended
         marks["search"] = time.monotonic() - t0
         lab.screenshot("hub/alice-lab")
+        lab.run_cell(3)
+        assert "detached DriverProcess" in lab.wait_for_output(3, "detached", timeout=120)
 
         # The server job ends (stopped from the hub's home page, batchspawner cancels it).
         alice.goto(f"{hub.url}/hub/home")
@@ -188,10 +198,17 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         out = as_user("alice", "import kale_ext as kale\n"
                                "[s] = kale.clusters()\n"
                                "print(s.id, s.state, s.workers and len(s.workers))\n"
-                               "[r] = kale.searches()\n"
-                               "print(r['name'], r['trials'])", env)
+                               "r = {s['name']: s for s in kale.searches()}\n"
+                               "print('hub-search', r['hub-search']['trials'])", env)
         assert f"{cid} running 1" in out, out
         assert "hub-search" in out and "'completed': 3" in out, out
+        out = as_user("alice", "import kale_ext as kale\n"
+                               "s = kale.search('hub-outlives')\n"
+                               "print('alive', s.running)\n"
+                               "s.wait(300)\n"
+                               "print('outlived', s.summary().counts)", env, timeout=330)
+        assert "alive True" in out and "'completed': 2" in out, out
+        marks["search outlived the server"] = time.monotonic() - t0
 
         # Her next server (a new Slurm job) finds the cluster again in the sidebar.
         alice.goto(f"{hub.url}/hub/spawn")
