@@ -1,7 +1,8 @@
 """The Kale sidebar in a real JupyterLab (with kale_ext installed) in headless chromium:
 a cluster started from a notebook shows up, is scaled and stopped from the sidebar; a
 running search shows its trials, each with a sparkline of its metric, and one is
-stopped; connect code lands in a cell."""
+stopped; connect code lands in a cell; a failed start stays listed with its reason until
+dismissed. The sidebar keeps the lab's default width throughout."""
 
 from __future__ import annotations
 
@@ -195,3 +196,50 @@ def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
     card.locator(".kale-stop-button").click()
     card.wait_for(state="detached", timeout=60_000)
     assert _kale_api(server, "clusters") == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_failed_start_stays_in_the_sidebar_with_its_reason_until_dismissed(lab):
+    page, server = lab.page, lab.server
+    # A start refused in a cell (a queue asked of a local cluster): the cell shows the
+    # error, and the sidebar keeps it after the cell's output is gone.
+    lab.open_notebook("failed-start.ipynb", [
+        "import kale_ext as kale\n"
+        "try:\n"
+        "    kale.start_cluster(kind='local', backend='dask', workers=1, queue='debug')\n"
+        "except Exception as e:\n"
+        "    print('refused:', type(e).__name__)"])
+    lab.run_cell(0)
+    lab.wait_for_output(0, "refused: ConfigError", timeout=120)
+    [record] = [r for r in _kale_api(server, "failed-starts") if "queue" in r["error"]]
+    if not page.locator("#kale-sidebar").is_visible():
+        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    card = page.locator(f"#kale-sidebar .kale-failed-start[data-id='{record['id']}']")
+    card.wait_for(timeout=30_000)
+    text = card.inner_text()
+    assert "start of local (dask on local, 1 worker) failed at" in text, text
+    assert "ConfigError" in text and "queue" in text, text
+    lab.screenshot("sidebar-failed-start", locator=page.locator("#kale-sidebar"))
+
+    # Still there after a reload of the page and a few of the sidebar's polls.
+    page.reload()
+    page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
+    page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
+    if not page.locator("#kale-sidebar").is_visible():
+        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    card.wait_for(timeout=30_000)
+    polls = page.evaluate("() => performance.getEntriesByType('resource')"
+                          ".filter(e => e.name.includes('kale/api/failed-starts')).length")
+    page.wait_for_function(
+        "n => performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('kale/api/failed-starts')).length >= n + 2",
+        arg=polls, timeout=30_000)
+    assert card.is_visible()
+
+    # Dismissed: gone from the sidebar and from the server's list.
+    card.locator(".kale-dismiss-button").click()
+    card.wait_for(state="detached", timeout=30_000)
+    assert record["id"] not in [r["id"] for r in _kale_api(server, "failed-starts")]
+    assert page.locator("#kale-sidebar .kale-message").inner_text() == \
+        "dismissing a failed start: dismissed"
