@@ -189,11 +189,8 @@ class KaleMagics(Magics):
 
         cluster = self._target(args.id)
         status = cluster.status()
-        text = (f"{status.id}: {status.backend} on {status.kind}, {status.state}, "
-                f"{len(status.workers)} worker{'' if len(status.workers) == 1 else 's'}, "
-                f"{status.cores} cores; "
-                f"dashboard {status.dashboard or '-'}")
-        display({"text/plain": text, "text/html": status_html(status)}, raw=True)
+        display({"text/plain": status_text(status), "text/html": status_html(status)},
+                raw=True)
         return None
 
     def _stop(self, args: argparse.Namespace) -> Any:
@@ -269,6 +266,23 @@ class KaleMagics(Magics):
         if self.cluster is None:
             raise UsageError("No active cluster: %kale start [KIND] -n N, or %kale connect ID.")
         return self.cluster
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def status_text(status: Any) -> str:
+    """Return ``%kale status`` in one line, numbers and nouns agreeing ("1 core").
+
+    Parameters
+    ----------
+    status
+        A :class:`kale_ext.clusters.ClusterStatus`.
+    """
+    return (f"{status.id}: {status.backend} on {status.kind}, {status.state}, "
+            f"{_count(len(status.workers), 'worker')}, {_count(status.cores, 'core')}; "
+            f"dashboard {status.dashboard or '-'}")
 
 
 def _run_streaming(cluster: Any, cell: str) -> dict[str, dict[str, Any]]:

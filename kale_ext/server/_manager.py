@@ -128,7 +128,7 @@ class KaleManager:
                            "not both.")
             n = cast(int, _count(body, "workers"))
             self._with_cluster(cluster_id, lambda c: c.scale(n))
-            return {"id": cluster_id, "message": f"asked for {n} workers"}
+            return {"id": cluster_id, "message": f"asked for {n} worker{'' if n == 1 else 's'}"}
         if "minimum" in body or "maximum" in body:
             low, high = cast(int, _count(body, "minimum")), cast(int, _count(body, "maximum"))
             if low > high:

@@ -193,6 +193,14 @@ def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
     card = page.locator(f".kale-cluster[data-id='{cid}']")
     card.wait_for(timeout=30_000)
     lab.screenshot("sidebar-started-from-profile")
+    assert card.locator(".kale-workers").inner_text() == "1 worker"
+    card.locator(".kale-scale-input").fill("1")
+    card.locator(".kale-scale-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('#kale-sidebar .kale-message')?.dataset.kind === 'ok'"
+        " && /asked for/.test(document.querySelector('#kale-sidebar .kale-message')"
+        ".textContent)", timeout=60_000)
+    assert message.inner_text() == f"scaling {cid}: asked for 1 worker"
     card.locator(".kale-stop-button").click()
     card.wait_for(state="detached", timeout=60_000)
     assert _kale_api(server, "clusters") == []
