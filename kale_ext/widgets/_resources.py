@@ -159,7 +159,8 @@ class ResourcesView:
             cpu = _process_cpu(s)
             rows.append(
                 f"<tr><td>{html.escape(worker)}</td><td>{html.escape(str(s.get('host')))}</td>"
-                f"<td>{cpu:.0f}%</td><td>{s['cpu']:.0f}% of {s.get('cpus')} cores</td>"
+                f"<td>{cpu:.0f}%</td><td>{s['cpu']:.0f}% of {s.get('cpus')} "
+                f"core{'' if s.get('cpus') == 1 else 's'}</td>"
                 f"<td>{s['rss'] / 2**20:.0f} MiB ({_process_memory(s):.1f}%)</td>"
                 f"<td>{html.escape(gpus)}</td>"
                 f"<td>{', '.join(map(str, sorted(trials))) or '-'}</td>"

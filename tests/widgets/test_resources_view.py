@@ -22,3 +22,9 @@ def test_two_workers_on_one_host_show_their_own_cpu_and_memory():
     assert "<td>97%</td><td>88% of 8 cores</td>" in table
     assert "<td>3</td><td>97%</td>" in table and "<td>4, 5</td><td>12% shared</td>" in table
     assert "1024 MiB (6.2%)" in table
+
+
+def test_a_one_core_host_reads_1_core():
+    view = ResourcesView()
+    view.show({"w0": {**_sample(50.0, 1 << 30), "cpus": 1}})
+    assert "<td>88% of 1 core</td>" in view.table.value
