@@ -4,7 +4,9 @@ The store is written by the driver alone and stays on a local disk; checkpoints 
 written by the trials, on the workers, and read back by the next attempt of a trial,
 which may run on another node. So they belong on a file system every node shares (a
 centre's scratch): ``kale.checkpoint-dir`` says where (``$SCRATCH/kale/checkpoints``,
-environment variables and ``~`` expanded); unset, they sit beside the store.
+environment variables and ``~`` expanded); unset, they sit beside the store. Each attempt
+of a search's trial writes its own folder, ``<root>/trial-<n>/attempt-<m>``: an attempt the
+driver gave up on may still be writing when the next one starts from its latest checkpoint.
 
 A folder's name says nothing about whether a node sees it (``/tmp`` is node-local at most
 centres, shared on some). The rule kale uses is the test itself: the driver writes a

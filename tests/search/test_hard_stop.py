@@ -102,6 +102,23 @@ def test_hung_trial_is_hard_stopped_after_timeout_and_grace(cluster, how):
     assert {TrialState(t.state) for t in again.store.trials()} == {TrialState.COMPLETED}
 
 
+def slow(config):
+    """Reports every 0.3 s for 60 epochs: it hears its stop at the next report."""
+    for epoch in range(1, 61):
+        kale.report(epoch=epoch, score=float(epoch))
+        time.sleep(0.3)
+
+
+def test_trial_past_its_timeout_stops_at_its_next_report(cluster):
+    search = kale.Search(slow, {"n": 0}, metric="score", trials=1, cluster=cluster,
+                         trial_timeout=TIMEOUT, stop_grace=60).start().wait(120)
+    trial = search.store.trial(0)
+    assert TrialState(trial.state) is TrialState.FAILED
+    assert f"timeout after {TIMEOUT:g} s" in trial.error
+    assert "hard-stopped" not in trial.error  # it honoured the stop: no process ended
+    assert 1 < trial.last["epoch"] < 60
+
+
 def test_users_stop_is_enforced_after_the_grace_period(cluster):
     search = _hung_search(cluster, "sleep")
     run = wait_for(lambda: next((r for r in search.runs.values() if r.config["n"] == 0

@@ -62,7 +62,7 @@ def main() -> None:
     deadline = time.time() + 120
     while time.time() < deadline:
         rows = search.results()
-        checkpoints = list(Path(search.checkpoint_dir).glob("trial-*/step-*.pt"))
+        checkpoints = list(Path(search.checkpoint_dir).glob("trial-*/attempt-*/step-*.pt"))
         if len(rows) and "step" in rows and rows["step"].max() >= 3 and checkpoints:
             break
         time.sleep(0.2)

@@ -212,14 +212,15 @@ def alice_paths(alice: Alice, status: dict[str, Any]) -> list[str]:
     store = Path(status["store"])
     checkpoints = Path(status["checkpoints"])
     trial = sorted(checkpoints.glob("trial-*"))[0]
+    attempt = sorted(trial.glob("attempt-*"))[0]  # each attempt checkpoints apart
     dask_dir, ipp_dir = Path(status["dask"]["security"]), Path(status["ipp"]["security"])
     folders = [state, state / "clusters", state / "searches", state / "searches" / status[
         "search"], dask_dir, ipp_dir, ipp_dir / "security", store.parent, checkpoints, trial,
-        Path(pwd.getpwnam("alice").pw_dir)]
+        attempt, Path(pwd.getpwnam("alice").pw_dir)]
     files = [*state.glob("*/*.json"), state / "searches" / status["search"] / "channel.json",
              *dask_dir.glob("*.pem"), dask_dir / "spec.json", *(ipp_dir / "security").glob(
                  "*.json"), store, Path(f"{store}-wal"), Path(f"{store}.lock"),
-             sorted(trial.glob("step-*.pt"))[0]]
+             sorted(attempt.glob("step-*.pt"))[0]]
     for path in files:
         assert path.exists(), path
     folders += [Path(p) for p in status["worker_dirs"]]  # where Dask workers spill data
