@@ -57,6 +57,7 @@ class SearchSpec(Protocol):
     mode: str
     n_trials: int
     max_concurrent: int | None
+    prefetch: int
     retries: int
     workers_per_trial: int
     engine: str
@@ -231,7 +232,9 @@ class Driver(DriverControls):
     def _fill(self) -> None:
         if self.stopping or self.paused:
             return
-        free = self._capacity() - len(self.trials.in_state(TrialState.RUNNING))
+        # Prefetched trials wait in the cluster's queue for the next free worker.
+        free = self._capacity() + self.spec.prefetch - \
+            len(self.trials.in_state(TrialState.RUNNING))
         for run in self.trials.in_state(TrialState.PENDING):
             if free <= 0:
                 return

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext import config, registry, views
 from kale_ext._errors import KaleError, SearchError
+from kale_ext.search._arguments import check_arguments
 from kale_ext.search._driver import Driver
 from kale_ext.search._remote import DriverProcess, detached, driver_record, spawn
 from kale_ext.search._resume import ClassOrInstance, StoredFunction
@@ -52,6 +53,10 @@ class Search:
         How many trials to run (a grid search stops earlier when its grid is exhausted).
     max_concurrent
         Trials at once; default: as many as the cluster has workers (re-read as it scales).
+    prefetch
+        Sampled trials queued on the cluster beyond those it runs at once, so that a
+        worker never waits for the driver between short trials. Default 0: each trial is
+        sampled when a worker is free, knowing every result so far.
     retries
         How often a trial whose worker died (killed, job cancelled, walltime) is retried.
         A trial whose own code raises fails at once, with its traceback.
@@ -104,6 +109,7 @@ class Search:
         scheduler: Scheduler | None = None,
         trials: int = 16,
         max_concurrent: int | None = None,
+        prefetch: int = 0,
         retries: int = 1,
         cluster: Cluster | None = None,
         store: str | Path | None = None,
@@ -121,26 +127,9 @@ class Search:
     ) -> None:
         from kale_ext.search import FIFO, Space, make_sampler
 
-        if not callable(fn):
-            raise SearchError(f"fn must be a callable train(config), but got {fn!r}.")
-        if mode not in ("min", "max"):
-            raise SearchError(f"mode must be 'min' or 'max', but got mode={mode!r}.")
-        for label, value, low in (("trials", trials, 1), ("retries", retries, 0),
-                                  ("workers_per_trial", workers_per_trial, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise SearchError(f"{label} must be an integer >= {low}, but got {value!r}.")
-        if engine not in ("torch", "horovod"):
-            raise SearchError(f"engine must be 'torch' or 'horovod', but got {engine!r}.")
-        if max_concurrent is not None and (not isinstance(max_concurrent, int)
-                                           or max_concurrent < 1):
-            raise SearchError(
-                f"max_concurrent must be a positive integer or None, but got {max_concurrent!r}."
-            )
-        if detach is not None and not isinstance(detach, bool):
-            raise SearchError(f"detach must be True, False or None (kale.search-driver "
-                              f"decides), but got {detach!r}.")
-        if not isinstance(metric, str) or not metric:
-            raise SearchError(f"metric must name a reported metric, but got {metric!r}.")
+        check_arguments(fn=fn, mode=mode, trials=trials, retries=retries,
+                        workers_per_trial=workers_per_trial, prefetch=prefetch, engine=engine,
+                        max_concurrent=max_concurrent, detach=detach, metric=metric)
         self.name = name or f"search-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         if not _NAME.match(self.name):
             raise SearchError(
@@ -154,6 +143,7 @@ class Search:
         self.scheduler = scheduler if scheduler is not None else FIFO()
         self.sampler = make_sampler(algorithm, self.space, mode=mode, seed=seed)
         self.n_trials, self.max_concurrent, self.retries = trials, max_concurrent, retries
+        self.prefetch = prefetch
         self.workers_per_trial, self.engine = workers_per_trial, engine
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.report_timeout = float(report_timeout)
@@ -190,6 +180,7 @@ class Search:
             "scheduler": self.scheduler.to_dict(),
             "trials": self.n_trials,
             "max_concurrent": self.max_concurrent,
+            "prefetch": self.prefetch,
             "retries": self.retries,
             "seed": self.seed,
             "heartbeat_timeout": self.heartbeat_timeout,
