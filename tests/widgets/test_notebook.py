@@ -67,10 +67,15 @@ def test_panel_in_a_real_kernel(tmp_path):
     NotebookClient(nb, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = nb.cells[0].outputs
-    # The search displayed as a panel: BokehJS inline, then the widget view.
+    # The search displayed as a panel: a small BokehJS loader, then the widget view.
     kinds = {k for o in shown for k in o.get("data", {})}
     assert "application/vnd.jupyter.widget-view+json" in kinds, shown
     assert "application/javascript" in kinds or "application/vnd.bokehjs_load.v0+json" in kinds
+    # BokehJS itself comes from the server once per page, never inside the output (a
+    # saved notebook carried 8 MB of it): the whole cell's output is a few kB.
+    size = len(json.dumps(shown))
+    assert size < 20_000, f"the panel's output is {size} bytes"
+    assert "Bokeh.set_log_level" not in json.dumps(shown)
     text = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     result = json.loads(text.strip().splitlines()[-1])
     assert result["trial1"] == "stopped"
