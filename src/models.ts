@@ -139,6 +139,8 @@ export interface ITrial {
   checkpoint: string | null;
   retries: number;
   updated: number | null;
+  /** Where the latest attempt's launch went: seconds of scheduling, imports, first_report. */
+  launch: Record<string, unknown>;
 }
 
 export interface IMetricRow {

@@ -18,7 +18,15 @@ from typing import Any
 from kale_ext._errors import KaleError, StoreError
 from kale_ext.channel import Message
 from kale_ext.search._runs import TrialRun, TrialRuns
-from kale_ext.trial import STEP_KEYS, Action, Decision, TrialEvents, TrialState, check_step
+from kale_ext.trial import (
+    STEP_KEYS,
+    Action,
+    Decision,
+    LaunchTimes,
+    TrialEvents,
+    TrialState,
+    check_step,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,7 @@ class SearchEvents(TrialEvents):
         self.missing: dict[int, str] = {}
         self.ended_attempts: set[tuple[int, int]] = set()  # superseded attempts that ended
         self._checked: set[int] = set()  # trials that reported the metric
+        self.launch = LaunchTimes(trials.store)  # where each trial's launch went
 
     def attempt(self, trial: int) -> int | None:
         run = self.runs.get(trial)
@@ -76,11 +85,13 @@ class SearchEvents(TrialEvents):
         # The trial's store row only: the run is RUNNING since its submission.
         self.trials.store.transition(run.number, TrialState.RUNNING, f"started on {run.worker}",
                                      worker=run.worker)
+        self.launch.on_start(message, run.submitted)
 
     def on_checkpoint(self, trial: int, step: int | None, path: str) -> None:
         self.runs[trial].checkpoint = path
 
     def on_report(self, message: Message) -> Decision | None:
+        self.launch.on_report(message)
         if message.rank != 0:  # rank 0 speaks for a distributed trial
             return None
         run, data = self.runs[message.trial], message.data

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from kale_ext import registry
 from kale_ext.search._space import Space
 from kale_ext.search._summary import summarize
-from kale_ext.trial import TrialState, open_store
+from kale_ext.trial import LAUNCH_FIELDS, TrialState, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +24,9 @@ def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
     """Return one row per trial.
 
     The columns are number, state, flattened params, last metrics, best value, duration,
-    worker, attempt and retries.
+    worker, attempt, retries, error, and where the latest attempt's launch went:
+    ``launch_scheduling``, ``launch_imports``, ``launch_first_report`` (seconds) and
+    ``launch_first_on_worker`` (see :mod:`kale_ext.trial._launch`).
     """
     import pandas as pd
 
@@ -40,6 +42,7 @@ def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
         row[f"best_{metric}"] = t.best
         row["duration"] = (t.ended or t.updated or 0) - t.started if t.started else None
         row.update(worker=t.worker, attempt=t.attempt, retries=t.retries, error=t.error)
+        row.update({f"launch_{k}": t.launch.get(k) for k in LAUNCH_FIELDS})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):

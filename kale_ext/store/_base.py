@@ -57,7 +57,8 @@ class TrialRecord:
     ``state`` is the stored int, as the ``states`` the store was opened with make it (a
     ``kale_ext.trial.TrialState``). ``last`` holds the values of the trial's latest
     report from rank 0, and ``best`` the best finite value of the search's objective
-    over all attempts.
+    over all attempts. ``launch`` says where the launch of its latest attempt went
+    (``scheduling``, ``imports``, ``first_report`` seconds, ``first_on_worker``).
     """
 
     number: int
@@ -75,13 +76,15 @@ class TrialRecord:
     checkpoint: str | None = None
     retries: int = 0
     updated: float | None = None
+    launch: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "state": state_label(self.state), "params": self.params,
                 "attempt": self.attempt, "worker": self.worker, "job_id": self.job_id,
                 "started": self.started, "ended": self.ended, "last": self.last,
                 "best": self.best, "best_step": self.best_step, "error": self.error,
-                "checkpoint": self.checkpoint, "retries": self.retries, "updated": self.updated}
+                "checkpoint": self.checkpoint, "retries": self.retries, "updated": self.updated,
+                "launch": self.launch}
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,13 @@ class Store(ABC):
 
         A state that starts an attempt sets ``started`` (and clears ``ended``), one that
         ends the trial sets ``ended``, unless ``fields`` give them.
+        """
+
+    @abstractmethod
+    def set_launch(self, number: int, launch: dict[str, Any], *, merge: bool) -> None:
+        """Record where the launch of the trial's current attempt went (``launch``).
+
+        ``merge``: add to what the attempt has; otherwise replace it (a new attempt).
         """
 
     @abstractmethod

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS trials (
     number INTEGER PRIMARY KEY, state INTEGER NOT NULL, params TEXT NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 0, worker TEXT, job_id TEXT, started REAL, ended REAL,
     last TEXT, last_attempt INTEGER, last_seq INTEGER, best REAL, best_step INTEGER,
-    error TEXT, checkpoint TEXT, retries INTEGER NOT NULL DEFAULT 0, updated REAL);
+    error TEXT, checkpoint TEXT, retries INTEGER NOT NULL DEFAULT 0, updated REAL,
+    launch TEXT);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, source INTEGER, target INTEGER NOT NULL,
     reason TEXT NOT NULL, time REAL NOT NULL);
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 _TRIAL_COLUMNS = ("number, state, params, attempt, worker, job_id, started, ended, last, best, "
-                  "best_step, error, checkpoint, retries, updated")
+                  "best_step, error, checkpoint, retries, updated, launch")
 
 
 def _create(path: Path) -> None:
@@ -124,6 +125,9 @@ class SQLiteStore(Store):
             self.close()
             raise StoreError(f"{path} has store schema {version and version[0]}; this kale_ext "
                              f"reads schema {SCHEMA_VERSION}. Open it with a matching version.")
+        # Stores written before trials had a launch column read it as empty.
+        self._columns = _TRIAL_COLUMNS if "launch" in self._trial_columns() \
+            else _TRIAL_COLUMNS.replace("launch", "NULL")
 
     def _open_writer(self, path: Path) -> sqlite3.Connection:
         fstype = network_filesystem(path.parent)
@@ -147,7 +151,12 @@ class SQLiteStore(Store):
         # the database itself stays consistent. FULL would fsync every commit.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(_SCHEMA)
+        if "launch" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}:
+            conn.execute("ALTER TABLE trials ADD COLUMN launch TEXT")
         return conn
+
+    def _trial_columns(self) -> set[str]:
+        return {r[1] for r in self._read("PRAGMA table_info(trials)")}
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -264,12 +273,21 @@ class SQLiteStore(Store):
             conn.execute("INSERT INTO transitions (trial, source, target, reason, time) "
                          "VALUES (?, ?, ?, ?, ?)", (number, row[0], int(to), reason, now))
 
+    def set_launch(self, number: int, launch: dict[str, Any], *, merge: bool) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT launch FROM trials WHERE number = ?", (number,)).fetchone()
+            if row is None:
+                raise StoreError(f"No trial {number} in {self.path}; add it with add_trial().")
+            data = {**json.loads(row[0]), **launch} if merge and row[0] else launch
+            conn.execute("UPDATE trials SET launch = ?, updated = ? WHERE number = ?",
+                         (json.dumps(data), time.time(), number))
+
     def trials(self) -> list[TrialRecord]:
-        return [self._record(r) for r in self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials "
+        return [self._record(r) for r in self._read(f"SELECT {self._columns} FROM trials "
                                                     "ORDER BY number")]
 
     def trial(self, number: int) -> TrialRecord:
-        rows = self._read(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE number = ?", (number,))
+        rows = self._read(f"SELECT {self._columns} FROM trials WHERE number = ?", (number,))
         if not rows:
             raise StoreError(f"No trial {number} in {self.path}.")
         return self._record(rows[0])
@@ -365,7 +383,8 @@ class SQLiteStore(Store):
 
     def _record(self, row: Sequence[Any]) -> TrialRecord:
         (number, state, params, attempt, worker, job_id, started, ended, last, best, best_step,
-         error, checkpoint, retries, updated) = row
+         error, checkpoint, retries, updated, launch) = row
         return TrialRecord(number, self._states(state), json.loads(params), attempt, worker,
                            job_id, started, ended, json.loads(last) if last else {}, best,
-                           best_step, error, checkpoint, retries, updated)
+                           best_step, error, checkpoint, retries, updated,
+                           json.loads(launch) if launch else {})

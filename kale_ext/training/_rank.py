@@ -285,6 +285,7 @@ def _write_result(path: str, outcome: dict[str, Any]) -> None:
 def main(spec_path: str, result_path: str) -> None:
     import cloudpickle
 
+    from kale_ext.training._cache import CACHE_DIR_ENV
     from kale_ext.training._timings import process_created
 
     _marks()["created"] = process_created()
@@ -294,7 +295,11 @@ def main(spec_path: str, result_path: str) -> None:
     _holder["fn"] = _load_fn(task)
     _marks()["imported"] = time.time()
     # The launcher named the worker; asking Dask would import distributed (a second).
-    context = replace(task.context, client=None, worker=os.environ.get(WORKER_NAME_ENV, ""))
+    # A search's trial keeps where its launch went: this process's start and whether it
+    # is a new interpreter (a fork of the zygote has the zygote's cache folder set).
+    launch = {"created": _marks()["created"], "first": CACHE_DIR_ENV not in os.environ}
+    context = replace(task.context, client=None, worker=os.environ.get(WORKER_NAME_ENV, ""),
+                      extra={**task.context.extra, "launch": launch})
     outcome = run_trial(cloudpickle.dumps(_Body(task)), context, task.channel)
     outcome["value"] = _holder.get("value")
     if "failed_at" in _holder:

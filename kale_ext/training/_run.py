@@ -22,6 +22,7 @@ from kale_ext._errors import ConfigError, TrialError
 from kale_ext.channel import ChannelInfo, ChannelServer, Message, new_key
 from kale_ext.training._group import LaunchOptions, RankGroup, launch
 from kale_ext.training._rank import abort_decision
+from kale_ext.training._timings import summary
 from kale_ext.trial import (
     CONTINUE,
     Ingest,
@@ -266,8 +267,10 @@ class TrainingRun:
         self.store.close()
 
     def __repr__(self) -> str:
+        timings = self.timings
+        launch = f"; launch {sum(timings.values()):.2f} s: {summary(timings)}" if timings else ""
         return (f"<TrainingRun {self.name} {self.options.engine} x{self.options.workers} "
-                f"{self.state}>")
+                f"{self.state}{launch}>")
 
 
 class _RunEvents(TrialEvents):

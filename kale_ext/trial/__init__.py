@@ -32,6 +32,7 @@ from kale_ext.trial._gpus import (
     gpu_binding,
 )
 from kale_ext.trial._ingest import Ingest, TrialEvents, open_store
+from kale_ext.trial._launch import LAUNCH_FIELDS, LaunchTimes, launch_summary
 from kale_ext.trial._report import (
     STEP_KEYS,
     check_step,
@@ -52,12 +53,14 @@ __all__ = [
     "CONTINUE",
     "GPU_PRELOAD",
     "GPU_PROCESSES_ENV",
+    "LAUNCH_FIELDS",
     "STEP_KEYS",
     "WORKER_NAME_ENV",
     "Action",
     "CheckpointWarning",
     "Decision",
     "Ingest",
+    "LaunchTimes",
     "ReportClient",
     "TrialContext",
     "TrialEvents",
@@ -69,6 +72,7 @@ __all__ = [
     "checkpoint_setting",
     "current",
     "gpu_binding",
+    "launch_summary",
     "load_checkpoint",
     "open_store",
     "pickle_function",

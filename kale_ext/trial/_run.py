@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from kale_ext._errors import ChannelError, KaleError, SearchError, TrialStopped
 from kale_ext.trial._checkpoints import sees_checkpoint_root
 from kale_ext.trial._context import TrialContext, using, worker_name
 from kale_ext.trial._gpus import bound_gpus
+from kale_ext.trial._launch import worker_marks
 from kale_ext.trial._report import check_metrics
 from kale_ext.trial._state import Action
 
@@ -54,11 +56,13 @@ def run_trial(
     the outcome (``ok`` with the plain ``return`` value, ``stopped`` with the action,
     or ``error`` with the traceback) is both sent over the channel and returned.
     """
+    began = time.time()
     import cloudpickle
 
     from kale_ext.channel import ChannelClient, ChannelInfo
 
     fn: Callable[[dict[str, Any]], Any] = cloudpickle.loads(fn_pickle)
+    loaded = time.time()
 
     info = ChannelInfo.from_dict(channel)
     client = ChannelClient(info.address, info.key, context.trial, context.attempt, context.rank,
@@ -74,7 +78,8 @@ def run_trial(
                                   "worker": worker, "gpus": bound_gpus(),
                                   "checkpoint_dir": context.checkpoint_dir,
                                   "checkpoints_shared": sees_checkpoint_root(
-                                      context.checkpoint_dir)},
+                                      context.checkpoint_dir),
+                                  "launch": worker_marks(context, began, loaded)},
                         block=True, timeout=context.report_timeout)
             value = fn(dict(context.config))
             outcome = {"status": "ok", "return": plain_value(value)}

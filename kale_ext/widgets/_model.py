@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.search import Space, summarize
-from kale_ext.trial import TrialState
+from kale_ext.trial import TrialState, launch_summary
 from kale_ext.widgets._eta import Eta
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class TrialBook:
 
     def columns(self) -> list[str]:
         return ["status", "epoch", *self.param_names, *self.metric_names, self.best_column,
-                "worker"]
+                "worker", "launch"]
 
     def row(self, number: int) -> dict[str, Any]:
         t = self.records[number]
@@ -174,6 +174,8 @@ class TrialBook:
             row[name] = value if isinstance(value, str) else _number(value)
         row[self.best_column] = _number(t.best)
         row["worker"] = t.worker or ""
+        # Submission to first report, and its largest part: why this trial started late.
+        row["launch"] = launch_summary(t.launch)
         return row
 
     def frame(self) -> pd.DataFrame:

@@ -41,7 +41,8 @@ def test_book_columns_rows_and_summary(writer):
     change = book.apply(feed.poll())
     assert change.new_trials == [0, 1, 2] and change.columns
     assert book.columns() == ["status", "epoch", "lr", "optimizer", "layers", "loss",
-                              "val_loss", "acc", "val_acc", "best_val_acc", "worker"]
+                              "val_loss", "acc", "val_acc", "best_val_acc", "worker",
+                              "launch"]
     frame = book.frame()
     assert list(frame.index) == [0, 1, 2]
     assert frame.loc[2, "epoch"] == 4 and frame.loc[2, "val_acc"] == pytest.approx(1.2)
