@@ -167,6 +167,7 @@ class TrialShape(TypedDict):
     checkpoint: str | None
     retries: int
     updated: float | None
+    launch: dict[str, Any]
 
 
 class MetricRowShape(TypedDict):
