@@ -140,6 +140,10 @@ def _search_show(args: argparse.Namespace) -> int:
     print(f"{d.get('metric')} ({d.get('mode')}), algorithm {d.get('algorithm')}, "
           f"scheduler {_scheduler(d.get('scheduler'))}, store {detail['store']}")
     print(f"best: {_best(detail)}")
+    if detail.get("lag"):  # how far behind the driver was: its loop and its channel
+        lag = detail["lag"]
+        print(f"driver lag: {max(lag['recent'], lag['ingest']):.2f} s, at most "
+              f"{lag['max']:.2f} s")
     metric = detail["metric"]
     if trials:
         print("\n" + table([(t["number"], t["state"], _params(t["params"]),

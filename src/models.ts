@@ -121,6 +121,7 @@ export interface IForget {
 export interface ISearchDetail extends ISearch {
   definition: Record<string, unknown>;
   created: number | null;
+  lag?: Record<string, number> | null; // the driver's lag (s): loop, ingest, recent, max
 }
 
 export interface ITrial {

@@ -217,6 +217,7 @@ class KaleManager:
         detail["definition"] = {k: v for k, v in info["definition"].items()
                                 if k != "fn_pickle"}  # bytes of code: not for the browser
         detail["created"] = info.get("created")
+        detail["lag"] = info.get("lag")
         return detail
 
     def stored_search(self, store: str) -> tuple[SearchDetailShape, list[TrialShape]]:
@@ -231,6 +232,7 @@ class KaleManager:
         detail = cast(SearchDetailShape, dict(summary))
         detail["definition"] = {k: v for k, v in info["definition"].items() if k != "fn_pickle"}
         detail["created"] = info.get("created")
+        detail["lag"] = info.get("lag")
         with self._open(name, {"store": str(path)}) as s:
             return detail, [cast(TrialShape, t.to_dict()) for t in s.trials()]
 

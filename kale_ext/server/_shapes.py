@@ -147,6 +147,7 @@ class SearchDetailShape(SearchShape):
 
     definition: dict[str, Any]  # without the pickled function
     created: float | None
+    lag: dict[str, float] | None  # the driver's lag (s): loop, ingest, recent, max; time
 
 
 class TrialShape(TypedDict):
