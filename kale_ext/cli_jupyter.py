@@ -63,6 +63,9 @@ def register_search_commands(sub: Any) -> None:
 
     p = ssub.add_parser("show", help="a search's definition and its trials")
     p.add_argument("name", help="a search's name (kale search list), or its store's path")
+    p.add_argument("-n", "--limit", type=int, default=50,
+                   help="trials to list (default 50; 0: all)")
+    p.add_argument("--best", action="store_true", help="list the best trials first")
     add_json_flag(p)
     p.set_defaults(func=_search_show)
 
@@ -126,11 +129,17 @@ def _is_store_path(text: str) -> bool:
 
 def _search_show(args: argparse.Namespace) -> int:
     manager = _manager()
+    if args.limit < 0:
+        raise SystemExit(f"kale: --limit must be 0 (all trials) or more, not {args.limit}.")
     if _is_store_path(args.name):  # the hint a finished search prints: kale search show <store>
         detail, trials = _call(manager.stored_search, args.name)
+        if args.best:
+            sign = -1 if detail["mode"] == "max" else 1
+            trials.sort(key=lambda t: (t["best"] is None, sign * (t["best"] or 0)))
     else:
         detail = _call(manager.search, args.name)
-        trials = _call(manager.trials, args.name)
+        trials = _call(manager.trials, args.name, args.limit, 0, None,
+                       "best" if args.best else "number")
     if wants_json(args):
         print_json({"search": detail, "trials": trials})
         return 0
@@ -149,9 +158,12 @@ def _search_show(args: argparse.Namespace) -> int:
         print("\n" + table([(t["number"], t["state"], _params(t["params"]),
                              _number(t["last"].get(metric)), _number(t["best"]),
                              t["worker"] or "-", t["error"] or "")
-                            for t in trials],
+                            for t in trials[:args.limit or None]],
                            ("TRIAL", "STATE", "PARAMS", metric.upper(), "BEST", "WORKER",
                             "ERROR")))
+        more = sum(detail["trials"].values()) - len(trials[:args.limit or None])
+        if more > 0:
+            print(f"... and {more} more: kale search show {args.name} --limit 0 lists all")
     return 0
 
 

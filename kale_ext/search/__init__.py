@@ -14,7 +14,7 @@ from kale_ext.search._results import searches
 from kale_ext.search._samplers import ALGORITHMS, Sampler, Suggestion, make_sampler
 from kale_ext.search._search import Search
 from kale_ext.search._space import Space
-from kale_ext.search._summary import SearchSummary, summarize
+from kale_ext.search._summary import SearchSummary, summarize, summarize_store
 from kale_ext.search.schedulers import (
     ASHA,
     FIFO,
@@ -66,6 +66,7 @@ __all__ = [
     "scheduler_from_dict",
     "searches",
     "summarize",
+    "summarize_store",
     "uniform",
 ]
 

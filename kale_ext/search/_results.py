@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kale_ext import registry
 from kale_ext.search._space import Space
-from kale_ext.search._summary import summarize
+from kale_ext.search._summary import summarize_store
 from kale_ext.trial import LAUNCH_FIELDS, TrialState, open_store
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def searches() -> list[dict[str, Any]]:
             with open_store(record["store"], readonly=True) as store:
                 info = store.search()
                 definition = info["definition"]
-                summary = summarize(store.trials(), mode=definition.get("mode"))
+                summary = summarize_store(store, mode=definition.get("mode"))
             entry["state"] = info.get("state")
             entry["trials"] = summary.counts
             entry["best"] = summary.best

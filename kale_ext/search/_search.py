@@ -17,7 +17,7 @@ from kale_ext.search._driver import Driver
 from kale_ext.search._remote import DriverProcess, detached, driver_record, spawn
 from kale_ext.search._resume import ClassOrInstance, StoredFunction
 from kale_ext.search._runs import TrialRun
-from kale_ext.search._summary import SearchSummary, summarize
+from kale_ext.search._summary import SearchSummary, summarize_store
 from kale_ext.search._timeouts import DEFAULT_GRACE, check_settings
 from kale_ext.trial import checkpoint_root, open_store, pickle_function
 
@@ -330,7 +330,7 @@ class Search:
 
     def summary(self) -> SearchSummary:
         """Trials by state, progress and the best trial, as the store has them now."""
-        return summarize(self.store.trials(), mode=self.mode, planned=self.n_trials)
+        return summarize_store(self.store, mode=self.mode, planned=self.n_trials)
 
     def panel(self, **kwargs: Any) -> Any:
         """Return the live control panel: trial table, curves, parameters, resources, controls.

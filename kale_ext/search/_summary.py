@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kale_ext.trial import TrialState
 
 if TYPE_CHECKING:
-    from kale_ext.store import TrialRecord
+    from kale_ext.store import Store, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,26 @@ def summarize(trials: Iterable[TrialRecord], *, mode: str | None,
         if best is None or best.best is None or \
                 (t.best > best.best if mode == "max" else t.best < best.best):
             best = t
-    return SearchSummary(counts, finished, total, planned, None if best is None else {
-        "trial": best.number, "value": best.best, "step": best.best_step,
-        "config": best.params, "state": TrialState(best.state).label})
+    return SearchSummary(counts, finished, total, planned, _best(best))
+
+
+def summarize_store(store: Store, *, mode: str | None,
+                    planned: int | None = None) -> SearchSummary:
+    """Summarize the search in ``store`` with two queries, whatever its number of trials.
+
+    Says the same as :func:`summarize` of all its trials.
+    """
+    counts: dict[str, int] = {}
+    finished = 0
+    for stored, n in store.trial_counts().items():
+        state = TrialState(stored)
+        counts[state.label] = counts.get(state.label, 0) + n
+        finished += n if state.is_finished() else 0
+    best = store.best_trial(mode) if mode in ("max", "min") else None
+    return SearchSummary(counts, finished, sum(counts.values()), planned, _best(best))
+
+
+def _best(record: TrialRecord | None) -> dict[str, Any] | None:
+    return None if record is None else {
+        "trial": record.number, "value": record.best, "step": record.best_step,
+        "config": record.params, "state": TrialState(record.state).label}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kale_ext._errors import KaleError
+from kale_ext.trial import TrialState
 
 ID_RULE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID = re.compile(ID_RULE)
@@ -85,3 +86,19 @@ def check_overrides(overrides: Mapping[str, Any]) -> None:
                             "over REST: a cluster started over HTTP always uses TLS. Leave "
                             "'tls' out; a plaintext cluster (tls='off-i-know') can only be "
                             "started from your own kernel.")
+
+
+def check_page(limit: int, offset: int, state: str | None, order: str) -> list[int] | None:
+    """Check a page of trials asked for; return the stored states it keeps (None: all)."""
+    if not 0 <= limit <= MAX_INT or not 0 <= offset <= MAX_INT:
+        raise ApiError(400, f"Query arguments 'limit' and 'offset' must be integers >= 0, but "
+                            f"got limit={limit} and offset={offset}; limit=0 returns every "
+                            "trial.")
+    labels = {s.label: s for s in TrialState}
+    if state is not None and state not in labels:
+        raise ApiError(400, f"Query argument 'state' must be one of {', '.join(labels)}, but "
+                            f"got state={state!r}.")
+    if order not in ("number", "best"):
+        raise ApiError(400, f"Query argument 'order' must be 'number' or 'best', but got "
+                            f"order={order!r}.")
+    return None if state is None else [int(labels[state])]

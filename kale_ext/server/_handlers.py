@@ -230,7 +230,11 @@ class TrialsHandler(KaleHandler):
     @web.authenticated
     @authorized
     async def get(self, name: str) -> None:
-        self.reply(await self.call(self.manager.trials, name))
+        limit = self.int_argument("limit", 0, "an integer >= 0 (0: every trial)")
+        offset = self.int_argument("offset", 0, "an integer >= 0")
+        state = self.get_query_argument("state", None)
+        order = self.get_query_argument("order", "number")
+        self.reply(await self.call(self.manager.trials, name, limit, offset, state, order))
 
 
 class MetricsHandler(KaleHandler):

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kale_ext import config, registry
 from kale_ext._errors import ConfigError, KaleError, SearchError
-from kale_ext.search import ACTIONS, control, driver_alive, resume_driver, summarize
+from kale_ext.search import ACTIONS, control, driver_alive, resume_driver, summarize_store
 from kale_ext.server import _clusters, _housekeeping
-from kale_ext.server._checks import MAX_INT, ApiError, check_overrides
+from kale_ext.server._checks import MAX_INT, ApiError, check_overrides, check_page
 from kale_ext.server._shapes import (
     ClusterActionShape,
     ClusterShape,
@@ -236,9 +236,18 @@ class KaleManager:
         with self._open(name, {"store": str(path)}) as s:
             return detail, [cast(TrialShape, t.to_dict()) for t in s.trials()]
 
-    def trials(self, name: str) -> list[TrialShape]:
+    def trials(self, name: str, limit: int = 0, offset: int = 0, state: str | None = None,
+               order: str = "number") -> list[TrialShape]:
+        """Return a search's trials, or a page of them, read by one query of its store.
+
+        ``limit`` trials (0: all) after the first ``offset``, only those in ``state`` (a
+        state's name), by number or with ``order="best"`` the best first.
+        """
+        states = check_page(limit, offset, state, order)
         with self._open(name) as store:
-            return [cast(TrialShape, t.to_dict()) for t in store.trials()]
+            mode = store.search()["definition"].get("mode") if order == "best" else None
+            return [cast(TrialShape, t.to_dict()) for t in store.trials(
+                limit=limit or None, offset=offset, states=states, best_first=mode)]
 
     def metrics(self, name: str, trial: int, since: int = 0) -> MetricsShape:
         """Every metric row of one trial after row id ``since``."""
@@ -341,8 +350,8 @@ class KaleManager:
             with open_store(record["store"], readonly=True) as store:
                 info = store.search()
                 definition = info["definition"]
-                summary = summarize(store.trials(), mode=definition.get("mode"),
-                                    planned=definition.get("trials"))
+                summary = summarize_store(store, mode=definition.get("mode"),
+                                          planned=definition.get("trials"))
         except Exception as e:  # deleted or unreadable store: say so, list the rest
             shape["state"] = f"unreadable: {e}"
             return shape, {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -227,7 +227,26 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def trials(self) -> list[TrialRecord]: ...
+    def trials(self, *, limit: int | None = None, offset: int = 0,
+               states: Collection[int] | None = None,
+               best_first: str | None = None) -> list[TrialRecord]:
+        """Return trials by number, or with ``best_first="max"``/``"min"`` best value first.
+
+        ``states`` keeps those in the given stored states; ``limit`` and ``offset`` page
+        through the result in the store's query, so a page costs the same in a search of
+        ten or ten thousand trials.
+        """
+
+    @abstractmethod
+    def trial_counts(self) -> dict[int, int]:
+        """Return how many trials are in each stored state."""
+
+    @abstractmethod
+    def best_trial(self, mode: str) -> TrialRecord | None:
+        """Return the trial with the best value of the objective (``"max"`` or ``"min"``).
+
+        Ties go to the lowest trial number; None before any trial has a value.
+        """
 
     @abstractmethod
     def trial(self, number: int) -> TrialRecord: ...

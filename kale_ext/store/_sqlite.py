@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,63 +29,14 @@ from kale_ext.store._base import (
     TrialRecord,
 )
 from kale_ext.store._paths import finite, network_filesystem, row_step
+from kale_ext.store._schema import SCHEMA, SCHEMA_VERSION, TRIAL_COLUMNS, create, direction
 
 if TYPE_CHECKING:
     from kale_ext.channel import Message, StreamKey
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 _SIDECARS = ("-wal", "-shm", ".lock")
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
-CREATE TABLE IF NOT EXISTS search (
-    id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT, definition TEXT NOT NULL,
-    created REAL NOT NULL, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    number INTEGER PRIMARY KEY, state INTEGER NOT NULL, params TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0, worker TEXT, job_id TEXT, started REAL, ended REAL,
-    last TEXT, last_attempt INTEGER, last_seq INTEGER, best REAL, best_step INTEGER,
-    error TEXT, checkpoint TEXT, retries INTEGER NOT NULL DEFAULT 0, updated REAL,
-    launch TEXT);
-CREATE TABLE IF NOT EXISTS transitions (
-    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, source INTEGER, target INTEGER NOT NULL,
-    reason TEXT NOT NULL, time REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS transitions_trial ON transitions (trial);
-CREATE TABLE IF NOT EXISTS metrics (
-    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, attempt INTEGER NOT NULL,
-    rank INTEGER NOT NULL, seq INTEGER NOT NULL, step INTEGER, time REAL NOT NULL,
-    "values" TEXT NOT NULL, UNIQUE (trial, attempt, rank, seq));
-CREATE TABLE IF NOT EXISTS delivered (
-    trial INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
-    seq INTEGER NOT NULL, PRIMARY KEY (trial, attempt, rank)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY, trial INTEGER NOT NULL, step INTEGER, path TEXT NOT NULL,
-    time REAL NOT NULL);
-"""
-
-_TRIAL_COLUMNS = ("number, state, params, attempt, worker, job_id, started, ended, last, best, "
-                  "best_step, error, checkpoint, retries, updated, launch")
-
-
-def _create(path: Path) -> None:
-    """Write an empty store under a temporary name and move it into place.
-
-    A reader (a panel, ``kale search show``) that finds the file then always finds its
-    schema. The store holds the search's params and tracebacks, so only its owner may
-    read it; SQLite gives the -wal and -shm files the database file's mode.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(_SCHEMA)
-    finally:
-        conn.close()
-    os.replace(tmp, path)
 
 
 class SQLiteStore(Store):
@@ -126,8 +77,8 @@ class SQLiteStore(Store):
             raise StoreError(f"{path} has store schema {version and version[0]}; this kale_ext "
                              f"reads schema {SCHEMA_VERSION}. Open it with a matching version.")
         # Stores written before trials had a launch column read it as empty.
-        self._columns = _TRIAL_COLUMNS if "launch" in self._trial_columns() \
-            else _TRIAL_COLUMNS.replace("launch", "NULL")
+        self._columns = TRIAL_COLUMNS if "launch" in self._trial_columns() \
+            else TRIAL_COLUMNS.replace("launch", "NULL")
 
     def _open_writer(self, path: Path) -> sqlite3.Connection:
         fstype = network_filesystem(path.parent)
@@ -143,14 +94,14 @@ class SQLiteStore(Store):
             raise StoreError(f"Search store {path} is open for writing in another process (one "
                              "driver per search). Open it with readonly=True to read it.") from e
         if not path.exists():
-            _create(path)
+            create(path)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives the death of this process (the WAL is in the
         # OS page cache) but the last commits may roll back on power loss or an OS crash;
         # the database itself stays consistent. FULL would fsync every commit.
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         if "launch" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}:
             conn.execute("ALTER TABLE trials ADD COLUMN launch TEXT")
         return conn
@@ -282,9 +233,31 @@ class SQLiteStore(Store):
             conn.execute("UPDATE trials SET launch = ?, updated = ? WHERE number = ?",
                          (json.dumps(data), time.time(), number))
 
-    def trials(self) -> list[TrialRecord]:
-        return [self._record(r) for r in self._read(f"SELECT {self._columns} FROM trials "
-                                                    "ORDER BY number")]
+    def trials(self, *, limit: int | None = None, offset: int = 0,
+               states: Collection[int] | None = None,
+               best_first: str | None = None) -> list[TrialRecord]:
+        sql = f"SELECT {self._columns} FROM trials"
+        args: list[Any] = []
+        if states is not None:
+            sql += f" WHERE state IN ({', '.join('?' * len(states))})"
+            args += [int(s) for s in states]
+        if best_first is not None:
+            sql += f" ORDER BY best IS NULL, best {direction(best_first)}, number"
+        else:
+            sql += " ORDER BY number"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else int(limit), int(offset)]
+        return [self._record(r) for r in self._read(sql, tuple(args))]
+
+    def trial_counts(self) -> dict[int, int]:
+        return {int(state): int(n) for state, n in
+                self._read("SELECT state, COUNT(*) FROM trials GROUP BY state")}
+
+    def best_trial(self, mode: str) -> TrialRecord | None:
+        rows = self._read(f"SELECT {self._columns} FROM trials WHERE best IS NOT NULL "
+                          f"ORDER BY best {direction(mode)}, number LIMIT 1")
+        return self._record(rows[0]) if rows else None
 
     def trial(self, number: int) -> TrialRecord:
         rows = self._read(f"SELECT {self._columns} FROM trials WHERE number = ?", (number,))
@@ -388,3 +361,4 @@ class SQLiteStore(Store):
                            job_id, started, ended, json.loads(last) if last else {}, best,
                            best_step, error, checkpoint, retries, updated,
                            json.loads(launch) if launch else {})
+

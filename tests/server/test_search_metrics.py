@@ -119,3 +119,25 @@ async def test_unknown_search_is_404_and_a_lost_store_410(api, tmp_path):
     registry.write("searches", "lost", {"name": "lost", "store": str(tmp_path / "gone.sqlite")})
     status, data = await api("GET", "searches", "lost", "metrics")
     assert status == 410 and "cannot be read" in data["message"]
+
+
+async def test_trials_come_in_pages_filtered_and_best_first(api, store):
+    store.append([report(0, 0, epoch=1, val_acc=0.4), report(1, 0, epoch=1, val_acc=0.8)])
+    status, every = await api("GET", "searches", "stored", "trials")
+    assert status == 200 and [t["number"] for t in every] == [0, 1]
+    status, page = await api("GET", "searches", "stored", "trials",
+                             params={"limit": "1", "offset": "1"})
+    assert status == 200 and [t["number"] for t in page] == [1]
+    status, best = await api("GET", "searches", "stored", "trials",
+                             params={"order": "best", "limit": "1"})
+    assert status == 200 and [t["number"] for t in best] == [1]
+    status, pending = await api("GET", "searches", "stored", "trials",
+                                params={"state": "pending"})
+    assert status == 200 and len(pending) == 2
+    for params, words in (({"limit": "-1"}, ["'limit'", "limit=-1"]),
+                          ({"limit": "ten"}, ["'limit'", "integer"]),
+                          ({"state": "asleep"}, ["'state'", "running", "asleep"]),
+                          ({"order": "fastest"}, ["'order'", "best", "fastest"])):
+        status, data = await api("GET", "searches", "stored", "trials", params=params)
+        assert status == 400, (params, data)
+        assert all(w in data["message"] for w in words), (params, data["message"])
