@@ -5,7 +5,8 @@ its scheduler listens; it leaves a helper behind that has those imports done and
 the daemons of later starts (without ``KALE_DAEMON_HELPER=1``: a first start).
 Measured side by side in one run, raw ``SLURMCluster`` (TLS, in this process, Dask
 already imported) and ``kale.start_cluster`` alternating (which goes first alternates
-too): one first start without the helper, then ``ROUNDS`` pairs with it. Target:
+too; :mod:`tests.benchmarks.starts`): one first start without the helper, then
+``ROUNDS`` pairs with it. Target:
 kale / raw <= 1.1 for the median pair with the helper; the first start is printed.
 """
 
@@ -13,73 +14,36 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import tempfile
-import time
 
 import pytest
 
-import kale_ext as kale
 from kale_ext.clusters import _daemon_start
 from kale_ext.clusters._dask import DaskCluster
+from tests.benchmarks.launch import side_by_side
+from tests.benchmarks.starts import kale_start_seconds, queue_empty, raw_dask_jobqueue_seconds
+from tests.benchmarks.targets import Targets
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.slurm]
 
 ROUNDS = 5
 
 
-def _raw_seconds() -> float:
-    from dask_jobqueue import SLURMCluster
-    from distributed import Client
-    from distributed.security import Security
-
-    start = time.perf_counter()
-    cluster = SLURMCluster(
-        cores=1, processes=1, memory="1GiB", queue="debug", walltime="00:10:00",
-        security=Security.temporary(), shared_temp_directory="/tmp",
-        log_directory=tempfile.mkdtemp(prefix="kale-bench-"),
-        scheduler_options={"host": "127.0.0.1", "dashboard_address": ":0"}, n_workers=2,
-    )
-    client = Client(cluster)
-    try:
-        client.wait_for_workers(2, timeout=300)
-        return time.perf_counter() - start
-    finally:
-        client.close()
-        cluster.close()
-
-
-def _kale_seconds() -> tuple[float, bool]:
-    start = time.perf_counter()
-    cluster = kale.start_cluster("slurm-dev", workers=2, walltime="00:10:00")
-    try:
-        assert cluster.n_workers() >= 2
-        seconds = time.perf_counter() - start
-        forked = isinstance(DaskCluster._daemons.get(cluster.id),
-                            _daemon_start.ForkedDaemon)
-        return seconds, forked
-    finally:
-        cluster.stop()
-
-
-def _queue_empty() -> None:
-    deadline = time.monotonic() + 60
-    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+def _forked(cluster) -> bool:
+    return isinstance(DaskCluster._daemons.get(cluster.id), _daemon_start.ForkedDaemon)
 
 
 def _pair(kale_first: bool) -> tuple[float, float, bool]:
-    _queue_empty()
-    if kale_first:
-        k, forked = _kale_seconds()
-        _queue_empty()
-        return _raw_seconds(), k, forked
-    r = _raw_seconds()
-    _queue_empty()
-    k, forked = _kale_seconds()
-    return r, k, forked
+    """One raw and one kale start (in the order given): raw s, kale s, kale's daemon forked."""
+    forked: list[bool] = []
+
+    def kale_once() -> float:
+        seconds, was_forked = kale_start_seconds(_forked)
+        forked.append(was_forked)
+        return seconds
+
+    steps = [("raw", raw_dask_jobqueue_seconds), ("kale", kale_once)]
+    times = side_by_side(1, steps[::-1] if kale_first else steps, between=queue_empty)
+    return times["raw"][0], times["kale"][0], forked[0]
 
 
 @pytest.mark.timeout(1800)
@@ -105,4 +69,7 @@ def test_daemon_start_against_raw_dask_jobqueue(tmp_path):
           f"{[round(k, 2) for _, k, _ in pairs]} s, ratios "
           f"{[round(x, 2) for x in ratios]}, median {median:.2f} (range "
           f"{min(ratios):.2f}-{max(ratios):.2f}), target <= 1.1; {forks} of {ROUNDS} forked")
-    assert median <= 1.1, f"kale/raw {median:.2f} with the daemon helper (target <= 1.1)"
+    targets = Targets()
+    targets.ratio("time to 2 Dask workers on Slurm with the daemon helper, kale/raw "
+                  "(median of the pairs' ratios)", median, 1.0, at_most=1.1)
+    targets.assert_met()

@@ -1,73 +1,48 @@
-"""Launch to first step of 2 ranks on fresh and on warm workers, against torchrun.
+"""Launch to first step of 2 ranks on fresh and on warm workers, against torchrun/horovodrun.
 
-Each round starts a new local Dask cluster of 2 workers (not timed), then times, in
-turn: ``torchrun``, kale's first run on those workers (which starts each worker's
+Each round starts a new cluster of 2 workers (not timed), then times, in turn: the
+command-line launcher, kale's first run on those workers (which starts each worker's
 zygote: Python and the torch import, once), two warm runs (ranks forked from the
-zygotes), ``torchrun`` again. The script and the measured span are those of
-``test_training_launch.py``: from the launch call to the later rank's first step
-(process group joined, one allreduce). Ratios are against the median torchrun of the
-same round, so that the machine's load drifts into both. Targets: the first run
-<= 1.0x torchrun, a warm run <= 0.3x (medians over the rounds).
+zygotes), the launcher again. Script, launchers and timing loop are those of
+:mod:`tests.benchmarks.launch`. Ratios are against the median launcher time of the same
+round, so that the machine's load drifts into both. Cases:
+
+* local Dask workers, torch: ``torchrun --nproc-per-node 2``;
+* local Dask workers, Horovod over gloo: ``horovodrun --gloo -np 2``;
+* workers in jobs of the local Slurm (deploy/slurm-dev), torch: ``srun -n1 -c2
+  torchrun --nproc-per-node 2``, a job step per launch, as a user without kale re-runs.
+
+Targets: the first run <= 1.0x the launcher, a warm run <= 0.3x (medians over rounds).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import textwrap
-import time
-from pathlib import Path
 
-import cloudpickle
 import pytest
 
 import kale_ext as kale
 from kale_ext.training._timings import summary
+from tests.benchmarks.launch import kale_run, launcher, load_script, side_by_side, spread
+from tests.benchmarks.targets import Targets
+from tests.conftest import slurm_available
 
 pytestmark = pytest.mark.benchmark
 
 ROUNDS = 3
 WARM_RUNS = 2
-BIN = Path(sys.executable).parent
 
-SCRIPT = textwrap.dedent('''
-    import os, sys, time
-
-    def first_step(config):
-        import torch
-        import torch.distributed as dist
-        if not dist.is_initialized():  # under torchrun; kale has set it up already
-            dist.init_process_group("gloo")
-        dist.all_reduce(torch.ones(1))
-        stamp = time.time()
-        with open(os.path.join(config["out"], f"rank{dist.get_rank()}"), "w") as f:
-            f.write(repr(stamp))
-        return stamp
-
-    if __name__ == "__main__":
-        first_step({"out": sys.argv[1]})
-        import torch.distributed as dist
-        dist.barrier()  # rank 0 holds the store: no rank may leave while a peer still talks
-        dist.destroy_process_group()
-''')
+CASES = {
+    "local-torch": ("torch", dict(kind="local", backend="dask", workers=2), False),
+    "local-horovod": ("horovod", dict(kind="local", backend="dask", workers=2), False),
+    "slurm-torch": ("torch", dict(profile="slurm-dev", backend="dask", workers=2), True),
+}
 
 
 @pytest.fixture(scope="module")
 def script(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "warm_first_step.py"
-    path.write_text(SCRIPT)
-    spec = importlib.util.spec_from_file_location("kale_bench_warm_first_step", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    cloudpickle.register_pickle_by_value(module)  # workers cannot import it by name
-    return path, module
+    return load_script(tmp_path_factory.mktemp("bench"))
 
 
 @pytest.fixture(scope="module")
@@ -78,72 +53,54 @@ def state(tmp_path_factory):
         yield
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stamps(out: str) -> float:
-    return max(float(Path(out, f"rank{r}").read_text()) for r in (0, 1))
-
-
-def _torchrun(path: Path) -> float:
-    out = tempfile.mkdtemp(prefix="kale-bench-")
-    cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), str(path), out]
-    start = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n" \
-                                 f"{proc.stderr[-3000:]}"
-    return _stamps(out) - start
-
-
-def _kale(module, cluster) -> tuple[float, dict[str, float]]:
-    out = tempfile.mkdtemp(prefix="kale-bench-")
-    start = time.time()
-    run = kale.train_distributed(module.first_step, cluster, workers=2, config={"out": out})
-    run.wait(300)
-    run.store.close()
-    return _stamps(out) - start, run.timings
-
-
-def _fmt(xs: list[float]) -> str:
-    return f"{min(xs):.2f}-{max(xs):.2f}"
-
-
 @pytest.mark.timeout(1800)
-def test_warm_launch_to_first_step(script, state):
+@pytest.mark.parametrize("case", [
+    "local-torch",
+    pytest.param("local-horovod", marks=pytest.mark.horovod),
+    pytest.param("slurm-torch", marks=pytest.mark.slurm)])
+def test_warm_launch_to_first_step(case, script, state):
+    engine, where, srun = CASES[case]
+    if engine == "horovod" and importlib.util.find_spec("horovod") is None:
+        pytest.fail("the horovod module is not installed: bash deploy/horovod/build.sh")
+    if srun and not slurm_available():
+        pytest.fail("no running Slurm on this machine: start it with deploy/slurm-dev/up.sh")
     path, module = script
+    name = ("srun torchrun" if srun else "torchrun") if engine == "torch" \
+        else "horovodrun --gloo"
     first_ratios: list[float] = []
     warm_ratios: list[float] = []
     lines = []
     for i in range(ROUNDS):
-        cluster = kale.start_cluster(kind="local", backend="dask", workers=2)
+        cluster = kale.start_cluster(**where)
+        timings: list[dict[str, float]] = []
+
+        def kale_once(warm: bool = True) -> float:
+            seconds, run_timings = kale_run(engine, module, cluster, warm=warm)  # noqa: B023
+            timings.append(run_timings)  # noqa: B023
+            return seconds
+
+        cli = launcher(engine, path, srun=srun)
         try:
-            base = [_torchrun(path)]
-            first, first_timings = _kale(module, cluster)
-            warm = []
-            for _ in range(WARM_RUNS):
-                seconds, warm_timings = _kale(module, cluster)
-                warm.append(seconds)
-            base.append(_torchrun(path))
+            times = side_by_side(1, [(name, cli), ("first", kale_once),
+                                     *[("warm", kale_once)] * WARM_RUNS, (name, cli)])
         finally:
             cluster.stop()
-        c = statistics.median(base)
-        first_ratios.append(first / c)
-        warm_ratios += [w / c for w in warm]
-        lines.append(f"  round {i}: torchrun {[round(b, 2) for b in base]} s, kale first "
-                     f"{first:.2f} s ({first / c:.2f}x), warm {[round(w, 2) for w in warm]} s "
-                     f"({', '.join(f'{w / c:.2f}x' for w in warm)})\n"
-                     f"    first: {summary(first_timings)}\n"
-                     f"    warm:  {summary(warm_timings)}")
+        base, first, warm = statistics.median(times[name]), times["first"][0], times["warm"]
+        first_ratios.append(first / base)
+        warm_ratios += [w / base for w in warm]
+        lines.append(f"  round {i}: {name} {[round(b, 2) for b in times[name]]} s, kale first "
+                     f"{first:.2f} s ({first / base:.2f}x), warm {[round(w, 2) for w in warm]} s "
+                     f"({', '.join(f'{w / base:.2f}x' for w in warm)})\n"
+                     f"    first: {summary(timings[0])}\n"
+                     f"    warm:  {summary(timings[-1])}")
     f, w = statistics.median(first_ratios), statistics.median(warm_ratios)
-    print(f"\nlaunch to first step, 2 ranks, torch, {ROUNDS} rounds, each against its own "
-          f"torchrun:\n" + "\n".join(lines) +
-          f"\n  kale first run / torchrun: median {f:.2f} (range {_fmt(first_ratios)}), "
-          f"target <= 1.0\n  kale warm run / torchrun: median {w:.2f} "
-          f"(range {_fmt(warm_ratios)}), target <= 0.3")
-    assert f <= 1.0, f"the first run took {f:.2f}x torchrun (target <= 1.0)"
-    assert w <= 0.3, f"a warm run took {w:.2f}x torchrun (target <= 0.3)"
+    print(f"\nlaunch to first step, 2 ranks, {case}, {ROUNDS} rounds, each against its own "
+          f"{name}:\n" + "\n".join(lines) +
+          f"\n  kale first run / {name}: {spread(first_ratios)}\n"
+          f"  kale warm run / {name}: {spread(warm_ratios)}")
+    targets = Targets()
+    targets.ratio(f"{case}: first run, kale/{name} (median of per-round ratios)", f, 1.0,
+                  at_most=1.0)
+    targets.ratio(f"{case}: warm run, kale/{name} (median of per-round ratios)", w, 1.0,
+                  at_most=0.3)
+    targets.assert_met()
