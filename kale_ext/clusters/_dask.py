@@ -368,7 +368,7 @@ class DaskCluster(Cluster):
                                               allow_other_workers=False, pure=False, **kwargs))
 
     def hard_stop(self, future: Future[Any], *, worker: str | None = None) -> str:
-        """Restart, through its nanny, the worker process that runs ``future``'s task.
+        """Kill, through its nanny, the worker process that runs ``future``'s task.
 
         See :func:`kale_ext.clusters._dask_stop.restart_worker_of`.
         """

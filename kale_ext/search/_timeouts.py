@@ -238,8 +238,9 @@ class Timeouts:
             return True
         victim = self.victims.get(run.worker or "")
         if victim is None or time.time() - victim.when > _VICTIM_MEMORY or \
+                run.submitted > victim.when or \
                 (victim.trial, victim.attempt) == (run.number, run.attempt):
-            return False
+            return False  # not in the process when it was ended
         events.take_failure(run, ended=False)
         trials.transition(run, TrialState.PENDING,
                           f"requeued: its worker {run.worker} was ended to hard-stop trial "

@@ -165,6 +165,35 @@ def test_superseded_attempt_hears_stop_and_keeps_its_own_checkpoints(cluster, tm
     assert not late, late
 
 
+def neighbours(config):
+    """Trial n=0 hangs; n=1's first attempt is slow, so it shares the process when killed."""
+    for epoch in range(1, 9):
+        kale.report(epoch=epoch, score=float(config["n"] + epoch))
+        if config["n"] == 0 and epoch == 2:
+            time.sleep(3600)
+        time.sleep(1.0 if config["n"] == 1 and current().attempt == 0 else 0.0)
+
+
+def test_other_trials_of_a_killed_process_are_requeued_not_failed(module_state):
+    with kale.start_cluster("local", backend="dask", workers=1,
+                            threads_per_worker=2) as shared:
+        search = kale.Search(neighbours, {"n": kale.grid([0, 1])}, metric="score",
+                             algorithm="grid", trials=2, max_concurrent=2, cluster=shared,
+                             heartbeat_timeout=120, stop_grace=GRACE, retries=0).start()
+        hung = wait_for(lambda: next((r for r in search.runs.values() if r.config["n"] == 0
+                                      and r.last_step >= 2), None), timeout=60,
+                        what="the trial with n=0 to hang")
+        search.stop(hung.number)
+        search.wait(180)
+    by_n = {t.params["n"]: t for t in search.store.trials()}
+    assert TrialState(by_n[0].state) is TrialState.STOPPED
+    neighbour = by_n[1]
+    reasons = _reasons(search, neighbour.number)
+    assert TrialState(neighbour.state) is TrialState.COMPLETED, reasons
+    assert neighbour.retries == 0 and neighbour.attempt == 1
+    assert any(f"to hard-stop trial {hung.number}" in r for r in reasons), reasons
+
+
 def test_settings_are_checked_stored_and_restored(tmp_path):
     with pytest.raises(SearchError, match=r"trial_timeout must be .*more than 0.*got -1"):
         kale.Search(hangs, {"n": 0, "how": "sleep"}, metric="score", trial_timeout=-1,
