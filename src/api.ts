@@ -19,6 +19,7 @@ import {
   ITrial
 } from './models';
 import { requestAPI, sendJSON } from './request';
+import { ITrialQuery, queryString } from './trialpages';
 
 const enc = encodeURIComponent;
 
@@ -72,8 +73,13 @@ export class KaleAPI {
     return sendJSON<IForget>(`searches/${enc(name)}${query}`, 'DELETE', undefined, this.settings);
   }
 
-  trials(name: string): Promise<ITrial[]> {
-    return requestAPI<ITrial[]>(`searches/${enc(name)}/trials`, {}, this.settings);
+  /** A search's trials: all of them, or one page (`state`, `order`, `limit`). */
+  trials(name: string, query: ITrialQuery = {}): Promise<ITrial[]> {
+    return requestAPI<ITrial[]>(
+      `searches/${enc(name)}/trials${queryString(query)}`,
+      {},
+      this.settings
+    );
   }
 
   metrics(name: string, trial: number, since = 0): Promise<IMetrics> {

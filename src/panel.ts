@@ -15,7 +15,8 @@ import { KaleAPI } from './api';
 import { clusterCard, failedStartCard } from './clusters';
 import { breakable, button, h } from './dom';
 import { MetricHistory, SPARK_HEIGHT, SPARK_WIDTH } from './history';
-import { isIdle, searchGroups } from './lists';
+import { TRIALS_SHOWN, leftOutText, mergePages, trialQueries } from './trialpages';
+import { isActive, isIdle, searchGroups } from './lists';
 import {
   Action,
   ICluster,
@@ -86,6 +87,7 @@ export class KaleSidebar extends Widget {
   private _failed: IFailedStart[] = [];
   private _searches: ISearch[] = [];
   private _trials: ITrial[] = [];
+  private _shown = TRIALS_SHOWN;
   private _selected: string | null = null;
   private _scrollToTrials = false;
   private _showFinished = false;
@@ -211,11 +213,13 @@ export class KaleSidebar extends Widget {
       if (this._history?.search !== selected) {
         this._history = new MetricHistory(selected);
       }
-      const [trials] = await Promise.all([
-        this.api.trials(selected),
+      const search = searches.find(s => s.name === selected);
+      const queries = search ? trialQueries(search, this._shown) : [{}];
+      const [pages] = await Promise.all([
+        Promise.all(queries.map(q => this.api.trials(selected, q))),
         this._fetchHistory(this._history)
       ]);
-      this._trials = trials;
+      this._trials = mergePages(pages);
     }
     this._render();
   }
@@ -416,6 +420,7 @@ export class KaleSidebar extends Widget {
     row.addEventListener('click', () => {
       this._selected = s.name === this._selected ? null : s.name;
       this._scrollToTrials = this._selected !== null;
+      this._shown = TRIALS_SHOWN;
       void this.poll.refresh();
     });
     return row;
@@ -532,7 +537,24 @@ export class KaleSidebar extends Widget {
       ? (['pause', 'resume', 'stop'] as Action[]).map(a =>
           button(`${a} search`, `kale-search-${a}`, () => this._control(search.name, a, null))
         )
-      : [h('span', { class: 'kale-detail' }, 'no live driver: resume it from a kernel to steer it')];
+      : isActive(search)
+        ? [
+            h('span', { class: 'kale-detail' }, 'its driver has ended: '),
+            button('resume search', 'kale-search-resume', () =>
+              this._control(search.name, 'resume', null)
+            )
+          ]
+        : [];
+    const leftOut = leftOutText(search, this._trials.length);
+    const more = leftOut
+      ? [
+          h('div', { class: 'kale-detail kale-trials-left-out' }, leftOut),
+          button('show more', 'kale-trials-more', () => {
+            this._shown *= 2;
+            void this.poll.refresh();
+          })
+        ]
+      : [];
     this._trialList.replaceChildren(
       h('h4', {}, `Trials of ${search.name}`),
       h(
@@ -542,7 +564,8 @@ export class KaleSidebar extends Widget {
         search.mode ? `, ${search.mode === 'min' ? 'lower' : 'higher'} is better` : ''
       ),
       h('div', { class: 'kale-row kale-actions' }, ...searchButtons),
-      h('table', { class: 'kale-trials' }, h('thead', {}, header), ...trials)
+      h('table', { class: 'kale-trials' }, h('thead', {}, header), ...trials),
+      ...more
     );
   }
 }

@@ -22,11 +22,9 @@ from typing import Any
 
 import pytest
 
-import kale_ext as kale
 from kale_ext import registry
-from kale_ext.channel import Message
-from kale_ext.search import TrialState
 from tests.benchmarks.targets import Targets
+from tests.store.fill import fill_search
 
 pytestmark = pytest.mark.benchmark
 
@@ -35,32 +33,9 @@ EPOCHS = 20
 RUNS = 5
 
 
-def _noop(config: dict[str, Any]) -> None:
-    return None
-
-
 def _fill(tmp_path: Path, trials: int) -> str:
-    """Write a search of ``trials`` trials, 90 % completed, the rest running; return its name."""
     name = f"many-{trials}"
-    search = kale.Search(_noop, {"lr": kale.loguniform(1e-4, 1e-1), "layers": kale.int(1, 4)},
-                         metric="val_acc", trials=trials, store=tmp_path / f"{name}.sqlite",
-                         name=name)
-    store = search.store
-    for n in range(trials):
-        store.add_trial(n, {"lr": 1e-3 * (1 + n % 7), "layers": 1 + n % 4})
-        store.transition(n, TrialState.RUNNING, "submitted", worker=f"w{n % 16}")
-    for epoch in range(EPOCHS):
-        store.append([Message(n, 0, 0, epoch, "report", time.time(),
-                              {"epoch": epoch + 1, "loss": 1 / (epoch + 1 + n % 5),
-                               "val_acc": 1 - 1 / (epoch + 2 + n % 11)})
-                      for n in range(trials)])
-    for n in range(trials):
-        if n % 10:
-            store.transition(n, TrialState.COMPLETED, "done")
-    store.set_search_state("running")
-    store.close()
-    registry.write("searches", name, {"name": name, "store": str(search.store_path),
-                                      "cluster": None, "started": time.time()})
+    fill_search(tmp_path, name, trials, EPOCHS)
     return name
 
 
@@ -90,7 +65,8 @@ def _reads(name: str) -> dict[str, float]:
     return {
         "sidebar: searches list": _median_s(manager.searches),
         "sidebar: one search": _median_s(lambda: manager.search(name)),
-        "sidebar: trials page": _median_s(lambda: manager.trials(name)),
+        "sidebar: trial pages": _median_s(lambda: (manager.trials(name, 50, 0, "running"),
+                                                   manager.trials(name, 50, 0, None, "best"))),
         "sidebar: sparklines": _median_s(lambda: manager.search_metrics(name)),
         "kale search show": _median_s(show),
         "panel: open": _median_s(panel),
