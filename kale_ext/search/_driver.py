@@ -318,7 +318,8 @@ class Driver(DriverControls):
                 if events is None or not timeouts.killed(run, self.trials, events):
                     self._lost(run, f"worker lost: {type(e).__name__}: {e}")
                 continue
-            timeouts.forget((run.number, run.attempt))
+            if events is not None and timeouts.settled_as_told(run, self.trials, events):
+                continue
             failure = self._failure(run, ended=True)
             if failure is not None:  # a report the driver could not use
                 self.trials.transition(run, TrialState.FAILED, failure, error=failure)

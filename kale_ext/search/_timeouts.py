@@ -231,10 +231,7 @@ class Timeouts:
         The hard-stopped trial settles as it was told; another trial of the same worker
         is requeued, with no retry counted.
         """
-        stop = self.stops.get((run.number, run.attempt))
-        if stop is not None:
-            self.settle(run, trials, events, f"hard-stopped after {self.grace:g} s: "
-                        f"{stop.result or 'its worker process was ended'}")
+        if self.settled_as_told(run, trials, events):
             return True
         victim = self.victims.get(run.worker or "")
         if victim is None or time.time() - victim.when > _VICTIM_MEMORY or \
@@ -245,6 +242,21 @@ class Timeouts:
         trials.transition(run, TrialState.PENDING,
                           f"requeued: its worker {run.worker} was ended to hard-stop trial "
                           f"{victim.trial}")
+        return True
+
+    def settled_as_told(self, run: TrialRun, trials: TrialRuns, events: SearchEvents) -> bool:
+        """Settle ``run`` as it was told if its attempt was hard-stopped; say whether it was.
+
+        Its outcome is then the kill's, not the trial's: a distributed trial whose rank 0
+        was ended returns the error of its ranks, a one-rank trial fails as lost.
+        """
+        key = (run.number, run.attempt)
+        stop = self.stops.get(key)
+        if stop is None:
+            self.forget(key)
+            return False
+        self.settle(run, trials, events, f"hard-stopped after {self.grace:g} s: "
+                    f"{stop.result or 'its worker process was ended'}")
         return True
 
     def settle(self, run: TrialRun, trials: TrialRuns, events: SearchEvents,
