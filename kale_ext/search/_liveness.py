@@ -130,10 +130,3 @@ class Liveness:
             except StoreError as e:  # a figure for people: the search's own writes tell
                 logger.debug("could not record the driver's lag: %s", e)
 
-
-def describe_lag(lag: dict[str, Any] | None) -> str:
-    """Return a search's stored driver lag as text, e.g. ``"0.02 s (at most 1.30 s)"``."""
-    if not lag:
-        return "-"
-    now = max(float(lag.get("recent", 0.0)), float(lag.get("ingest", 0.0)))
-    return f"{now:.2f} s (at most {float(lag.get('max', 0.0)):.2f} s)"
