@@ -104,3 +104,44 @@ def test_a_trial_whose_result_is_late_is_not_failed(cluster: kale.Cluster,
     assert "failed" not in states, [(t.target.label, t.reason)
                                     for t in search.store.transitions()]
     assert list(search.results()["state"]) == ["completed"]
+
+
+def test_a_driver_behind_on_its_channel_does_not_take_its_delay_for_silence() -> None:
+    """The handler (the driver) is held up far past the timeout: nobody is lost meanwhile;
+    a trial whose process is gone is lost once the driver is caught up again."""
+    from kale_ext.channel import ChannelClient, ChannelServer, new_key
+    from kale_ext.search._liveness import Liveness
+    from kale_ext.search._runs import TrialRun
+    from kale_ext.trial import TrialState
+
+    key, held, holding = new_key(), threading.Event(), threading.Event()
+
+    def handler(batch: list[Any]) -> None:
+        if any(m.kind == "report" for m in batch):
+            holding.set()
+            held.wait(60)  # the driver holds its lock: nothing is ingested meanwhile
+
+    liveness = Liveness(timeout=0.5, tick=0.05)
+    with ChannelServer(key, handler, host="127.0.0.1") as server:
+        client = ChannelClient(server.address, key, 0, heartbeat=0.1)
+        try:
+            client.send("start", {}, timeout=20)
+            run = TrialRun(0, {}, state=TrialState.RUNNING, attempt=0, started=time.time(),
+                           last_seen=time.time())
+            client.send("report", {"step": 0}, block=False)
+            assert holding.wait(20)
+            ends = time.monotonic() + 4 * liveness.timeout  # held for 4 timeouts
+            while time.monotonic() < ends:
+                assert liveness.lost([run], server) == []
+                time.sleep(0.05)
+            assert liveness.ingest_lag > liveness.timeout  # it saw how far behind it was
+        finally:
+            held.set()
+            client.close(timeout=0)  # its process gone: no heartbeat, no end
+        lost: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not lost and time.monotonic() < deadline:
+            lost = liveness.lost([run], server)
+            time.sleep(0.05)
+        assert lost and "no heartbeat for" in lost[0][1]
+        assert liveness.figures()["max"] >= 4 * liveness.timeout * 0.9
