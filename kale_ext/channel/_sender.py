@@ -138,7 +138,7 @@ class Sender:
                         self._frames += 1
                         for stream, count in sent:
                             stream.last_send = now
-                            if count:
+                            if count and not stream.closed:
                                 if not self._inflight:
                                     last_ack = now  # the wait for a reply starts now
                                 stream.sent_upto += count
@@ -170,9 +170,10 @@ class Sender:
         if not self._inflight or now - last_ack <= limit:
             return False
         for key in self._inflight:
-            stream = self._streams[key]
-            stream.sent_upto = stream.acked
-            self._ready[key] = None
+            stream = self._streams.get(key)
+            if stream is not None:  # not closed meanwhile
+                stream.sent_upto = stream.acked
+                self._ready[key] = None
         self._inflight.clear()
         return True
 
