@@ -115,7 +115,7 @@ def test_killed_driver_process_resumes_from_the_command_line(cluster, tmp_path):
     args = _space_args(tmp_path)
     out = run_python(SEARCH.format(**args, sleep=0.15, epochs="kale.choice([4, 30])",
                                    trials=6, cluster=cluster.id, name="killed",
-                                   extra=", detach=True"))
+                                   extra=", detach=True, report_timeout=3.0"))
     assert "DRIVER DriverProcess" in out
 
     def progress() -> bool:
