@@ -52,3 +52,5 @@ def test_a_run_reports_where_its_launch_time_went(dask_cluster):
     assert sum(timings.values()) <= wall, (timings, wall)
     assert timings["process_start"] + timings["imports"] > 0, timings  # a process is never free
     assert "imports" in _timings.summary(timings)
+    shown = repr(run)
+    assert "completed; launch " in shown and "first batch" in shown, shown
