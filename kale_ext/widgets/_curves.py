@@ -8,6 +8,11 @@ of no length), and each line is labelled with its trial at its last point; marke
 labels follow at most once per ``marker_interval`` seconds, so a fast search costs the
 browser one redraw per update, not three. A checkbox hides the lines ``hideable``
 picks (the panel: pruned trials).
+
+With a ``limit``, at most that many lines are drawn (plus the highlighted ones): the
+first keys of ``ranked()`` (the panel: running trials, then the best by the objective).
+A note says how many are left out and a button draws ``limit`` more; thousands of
+lines would cost seconds to send and show nothing a user can read.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ class CurvesView:
     def __init__(self, curves: dict[int, Curve], *, key_label: str = "trial",
                  metric: str = "", title: str = "", height: int = 280,
                  hideable: Callable[[int], bool] | None = None,
-                 hide_label: str = "hide pruned trials", marker_interval: float = 1.0) -> None:
+                 hide_label: str = "hide pruned trials", marker_interval: float = 1.0,
+                 limit: int | None = None, ranked: Callable[[], list[int]] | None = None,
+                 ranked_label: str = "") -> None:
         widgets = require("ipywidgets")
         require("bokeh")
         from bokeh.models import ColumnDataSource, HoverTool
@@ -53,6 +60,12 @@ class CurvesView:
         self.key_label = key_label
         self.metric = metric
         self.hideable = hideable
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a whole number >= 1 or None, but got "
+                             f"limit={limit!r}.")
+        self.limit, self.step = limit, limit or 0
+        self.ranked = ranked
+        self.ranked_label = ranked_label
         self.lock = threading.RLock()
         self.rows: dict[int, int] = {}  # key -> row of the line and label sources
         self.counts: dict[int, int] = {}  # key -> its points in the marker source
@@ -60,6 +73,7 @@ class CurvesView:
         self.marker_interval = marker_interval
         self._marked_at = 0.0
         self._unmarked: set[int] = set()  # keys whose markers and label lag their line
+        self._left_out: set[int] = set()  # keys not drawn since the last choice
         self.source = ColumnDataSource(_empty())
         self.points = ColumnDataSource({"x": [], "y": [], "key": [], "color": []})
         self.ends = ColumnDataSource({"x": [], "y": [], "label": [], "color": []})
@@ -84,8 +98,13 @@ class CurvesView:
         self.hide = widgets.Checkbox(value=False, description=hide_label, indent=False,
                                      layout=widgets.Layout(width="auto"))
         self.hide.observe(lambda _c: self.redraw(), names="value")
+        self.note = widgets.HTML("")
+        self.more = widgets.Button(description=f"draw {self.step} more",
+                                   layout=widgets.Layout(width="auto", display="none"))
+        self.more.on_click(lambda _b: self.draw_more())
         self.plot = bokeh_widget(self.figure)
-        bar = [self.picker] + ([self.hide] if hideable is not None else [])
+        bar = [self.picker] + ([self.hide] if hideable is not None else []) + \
+            [self.note, self.more]
         self.widget = widgets.VBox([widgets.HBox(bar), self.plot])
 
     # -- updates -------------------------------------------------------------------------
@@ -111,6 +130,9 @@ class CurvesView:
                 curve = self.curves.get(key)
                 if curve is None or self._hidden(key):
                     continue
+                if key not in self.rows and self._full():
+                    self._left_out.add(key)
+                    continue
                 xs, ys = curve.series(self.metric)
                 if len(xs) < self.counts.get(key, 0):  # a restart: its line starts again
                     self.redraw()
@@ -130,6 +152,7 @@ class CurvesView:
                 self.source.stream(new)
             if patches["xs"]:
                 self.source.patch(patches)
+            self._show_note()
             self.flush_markers()
 
     def flush_markers(self, force: bool = False) -> None:
@@ -179,6 +202,11 @@ class CurvesView:
         """Draw ``keys`` thick and the others faint (all normal when ``keys`` is empty)."""
         with self.lock:
             self.highlighted = set(keys)
+            if self.limit is not None and any(k not in self.rows and k in self.curves
+                                               and not self._hidden(k)
+                                               for k in self.highlighted):
+                self.redraw()  # a selected trial is always drawn
+                return
             if not self.rows:
                 return
             widths, alphas = [], []
@@ -195,8 +223,9 @@ class CurvesView:
             data = _empty()
             ends: dict[str, list[Any]] = {"x": [], "y": [], "label": [], "color": []}
             points: dict[str, list[Any]] = {"x": [], "y": [], "key": [], "color": []}
-            keys = [k for k in sorted(self.curves) if not self._hidden(k)]
+            keys = self.choose()
             self.rows = {k: i for i, k in enumerate(keys)}
+            self._left_out = {k for k in self.curves if k not in self.rows}
             self.counts = {}
             self._unmarked.clear()
             for key in keys:
@@ -219,6 +248,52 @@ class CurvesView:
             self.ends.data = ends
             self.points.data = points
             self.figure.yaxis.axis_label = self.metric
+            self._show_note()
+
+    # -- the bounded set of lines --------------------------------------------------------
+
+    def choose(self) -> list[int]:
+        """Return the keys to draw, by key: the first ``limit`` ranked and the highlighted."""
+        with self.lock:
+            shown = [k for k in self.curves if not self._hidden(k)]
+            if self.limit is None or len(shown) <= self.limit:
+                return sorted(shown)
+            keys = set(shown)
+            order = self.ranked() if self.ranked is not None else sorted(shown)
+            chosen = [k for k in order if k in keys][:self.limit]
+            return sorted({*chosen, *(self.highlighted & keys)})
+
+    def rechoose(self) -> bool:
+        """Redraw if the keys to draw changed (say, a drawn trial ended); True if so."""
+        with self.lock:
+            if self.limit is None or (not self._left_out and len(self.rows) < self.limit):
+                return False
+            if self.choose() == sorted(self.rows):
+                return False
+            self.redraw()
+            return True
+
+    def draw_more(self) -> None:
+        """Draw ``limit`` more lines (the button)."""
+        with self.lock:
+            if self.limit is not None:
+                self.limit += self.step
+                self.redraw()
+
+    def _full(self) -> bool:
+        return self.limit is not None and \
+            len(self.rows) >= self.limit + len(self.highlighted & self.rows.keys())
+
+    def _show_note(self) -> None:
+        left = len(self._left_out)
+        note = "" if not left else (
+            f"{len(self.rows):,} of {len(self.rows) + left:,} {self.key_label}s drawn"
+            f"{': ' + self.ranked_label if self.ranked_label else ''}; {left:,} not drawn")
+        if self.note.value != note:
+            self.note.value = note
+        display = None if left else "none"
+        if self.more.layout.display != display:
+            self.more.layout.display = display
 
     def line(self, key: int) -> tuple[list[float], list[float]]:
         """Return the points of ``key``'s line as the plot's source holds them."""

@@ -151,6 +151,24 @@ class TrialBook:
             self.updated = delta.polled or time.time()
         return change
 
+    def ranked(self) -> list[int]:
+        """Trial numbers in the order to draw them when not all are drawn.
+
+        Running trials first (by number, so the set drawn stays put while they run),
+        then the others best value first, then those with no value yet.
+        """
+        sign = -1.0 if self.mode == "max" else 1.0
+        running = int(TrialState.RUNNING)
+
+        def key(n: int) -> tuple[bool, bool, float, int]:
+            t = self.records.get(n)
+            best = _number(t.best) if t is not None else math.nan
+            if t is not None and int(t.state) == running:
+                return (False, False, 0.0, n)
+            return (True, math.isnan(best), 0.0 if math.isnan(best) else sign * best, n)
+
+        return sorted(self.records.keys() | self.curves.keys(), key=key)
+
     # -- the table -----------------------------------------------------------------------
 
     @property

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from kale_ext.search import Search
 
 _PARALLEL_EVERY = 1.0  # seconds between parallel-coordinates redraws (a whole redraw)
+# Lines drawn at first in the learning curves and the parallel coordinates; each view has
+# a button for more. Thousands of lines cost seconds to send and draw, and are unreadable.
+CURVES_DRAWN, PARALLEL_DRAWN = 100, 200
 _FINAL_STATES = ("completed", "stopped", "failed")
 
 
@@ -76,11 +79,14 @@ class SearchPanel:
         self.status = widgets.HTML("")
         self.table = TrialTable(self.book.frame())
         self.curves = CurvesView(self.book.curves, metric=self.book.metric,
-                                 title="learning curves", hideable=self._pruned)
-        self.parallel = ParallelView(self.book)
+                                 title="learning curves", hideable=self._pruned,
+                                 limit=CURVES_DRAWN, ranked=self.book.ranked,
+                                 ranked_label="the selected, the running, then the best")
+        self.parallel = ParallelView(self.book, limit=PARALLEL_DRAWN)
         self.controls = Controls(self.search, self.table, self.book.space, self._config_of,
                                  after=self.refresh)
         self.table.on_select(self.curves.highlight)
+        self.table.on_select(self._select_parallel)
         self.resources = ResourcesView()
         self.monitor: ResourceMonitor | None = None
         if resources and cluster is not None:
@@ -124,6 +130,7 @@ class SearchPanel:
                 self.curves.redraw()
                 self.parallel.update(force=True)
             if self._parallel_dirty and now - self._parallel_drawn > _PARALLEL_EVERY:
+                self.curves.rechoose()  # drawn trials that ended may give way to others
                 self.parallel.update()
                 self._parallel_drawn, self._parallel_dirty = now, False
             if change.rows:
@@ -143,6 +150,10 @@ class SearchPanel:
     def refresh(self) -> None:
         """Update now rather than at the next tick (after a control action)."""
         self.updater.poke()
+
+    def _select_parallel(self, trials: list[int]) -> None:
+        with self.lock:
+            self.parallel.select(trials)
 
     def _pruned(self, trial: int) -> bool:
         record = self.book.records.get(trial)

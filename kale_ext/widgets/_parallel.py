@@ -3,12 +3,14 @@
 Each axis has its own scale: numbers by their range (logarithmic when they span two
 decades or more, as learning rates do), anything else by sorted category. Every axis
 is drawn as a vertical line with its values written beside it, so a line's height
-reads as a value.
+reads as a value. With a ``limit``, only the best trials by the objective (and the
+selected ones) are drawn, with a note of how many are left out and a button for more.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from kale_ext.widgets._bokeh import bokeh_widget, require
@@ -52,14 +54,30 @@ def _scale(values: list[Any]) -> tuple[list[float], list[tuple[float, str]]]:
     return pos, [(index[label], label) for label in labels[::step]]
 
 
-def coordinates(book: TrialBook) -> dict[str, list[Any]]:
-    """Return the parallel-coordinates source: one polyline per scored trial."""
-    return _draw(book)[0]
+def coordinates(book: TrialBook, limit: int | None = None,
+                keep: Collection[int] = ()) -> dict[str, list[Any]]:
+    """Return the parallel-coordinates source: one polyline per scored trial drawn.
+
+    ``limit``: the best that many by the objective (None: all), and those in ``keep``.
+    """
+    return _draw(book, limit, keep)[0]
 
 
-def _draw(book: TrialBook) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """Return the lines (one per scored trial) and the axis ticks (x, y, text)."""
-    scored = sorted(n for n, t in book.records.items() if t.best is not None)
+def chosen(book: TrialBook, limit: int | None = None, keep: Collection[int] = ()) -> list[int]:
+    """Return the scored trials to draw, by number: the best ``limit`` and ``keep``."""
+    scored = [n for n, t in book.records.items() if t.best is not None]
+    if limit is None or len(scored) <= limit:
+        return sorted(scored)
+    sign = -1.0 if book.mode == "max" else 1.0
+    best = sorted(scored, key=lambda n: (sign * float(book.records[n].best), n))  # type: ignore[arg-type]
+    return sorted({*best[:limit], *(n for n in keep if n in book.records
+                                    and book.records[n].best is not None)})
+
+
+def _draw(book: TrialBook, limit: int | None = None, keep: Collection[int] = ()
+          ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """Return the lines (one per scored trial drawn) and the axis ticks (x, y, text)."""
+    scored = chosen(book, limit, keep)
     axes = [*book.param_names, book.best_column]
     frame = {n: book.row(n) for n in scored}
     columns: list[list[float]] = []
@@ -81,9 +99,14 @@ def _draw(book: TrialBook) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
 
 
 class ParallelView:
-    """A parallel-coordinates plot of ``book``; ``update()`` redraws it from the book."""
+    """A parallel-coordinates plot of ``book``; ``update()`` redraws it from the book.
 
-    def __init__(self, book: TrialBook, *, height: int = 260) -> None:
+    ``limit``: lines drawn at most (None: every scored trial), the best by the
+    objective, and the selected trials besides; the button draws ``limit`` more.
+    """
+
+    def __init__(self, book: TrialBook, *, height: int = 260, limit: int | None = None) -> None:
+        widgets = require("ipywidgets")
         require("bokeh")
         from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
         from bokeh.models.annotations import ColorBar, LabelSet
@@ -91,6 +114,11 @@ class ParallelView:
         from bokeh.transform import linear_cmap
 
         self.book = book
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a whole number >= 1 or None, but got "
+                             f"limit={limit!r}.")
+        self.limit, self.step = limit, limit or 0
+        self.keep: set[int] = set()
         self.source = ColumnDataSource({"trial": [], "xs": [], "ys": [], "value": []})
         self.ticks = ColumnDataSource({"x": [], "y": [], "text": []})
         self.axes: list[str] = []
@@ -115,11 +143,36 @@ class ParallelView:
         self.figure.yaxis.visible = False
         self.figure.ygrid.visible = False
         self.plot = bokeh_widget(self.figure)
-        self.widget = self.plot
+        self.note = widgets.HTML("")
+        self.more = widgets.Button(description=f"draw {self.step} more",
+                                   layout=widgets.Layout(width="auto", display="none"))
+        self.more.on_click(lambda _b: self.draw_more())
+        self.widget = widgets.VBox([widgets.HBox([self.note, self.more]), self.plot])
+
+    def select(self, trials: Iterable[int]) -> None:
+        """Draw ``trials`` whatever their rank (the selected rows); redraw now."""
+        self.keep = set(trials)
+        self.update()
+
+    def draw_more(self) -> None:
+        """Draw ``limit`` more lines (the button)."""
+        if self.limit is not None:
+            self.limit += self.step
+            self.update()
 
     def update(self, force: bool = False) -> None:
         """Redraw from the book (``force``: send the data even when unchanged)."""
-        data, ticks = _draw(self.book)
+        data, ticks = _draw(self.book, self.limit, self.keep)
+        scored = sum(t.best is not None for t in self.book.records.values())
+        left = scored - len(data["trial"])
+        note = "" if left <= 0 else (f"{len(data['trial']):,} of {scored:,} scored trials "
+                                     f"drawn: the best by {self.book.metric} and the "
+                                     f"selected; {left:,} not drawn")
+        if self.note.value != note:
+            self.note.value = note
+        display = None if left > 0 else "none"
+        if self.more.layout.display != display:
+            self.more.layout.display = display
         axes = [*self.book.param_names, self.book.best_column]
         if axes != self.axes:
             self.axes = axes
