@@ -68,7 +68,8 @@ class LaunchTimes:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._started: dict[tuple[int, int], float] = {}  # awaiting their first report
+        # Per trial, the attempt awaiting its first report and when it started.
+        self._started: dict[int, tuple[int, float]] = {}
 
     def on_start(self, message: Message, submitted: float) -> None:
         """Store ``scheduling``, ``imports`` and ``first_on_worker`` of a started attempt."""
@@ -81,7 +82,7 @@ class LaunchTimes:
             figures["scheduling"] = round(max(0.0, began - submitted), 4)
         if isinstance(marks.get("first"), bool):
             figures["first_on_worker"] = marks["first"]
-        self._started[(message.trial, message.attempt)] = started
+        self._started[message.trial] = (message.attempt, started)
         self.store.set_launch(message.trial, {k: figures[k] for k in LAUNCH_FIELDS
                                               if k in figures}, merge=False)
 
@@ -89,8 +90,9 @@ class LaunchTimes:
         """Store ``first_report`` at the first report of rank 0 of a started attempt."""
         if message.rank != 0:
             return
-        started = self._started.pop((message.trial, message.attempt), None)
-        if started is not None:
+        attempt, started = self._started.get(message.trial, (None, 0.0))
+        if attempt == message.attempt:
+            del self._started[message.trial]
             self.store.set_launch(message.trial, {
                 "first_report": round(max(0.0, float(message.time) - started), 4)}, merge=True)
 

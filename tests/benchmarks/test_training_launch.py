@@ -43,7 +43,7 @@ def cluster(tmp_path_factory):
 @pytest.mark.parametrize("engine", ["torch", pytest.param("horovod", marks=pytest.mark.horovod)])
 def test_launch_to_first_step(engine, script, cluster):
     if engine == "horovod" and importlib.util.find_spec("horovod") is None:
-        pytest.skip("the horovod module is not installed: bash deploy/horovod/build.sh")
+        pytest.fail("the horovod module is not installed: bash deploy/horovod/build.sh")
     path, module = script
     name = "torchrun" if engine == "torch" else "horovodrun --gloo"
     times = side_by_side(ROUNDS, {
