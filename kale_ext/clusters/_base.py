@@ -11,7 +11,7 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -263,6 +263,14 @@ class Cluster(ABC):
     @abstractmethod
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on some worker; a ``concurrent.futures.Future``."""
+
+    def submit_many(self, fn: Callable[..., Any],
+                    calls: Sequence[Sequence[Any]]) -> list[Future[Any]]:
+        """Run ``fn(*args)`` for each ``args`` of ``calls``; one future each, in order.
+
+        Backends that can send many tasks in one message override this.
+        """
+        return [self.submit(fn, *args) for args in calls]
 
     def n_workers(self) -> int:
         """Workers connected now; backends override this with a cheaper query."""

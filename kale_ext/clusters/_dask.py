@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any, ClassVar
@@ -344,6 +344,14 @@ class DaskCluster(Cluster):
         Keywords go to ``fn``; pure=False so that repeated calls run again.
         """
         return DaskFuture(self._client.submit(fn, *args, pure=False, **kwargs))
+
+    def submit_many(self, fn: Callable[..., Any],
+                    calls: Sequence[Sequence[Any]]) -> list[Future[Any]]:
+        """Submit every call in one message to the scheduler (``Client.map``)."""
+        if not calls:
+            return []
+        columns = [list(column) for column in zip(*calls, strict=True)]
+        return [DaskFuture(f) for f in self._client.map(fn, *columns, pure=False)]
 
     def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         by_addr = self._client.run(fn, *args)

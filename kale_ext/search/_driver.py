@@ -235,15 +235,18 @@ class Driver(DriverControls):
         # Prefetched trials wait in the cluster's queue for the next free worker.
         free = self._capacity() + self.spec.prefetch - \
             len(self.trials.in_state(TrialState.RUNNING))
+        batch = []
         for run in self.trials.in_state(TrialState.PENDING):
             if free <= 0:
-                return
+                break
             if run.future is None:
-                self._submit(run)
+                batch.append(run)
                 free -= 1
         while free > 0 and self._can_ask():
-            self._submit(self.trials.new())
+            batch.append(self.trials.new())
             free -= 1
+        if batch:
+            self._submit(batch)
 
     def _can_ask(self) -> bool:
         if len(self.runs) >= self.spec.n_trials:
@@ -251,7 +254,29 @@ class Driver(DriverControls):
         remaining = self.trials.sampler.remaining()
         return remaining is None or remaining > 0
 
-    def _submit(self, run: TrialRun) -> None:
+    def _submit(self, runs: list[TrialRun]) -> None:
+        """Submit a new attempt of each of ``runs``: one-worker trials in one batch."""
+        spec = self.spec
+        contexts = [self._attempt(run) for run in runs]
+        if spec.workers_per_trial > 1:  # a distributed trial: one rank per worker
+            from kale_ext.training import launch_trial
+
+            futures = [launch_trial(spec.cluster, spec.fn_pickle, ctx, self.channel,
+                                    workers=spec.workers_per_trial, engine=spec.engine,
+                                    server=self._server(),
+                                    heartbeat_timeout=spec.heartbeat_timeout)
+                       for ctx in contexts]
+        else:
+            futures = spec.cluster.submit_many(run_trial, [(spec.fn_pickle, ctx, self.channel)
+                                                           for ctx in contexts])
+        for run, future in zip(runs, futures, strict=True):
+            run.future = future
+            future.add_done_callback(self._wake)  # reaped and refilled without a tick's wait
+            self.trials.transition(run, TrialState.RUNNING,
+                                   f"attempt {run.attempt} submitted", attempt=run.attempt)
+
+    def _attempt(self, run: TrialRun) -> TrialContext:
+        """Start a new attempt of ``run``: its context, its decision, its bookkeeping."""
         spec, server = self.spec, self._server()
         self._failure(run)  # a new attempt starts clean
         run.attempt += 1
@@ -270,17 +295,7 @@ class Driver(DriverControls):
         run.pending_action = None
         run.by_scheduler = False
         run.requeue = False
-        if spec.workers_per_trial > 1:  # a distributed trial: one rank per worker
-            from kale_ext.training import launch_trial
-
-            run.future = launch_trial(spec.cluster, spec.fn_pickle, ctx, self.channel,
-                                      workers=spec.workers_per_trial, engine=spec.engine,
-                                      server=server, heartbeat_timeout=spec.heartbeat_timeout)
-        else:
-            run.future = spec.cluster.submit(run_trial, spec.fn_pickle, ctx, self.channel)
-        run.future.add_done_callback(self._wake)  # reaped and refilled without a tick's wait
-        self.trials.transition(run, TrialState.RUNNING, f"attempt {run.attempt} submitted",
-                               attempt=run.attempt)
+        return ctx
 
     def _finished(self) -> bool:
         if self.trials.in_state(TrialState.RUNNING):
