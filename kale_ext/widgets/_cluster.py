@@ -76,6 +76,9 @@ class ClusterWidget:
             if not self.registered:
                 self._stopped()
                 return False
+            if self._stopping_here():
+                self._show_stopping()
+                return True  # "stopped" once the stop has dropped the record
             self._unreachable += 1
             if self._unreachable < _UNREACHABLE_TICKS and not self._first:
                 return True  # a stop may be under way: look again before saying so
@@ -88,6 +91,26 @@ class ClusterWidget:
         if status.state == "stopped":
             self._stopped()
         return not self.stopped
+
+    def _stopping_here(self) -> bool:
+        """Whether this process closed the cluster's client: a stop is under way here.
+
+        A Dask cluster's stop closes its client first, then waits for the scheduler's
+        daemon to exit before it drops the record; meanwhile the status reads
+        unreachable. (An ipyparallel stop holds the cluster's lock, so its status waits
+        for the stop's end.)
+        """
+        if self.cluster.backend != "dask":
+            return False
+        return getattr(self.cluster.client, "status", "running") in ("closing", "closed")
+
+    def _show_stopping(self) -> None:
+        r = self.cluster.record
+        self.view.value = (f"<div><strong>kale cluster {html.escape(r.id)}</strong> "
+                           f"({html.escape(r.backend)} on {html.escape(r.kind)}, stopping)"
+                           "<br>its workers and scheduler are being stopped</div>")
+        self.scale_button.disabled = self.stop_button.disabled = True
+        self.workers.disabled = True
 
     def _show(self, status: ClusterStatus) -> None:
         text = status_html(status)

@@ -174,3 +174,24 @@ def test_cluster_widget_reads_stopped_after_cluster_stop_and_a_new_cluster_reads
     finally:
         new.close()
         second.stop()
+
+
+def test_a_cluster_being_stopped_reads_stopping_never_unreachable(module_state):
+    """While ``cluster.stop()`` runs (its client closed, the daemon still exiting, the
+    record not yet dropped), the widget, updating fast on its own thread, says
+    "stopping", then "stopped": never "unreachable" or the closed client's error."""
+    cluster = kale.start_cluster(kind="local", backend="dask", workers=1)
+    widget = ClusterWidget(cluster, interval=0.05)
+    seen: list[str] = []
+    widget.view.observe(lambda change: seen.append(change["new"]), names="value")
+    widget.message.observe(lambda change: seen.append(change["new"]), names="value")
+    try:
+        cluster.stop()
+        wait_for(lambda: widget.stopped, what="the stopped cluster read as stopped")
+    finally:
+        widget.close()
+    shown = "\n".join(seen)
+    assert "unreachable" not in shown and "NoneType" not in shown, shown
+    assert "status unavailable" not in shown, shown
+    assert "stopping" in shown, shown  # the stop was seen under way
+    assert "stopped" in widget.view.value
