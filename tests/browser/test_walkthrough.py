@@ -1,14 +1,15 @@
-"""What a new user meets in the first hour: each example notebook run top to bottom,
-twice in the same kernel (Run All, then Run All again), in JupyterLab in chromium with
-the Kale sidebar open at its default width.
+"""What a new user meets in the first hour: each example notebook run top to bottom, twice
+in the same kernel (Run All, then Run All again), in JupyterLab in chromium with the
+Kale sidebar open at its default width.
 
 The test fails on any traceback or error text in any output, on any widget in an error
-state (or a plot that could not be created), on a number in a table cut to an
-ellipsis (the grids draw on a canvas: every text drawn there is recorded), on a
-sidebar control clipped off its right edge, on a stopped cluster that does not say so,
-and on a saved notebook that carries BokehJS (megabytes) in its outputs. Screenshots
-of each step go to ``test-artifacts/walkthrough/<notebook>/`` (not committed); with
-``KALE_UPDATE_DOCS=1`` the panel's picture in ``docs/`` is refreshed from them.
+state (or a plot that could not be created), on a number in a table cut to an ellipsis
+or a metric drawn as NaN (the grids draw on a canvas: every text drawn there is
+recorded), on a sidebar control clipped off its right edge or a sidebar scrolled
+sideways, on a stopped cluster that does not say so, and on a saved notebook that
+carries BokehJS (megabytes) in its outputs. Screenshots of each step go to
+``test-artifacts/walkthrough/<notebook>/`` (not committed); with ``KALE_UPDATE_DOCS=1``
+the panel's picture in ``docs/`` is refreshed from them.
 
 Notebooks run on small settings (``KALE_NOTEBOOK_SMALL=1``), in one JupyterLab and one
 chromium shared by all of them; each notebook's kernel is shut down when it is done, and
@@ -24,6 +25,7 @@ runs together: 01 32 s, 02 25 s, 03 59 s, 04 52 s, 05 64 s, 06 29 s, 07 26 s, 08
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -192,14 +194,19 @@ class Walk:
         drawn = page.evaluate("[...window.__kaleCanvasText]")
         found += [f"a number cut to an ellipsis on a canvas: {t!r}" for t in drawn
                   if CUT_NUMBER.match(t.strip())]
+        found += [f"a metric drawn as {t!r} on a canvas (a missing value reads '\u2013')"
+                  for t in drawn if t.strip() in ("NaN", "nan")]
+        # Right of the sidebar's content box (its scroll bar excluded), or scrolled sideways.
         found += [f"a sidebar control clipped: {c}" for c in page.evaluate("""() => {
-            const bar = document.querySelector('#kale-sidebar').getBoundingClientRect();
-            return [...document.querySelectorAll(
-                '#kale-sidebar button, #kale-sidebar input, #kale-sidebar select, '
-                + '#kale-sidebar .kale-trials td')]
+            const bar = document.querySelector('#kale-sidebar');
+            const right = bar.getBoundingClientRect().left + bar.clientLeft + bar.clientWidth;
+            return [...bar.querySelectorAll(
+                'button, input, select, .kale-trials td, .kale-trials th')]
               .filter(e => e.offsetParent !== null)
-              .filter(e => e.getBoundingClientRect().right > bar.right + 1)
-              .map(e => (e.className || e.tagName) + ' "' + e.textContent.trim() + '"');
+              .filter(e => e.getBoundingClientRect().right > right + 1)
+              .map(e => (e.className || e.tagName) + ' "' + e.textContent.trim() + '"')
+              .concat(bar.scrollLeft ? [`the sidebar scrolled ${bar.scrollLeft} px sideways`]
+                                     : []);
         }""")]
         return found
 
@@ -250,6 +257,13 @@ def test_an_example_notebook_runs_twice_with_the_sidebar_open(walkthrough_lab, b
                 page.locator("#kale-sidebar .kale-trial-stop").first.wait_for(timeout=15_000)
             except Exception:  # the search ended first: its trials have no buttons
                 page.locator("#kale-sidebar .kale-trial").first.wait_for(timeout=15_000)
+            # The widest rows: a reported number and a sparkline beside the buttons (unless
+            # the trials end before their second report).
+            with contextlib.suppress(Exception):
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('#kale-sidebar .kale-trial')].some("
+                    "r => r.querySelector('.kale-spark') && r.querySelector('.kale-trial-stop'))",
+                    timeout=20_000)
             time.sleep(1)  # the smooth scroll
             assert page.locator("#kale-sidebar .kale-trials").is_visible()
             walk.shot("2-sidebar-trials", page.locator("#kale-sidebar"))
