@@ -229,12 +229,14 @@ class Store(ABC):
     @abstractmethod
     def trials(self, *, limit: int | None = None, offset: int = 0,
                states: Collection[int] | None = None,
-               best_first: str | None = None) -> list[TrialRecord]:
+               best_first: str | None = None,
+               updated_since: float | None = None) -> list[TrialRecord]:
         """Return trials by number, or with ``best_first="max"``/``"min"`` best value first.
 
         ``states`` keeps those in the given stored states; ``limit`` and ``offset`` page
         through the result in the store's query, so a page costs the same in a search of
-        ten or ten thousand trials.
+        ten or ten thousand trials. ``updated_since`` keeps those whose ``updated`` time
+        is that or later (a reader following changes).
         """
 
     @abstractmethod

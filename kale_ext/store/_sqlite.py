@@ -235,12 +235,16 @@ class SQLiteStore(Store):
 
     def trials(self, *, limit: int | None = None, offset: int = 0,
                states: Collection[int] | None = None,
-               best_first: str | None = None) -> list[TrialRecord]:
-        sql = f"SELECT {self._columns} FROM trials"
+               best_first: str | None = None,
+               updated_since: float | None = None) -> list[TrialRecord]:
+        sql = f"SELECT {self._columns} FROM trials WHERE 1"
         args: list[Any] = []
         if states is not None:
-            sql += f" WHERE state IN ({', '.join('?' * len(states))})"
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
             args += [int(s) for s in states]
+        if updated_since is not None:
+            sql += " AND updated >= ?"
+            args.append(float(updated_since))
         if best_first is not None:
             sql += f" ORDER BY best IS NULL, best {direction(best_first)}, number"
         else:

@@ -138,13 +138,15 @@ class CurvesView:
                     self.redraw()
                     return
                 self._unmarked.add(key)
+                # Arrays, not lists: bokeh sends an array as one buffer, a list item by item.
+                ax, ay = _array(xs), _array(ys)
                 if key in self.rows:
-                    patches["xs"].append((self.rows[key], xs))
-                    patches["ys"].append((self.rows[key], ys))
+                    patches["xs"].append((self.rows[key], ax))
+                    patches["ys"].append((self.rows[key], ay))
                 else:
                     self.rows[key] = len(self.rows)
                     width, alpha = self._style(key)
-                    for column, value in (("key", key), ("xs", xs), ("ys", ys),
+                    for column, value in (("key", key), ("xs", ax), ("ys", ay),
                                           ("color", palette(key)), ("width", width),
                                           ("alpha", alpha)):
                         new[column].append(value)
@@ -231,7 +233,7 @@ class CurvesView:
             for key in keys:
                 xs, ys = self.curves[key].series(self.metric)
                 width, alpha = self._style(key)
-                for column, value in (("key", key), ("xs", xs), ("ys", ys),
+                for column, value in (("key", key), ("xs", _array(xs)), ("ys", _array(ys)),
                                       ("color", palette(key)), ("width", width),
                                       ("alpha", alpha)):
                     data[column].append(value)
@@ -319,6 +321,12 @@ class CurvesView:
 
 def _empty() -> dict[str, list[Any]]:
     return {"key": [], "xs": [], "ys": [], "color": [], "width": [], "alpha": []}
+
+
+def _array(values: list[float]) -> Any:
+    import numpy as np
+
+    return np.asarray(values, dtype=float)
 
 
 def finite(values: Iterable[float]) -> list[float]:

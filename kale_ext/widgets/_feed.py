@@ -1,7 +1,9 @@
 """Incremental reads of a search store for the widgets.
 
 A feed holds its own read-only connection (SQLite WAL: it never blocks the driver's
-writes) and remembers the last metric row it saw, so each poll reads only new rows.
+writes) and remembers the last metric row it saw, so each poll reads only new rows, and
+the latest change time of the trials it saw, so each poll reads only the trials changed
+since (with an overlap for writes stamped out of order, and all of them now and then).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.trial import open_store
+
+_OVERLAP = 5.0  # seconds: a trial stamped this long before the latest change seen is read
+_RESCAN_EVERY = 10.0  # seconds between reads of every trial
 
 if TYPE_CHECKING:
     from kale_ext.store import MetricRow, Store, TrialRecord
@@ -50,6 +55,8 @@ class StoreFeed:
         self.owned = owned
         self.rowid = 0
         self._seen: dict[int, tuple[Any, ...]] = {}
+        self._latest: float | None = None  # the latest trial change time read
+        self._scanned = 0.0  # time.monotonic() of the last read of every trial
         search = store.search()
         self.name: str = search["name"] or ""
         self.definition: dict[str, Any] = search["definition"]
@@ -68,7 +75,14 @@ class StoreFeed:
         if rows:
             self.rowid = rows[-1].rowid
         changed = []
-        for t in self.store.trials():
+        now = time.monotonic()
+        if self._latest is None or now - self._scanned >= _RESCAN_EVERY:
+            trials, self._scanned = self.store.trials(), now
+        else:
+            trials = self.store.trials(updated_since=self._latest - _OVERLAP)
+        for t in trials:
+            if t.updated is not None:
+                self._latest = max(self._latest or t.updated, t.updated)
             key = (t.state, t.updated, t.attempt, t.worker, t.best, t.retries)
             if self._seen.get(t.number) != key:
                 self._seen[t.number] = key

@@ -31,28 +31,44 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-@dataclass
 class Curve:
-    """One trial's (or rank's) reported values over steps, for its latest attempt."""
+    """One trial's (or rank's) reported values over steps, for its latest attempt.
 
-    attempt: int = 0
-    x: list[float] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=dict)
+    Reports are kept as they come and sorted into per-metric columns only when
+    ``values`` or ``series()`` is read: a search of thousands of trials draws few of
+    them, and the others cost one append per report.
+    """
+
+    def __init__(self, attempt: int = 0) -> None:
+        self.attempt = attempt
+        self.x: list[float] = []
+        self._values: dict[str, list[float]] = {}
+        self._pending: list[dict[str, Any]] = []  # reports not in ``_values`` yet
 
     def add(self, x: float, data: dict[str, Any]) -> None:
-        n = len(self.x)
         self.x.append(x)
-        for name, value in data.items():
-            if name in STEP_KEYS:
-                continue
-            v = _number(value)
-            if math.isnan(v) and name not in self.values:
-                continue  # a string or list: not plotted
-            column = self.values.setdefault(name, [math.nan] * n)
-            column.append(v)
-        for column in self.values.values():
-            if len(column) < n + 1:
-                column.append(math.nan)
+        self._pending.append(data)
+
+    @property
+    def values(self) -> dict[str, list[float]]:
+        """Each metric's values, one per step (NaN where a report lacked it)."""
+        if self._pending:
+            n = len(self.x) - len(self._pending)
+            for data in self._pending:
+                for name, value in data.items():
+                    if name in STEP_KEYS:
+                        continue
+                    v = _number(value)
+                    if math.isnan(v) and name not in self._values:
+                        continue  # a string or list: not plotted
+                    column = self._values.setdefault(name, [math.nan] * n)
+                    column.append(v)
+                n += 1
+                for column in self._values.values():
+                    if len(column) < n:
+                        column.append(math.nan)
+            self._pending.clear()
+        return self._values
 
     def series(self, metric: str) -> tuple[list[float], list[float]]:
         ys = self.values.get(metric)

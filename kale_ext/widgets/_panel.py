@@ -36,6 +36,7 @@ _PARALLEL_EVERY = 1.0  # seconds between parallel-coordinates redraws (a whole r
 # a button for more. Thousands of lines cost seconds to send and draw, and are unreadable.
 CURVES_DRAWN, PARALLEL_DRAWN = 100, 200
 _FINAL_STATES = ("completed", "stopped", "failed")
+_BUSY = 0.5  # the largest share of wall time the panel's thread spends updating
 
 
 class SearchPanel:
@@ -49,13 +50,15 @@ class SearchPanel:
     cluster
         Where to sample worker resources; default: the search's cluster, if it has one.
     interval
-        Seconds between updates (a few per second at most, whatever the report rate).
+        Least seconds between updates, whatever the report rate; updates take at most
+        half the wall time of the panel's thread, so they come less often when each
+        takes long (a big search, a busy machine).
     resources
         Sample and plot per-worker CPU, memory and GPU.
     """
 
     def __init__(self, search: Search | str | os.PathLike[str], *,
-                 cluster: Cluster | None = None, interval: float = 0.2,
+                 cluster: Cluster | None = None, interval: float = 0.1,
                  resources: bool = True) -> None:
         widgets = require("ipywidgets")
         if isinstance(search, str | os.PathLike):
@@ -100,7 +103,7 @@ class SearchPanel:
         self.widget = widgets.VBox([self.title, self.summary, self.table.widget,
                                     self.controls.widget, tabs, self.status])
         self._tick()  # the stored history, before the first display
-        self.updater = Updater(self._tick, interval=interval,
+        self.updater = Updater(self._tick, interval=interval, busy=_BUSY,
                                name=f"kale-panel-{self.feed.name}").start()
         if self.monitor is not None:
             self.monitor.start()

@@ -36,6 +36,7 @@ _ROW = 22  # pixels per row
 # whole new dataset (tens of ms in a software-rendered browser on a busy node), so
 # one message per update is what keeps the browser abreast of a running search.
 _BULK_CELLS = 1
+_WIDEST_NUMBER = -8.888e-300  # the longest text format_number writes: "-8.888e-300"
 
 
 def _state_expr() -> str:
@@ -59,6 +60,7 @@ class TrialTable:
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
         self._echoes = 0  # data replacements sent with a selection, their echo not yet seen
+        self._number_widths: dict[str, int] = {}
         self._store(frame)
         self.grid = self.ipydatagrid.DataGrid(
             frame, selection_mode="row", renderers=self._renderers(frame),
@@ -98,11 +100,24 @@ class TrialTable:
             wanted = self._widths()
         else:
             wanted = {}
+            measured: set[tuple[str, Any]] = set()
             for column, value in cells:
-                wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
+                if isinstance(value, float) and widths.get(column, 0) >= self._fits_numbers(column):
+                    continue  # already wide enough for any number: skip measuring it
+                value = _widest_like(value)
+                if (column, value) not in measured:  # thousands of cells, a few shapes
+                    measured.add((column, value))
+                    wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
         if any(w > widths.get(c, 0) for c, w in wanted.items()):
             self.grid.column_widths = {**widths, **{c: max(w, widths.get(c, 0))
                                                     for c, w in wanted.items()}}
+
+    def _fits_numbers(self, column: str) -> int:
+        """Pixels ``column`` needs for the widest number the grid writes."""
+        width = self._number_widths.get(column)
+        if width is None:
+            width = self._number_widths[column] = column_width(column, [_WIDEST_NUMBER])
+        return width
 
     def _height(self, rows: int) -> str:
         """Tall enough for ``rows`` (and the header and a scroll bar), at most ``max_height``."""
@@ -228,6 +243,20 @@ class TrialTable:
         self.selected = numbers
         for callback in self._on_select:
             callback(list(numbers))
+
+
+def _widest_like(value: Any) -> Any:
+    """Return the number of ``value``'s sign and decade written widest (four digits).
+
+    Four significant digits are the most the grid writes, and trailing zeros are
+    trimmed, so no number of that sign and decade is written wider.
+    """
+    if not isinstance(value, float) or not math.isfinite(value) or value == 0:
+        return value
+    decade = math.floor(math.log10(abs(value)))
+    if abs(decade) > 300:
+        return value
+    return math.copysign(float(f"1.111e{decade}"), value)
 
 
 def _plain(value: Any) -> Any:

@@ -17,11 +17,23 @@ class Updater:
     second is bounded whatever the report rate; the kernel's own thread is never used,
     so cells keep running while widgets update. ``poke()`` asks for a tick now (after a
     button click). ``cpu_seconds`` is the thread CPU time spent in ticks.
+
+    ``busy`` caps the CPU the ticks take, as a share of one core: a tick that took ``d``
+    seconds of CPU is followed by the next no sooner than ``d / busy`` after its start,
+    so a short interval keeps a panel prompt while its ticks are cheap and backs off
+    when they grow (a big search) instead of taking the kernel's CPU. CPU, not wall
+    time: time spent waiting for the interpreter lock or a core is not the tick's cost.
     """
 
     def __init__(self, tick: Callable[[], bool], *, interval: float = 0.2,
-                 idle_interval: float = 2.0, name: str = "kale-panel") -> None:
+                 idle_interval: float = 2.0, name: str = "kale-panel",
+                 busy: float = 1.0) -> None:
+        if not 0 < busy <= 1:
+            raise ValueError(f"busy must be in (0, 1], but got busy={busy!r}: it is the "
+                             f"largest share of wall time the updates may take.")
         self.tick, self.interval, self.idle_interval = tick, interval, idle_interval
+        self.busy = busy
+        self._rest = 0.0  # the least time from the last tick's start to the next, by its cost
         self.cpu_seconds = 0.0
         self.ticks = 0
         self.error: BaseException | None = None
@@ -50,13 +62,13 @@ class Updater:
     def _loop(self) -> None:
         last = 0.0
         while not self._stop.is_set():
-            wait = self.idle_interval if self.idle else self.interval
+            wait = self.idle_interval if self.idle else max(self.interval, self._rest)
             self._wake.wait(max(0.0, last + wait - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 return
             # Throttle pokes as well: never two ticks closer than ``interval``.
-            gap = last + self.interval - time.monotonic()
+            gap = last + max(self.interval, self._rest) - time.monotonic()
             if gap > 0 and self._stop.wait(gap):
                 return
             last = time.monotonic()
@@ -68,5 +80,7 @@ class Updater:
                 logger.exception("panel update failed")
                 self.error = e
             finally:
-                self.cpu_seconds += time.thread_time() - start
+                took = time.thread_time() - start
+                self.cpu_seconds += took
                 self.ticks += 1
+                self._rest = took / self.busy  # from this tick's start to the next one's
