@@ -1,7 +1,8 @@
 """The Kale sidebar at JupyterLab's default width, in headless chromium: a running
 search's trial rows (negative numbers in scientific notation, sparklines, running and
 paused trials with their buttons) fit inside the sidebar, nothing is cut off its right
-edge and the sidebar never scrolls sideways."""
+edge and the sidebar never scrolls sideways, also with a vertical scroll bar; a click on
+a search brings its trials into view; every input is labelled."""
 
 from __future__ import annotations
 
@@ -129,7 +130,26 @@ def test_trial_rows_fit_the_sidebar_at_its_default_width(lab):
         assert geometry["scrollWidth"] <= geometry["clientWidth"], geometry
         assert geometry["scrollLeft"] == 0, geometry
     assert geometry["scrollbar"] > 0, f"no vertical scroll bar at 520 px: {geometry}"
+    # In the short window the trials lie below the fold: a click on the search (off,
+    # then on again) brings them into view.
+    row = page.locator(".kale-search[data-state='running']").first
+    row.click()
+    page.locator(".kale-trial-list .kale-trials").wait_for(state="detached", timeout=30_000)
+    sidebar.evaluate("bar => { bar.scrollTop = 0; }")
+    row.click()
+    page.wait_for_function(
+        "() => { const bar = document.querySelector('#kale-sidebar').getBoundingClientRect();"
+        " const list = document.querySelector('.kale-trial-list .kale-trials');"
+        " if (!list) { return false; } const top = list.getBoundingClientRect().top;"
+        " return top >= bar.top && top < bar.bottom - 40; }", timeout=30_000)
     page.set_viewport_size({"width": 1400, "height": 1000})
+
+    # Every field of the start form and every cluster's scale box has a label.
+    unlabelled = page.evaluate(
+        "() => [...document.querySelectorAll('#kale-sidebar input:not(.kale-filter-input),"
+        " #kale-sidebar select')].filter(e => !(e.labels && e.labels.length"
+        " && e.labels[0].textContent.trim())).map(e => e.className)")
+    assert not unlabelled, unlabelled
 
     # Each row keeps all its buttons (a paused trial: stop and resume).
     rows = page.evaluate("() => [...document.querySelectorAll('.kale-trial')].map("
