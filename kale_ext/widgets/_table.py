@@ -86,8 +86,9 @@ class TrialTable:
     def _widths(self) -> dict[str, int]:
         """Pixels per column (the trial index included): its header and cells uncut."""
         widths = {"trial": column_width("trial", self.order)}
-        for column in self.columns:
-            widths[column] = column_width(column, (row[column] for row in self.rows.values()))
+        for column in self.columns:  # one number of each shape: as wide as any of it
+            widths[column] = column_width(column, {_shape(row[column])
+                                                   for row in self.rows.values()})
         return widths
 
     def _fit(self, cells: Iterable[tuple[str, Any]] | None = None) -> None:
@@ -104,7 +105,7 @@ class TrialTable:
             for column, value in cells:
                 if isinstance(value, float) and widths.get(column, 0) >= self._fits_numbers(column):
                     continue  # already wide enough for any number: skip measuring it
-                value = _widest_like(value)
+                value = _shape(value)
                 if (column, value) not in measured:  # thousands of cells, a few shapes
                     measured.add((column, value))
                     wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
@@ -243,6 +244,13 @@ class TrialTable:
         self.selected = numbers
         for callback in self._on_select:
             callback(list(numbers))
+
+
+def _shape(value: Any) -> Any:
+    """Return a hashable value written at least as wide as ``value`` (see _widest_like)."""
+    if value is None or isinstance(value, float | int | str):
+        return _widest_like(value)
+    return str(value)  # a list or dict is written as its str
 
 
 def _widest_like(value: Any) -> Any:
