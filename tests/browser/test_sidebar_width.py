@@ -150,6 +150,19 @@ def test_trial_rows_fit_the_sidebar_at_its_default_width(lab):
         " #kale-sidebar select')].filter(e => !(e.labels && e.labels.length"
         " && e.labels[0].textContent.trim())).map(e => e.className)")
     assert not unlabelled, unlabelled
+    # ... and no placeholder is cut by its box.
+    cut_placeholders = page.evaluate("""() => {
+      const ctx = document.createElement('canvas').getContext('2d');
+      return [...document.querySelectorAll('#kale-sidebar input[placeholder]')]
+        .filter(e => e.offsetParent !== null).filter(e => {
+          const css = getComputedStyle(e);
+          ctx.font = `${css.fontSize} ${css.fontFamily}`;
+          const room = e.clientWidth - parseFloat(css.paddingLeft)
+            - parseFloat(css.paddingRight);
+          return ctx.measureText(e.placeholder).width > room;
+        }).map(e => `${e.className}: "${e.placeholder}"`);
+    }""")
+    assert not cut_placeholders, cut_placeholders
 
     # Each row keeps all its buttons (a paused trial: stop and resume).
     rows = page.evaluate("() => [...document.querySelectorAll('.kale-trial')].map("
