@@ -159,7 +159,7 @@ class Driver(DriverControls):
                     self.events.get(timeout=_TICK)()
                     while True:
                         self.events.get_nowait()()
-                with self.lock:
+                with self.lock, self.store.batch():  # a pass's writes: one transaction
                     self._reap()
                     self._watch_heartbeats()
                     self._fill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
@@ -284,6 +285,10 @@ class Store(ABC):
 
     @abstractmethod
     def checkpoints(self, number: int | None = None) -> list[Checkpoint]: ...
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Group the writes of a block into one transaction (a store may write each alone)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def close(self) -> None: ...

@@ -52,7 +52,8 @@ class SQLiteStore(Store):
         self.path = path
         self.readonly = readonly
         self._states: States = states or int
-        self._lock = threading.Lock()  # one connection, shared by the driver's threads
+        self._lock = threading.RLock()  # one connection, shared by the driver's threads
+        self._batch = 0  # depth of batch() blocks open in the thread holding the lock
         self._lock_fd: int | None = None
         self._objective = objective
         # It holds pickles (the trainable): refused when others could have written it.
@@ -112,11 +113,24 @@ class SQLiteStore(Store):
     # --- plumbing --------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write of the block one transaction: kept all together, or none."""
+        with self._write():
+            self._batch += 1
+            try:
+                yield
+            finally:
+                self._batch -= 1
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise StoreError(f"Search store {self.path} was opened read-only; only the search "
                              "driver writes it.")
         with self._lock:
+            if self._batch:  # inside batch(): its transaction holds this write too
+                yield self._conn
+                return
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:

@@ -80,7 +80,7 @@ def run_trial(
                                   "checkpoints_shared": sees_checkpoint_root(
                                       context.checkpoint_dir),
                                   "launch": worker_marks(context, began, loaded)},
-                        block=True, timeout=context.report_timeout)
+                        block=False)  # ordered before every report; the end is acknowledged
             value = fn(dict(context.config))
             outcome = {"status": "ok", "return": plain_value(value)}
         except TrialStopped as e:

@@ -40,7 +40,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot im
 pytestmark = pytest.mark.benchmark
 
 TRIALS, ROUNDS = 200, 2
-PREFETCH = 4  # two queued trials per worker
+PREFETCH = 8  # four queued trials per worker
 STREAMED, ACKED = 25_000, 2_000
 BUDGET = 40.0  # seconds of search for each of FIFO and ASHA
 TARGETS = (0.95, 0.97, 0.98)
