@@ -6,7 +6,8 @@ sidebar, ``kale search show`` and the panel make is timed (median of a few runs)
 both. Target, asserted as ratios of the large search to the small one measured side
 by side: what a user waits for does not grow with the number of trials beyond what
 it shows (paged trial lists, counts and the best trial in SQL); the panel, which
-holds every trial, stays within a linear share.
+reads every trial's history but draws a bounded set of lines, within a fifth of a
+linear share.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_ten_thousand_trials_stay_responsive(tmp_path: Path) -> None:
     targets = Targets()
     for what in small:
         print(f"  {what:24s} {small[what] * 1e3:8.1f} ms  {large[what] * 1e3:8.1f} ms")
-        bound = 25.0 if what == "panel: open" else 3.0  # 100x the trials
+        bound = 20.0 if what == "panel: open" else 3.0  # 100x the trials
         targets.ratio(f"{what}, {LARGE} / {SMALL} trials", large[what], small[what],
                       at_most=bound)
     targets.assert_met()
