@@ -24,6 +24,7 @@ from kale_ext.clusters._base import (
     WorkerInfo,
     WorkerRetired,
 )
+from kale_ext.clusters._dask_tls import dashboard_client_context
 from kale_ext.clusters._failures import note_failed_start
 from kale_ext.clusters._repr import status_html
 
@@ -39,6 +40,7 @@ __all__ = [
     "check_start",
     "clusters",
     "connect",
+    "dashboard_client_context",
     "start_cluster",
     "status_html",
     "stop",

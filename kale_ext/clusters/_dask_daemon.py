@@ -204,30 +204,35 @@ class KalePlugin(SchedulerPlugin):
 async def _make_cluster(cluster_id: str, kind: str, options: dict[str, Any],
                         security: Any, book: JobBook) -> Any:
     host = options.get("interface_host")
-    # The dashboard listens where the scheduler does (loopback for a local cluster), not
-    # on every interface; a profile's dashboard_address wins.
-    listen = host or ("127.0.0.1" if kind == "local" else "*")
-    dashboard = options.get("dashboard_address") or (":0" if listen == "*" else f"{listen}:0")
+    # The dashboard listens where the scheduler does (loopback for a local cluster), never
+    # on every interface, and with TLS only for a client holding the cluster's certificate.
+    dashboard = _dask_tls.dashboard_address(kind, options)
+    folder = registry.private_dir("clusters", cluster_id)
+    scheduler_cls = _dask_tls.dashboard_scheduler(folder) if security is not None else None
     protocol = "tls://" if security is not None else "tcp://"
     n = int(options.get("workers") or 0)
     if kind == "local":
         from distributed import LocalCluster
 
         memory = options.get("memory") or "auto"
-        return await LocalCluster(
+        local = LocalCluster(
             n_workers=n, threads_per_worker=int(options.get("threads_per_worker") or 1),
             processes=True, memory_limit=memory, host=host or "127.0.0.1",
             protocol=protocol, security=security, dashboard_address=dashboard,
             asynchronous=True, name=cluster_id,
             # workers spill task data there: in the cluster's 0700 folder, not /tmp's
-            local_directory=str(registry.private_folder(
-                registry.private_dir("clusters", cluster_id) / "workers")),
+            local_directory=str(registry.private_folder(folder / "workers")),
         )
+        if scheduler_cls is not None:  # not started yet (asynchronous): its scheduler's class
+            local.scheduler_spec["cls"] = scheduler_cls
+        return await local
     base = _dask_jobs.cluster_class(kind)
     kwargs = _dask_jobs.job_kwargs(kind, options, cluster_id=cluster_id)
     scheduler_options: dict[str, Any] = {"dashboard_address": dashboard}
     if host:
         scheduler_options["host"] = host
+    if scheduler_cls is not None:
+        kwargs["scheduler_cls"] = scheduler_cls
     return await base(
         n_workers=n, job_cls=hooked_job_class(base.job_cls, book), asynchronous=True,
         security=security, protocol=protocol, scheduler_options=scheduler_options,
@@ -252,7 +257,8 @@ async def serve(spec: dict[str, Any]) -> None:
             KalePlugin(cluster, kind, book, stop, idle), idempotent=False)
         record = ClusterRecord(
             id=cluster_id, backend="dask", kind=kind, address=cluster.scheduler.address,
-            dashboard=cluster.dashboard_link, job_ids=book.active_ids(),
+            dashboard=_dask_tls.dashboard_link(cluster.scheduler, tls=security is not None),
+            job_ids=book.active_ids(),
             security=str(folder) if security is not None else None,
             profile=options.get("profile"), options=options,
         )

@@ -3,13 +3,16 @@
 The files live in the cluster's private registry folder (0700, files 0600), so any
 process of the same user, and the workers of its batch jobs (the state directory is
 on the shared home on real sites), can connect by reading them; nothing without
-them can.
+them can. The scheduler's dashboard asks for the same certificate: it serves HTTPS
+only to a client holding the files (the owner's Jupyter server proxies it to the
+owner's browser, kale_ext.server), and listens on one address, never on all.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -114,3 +117,101 @@ def security(folder: str | Path) -> Any:
         tls_worker_cert=cert, tls_worker_key=key,
         require_encryption=True,
     )
+
+
+# --- the scheduler's dashboard -----------------------------------------------------------
+
+# Addresses that mean "every interface": a dashboard never listens on them.
+_WILDCARDS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})
+
+
+def dashboard_address(kind: str, options: dict[str, Any]) -> str:
+    """Return the ``HOST:PORT`` the scheduler's dashboard listens on: never every interface.
+
+    The host is the scheduler's own (``interface_host``; loopback for a local cluster; for
+    a batch cluster listening everywhere, the address Dask gives its workers). A
+    ``dashboard_address`` option keeps its port, and its host unless that is a wildcard.
+    """
+    host = str(options.get("interface_host") or "")
+    if host in _WILDCARDS:
+        if kind == "local":
+            host = "127.0.0.1"
+        else:
+            from distributed.utils import get_ip
+
+            host = get_ip()
+    given = str(options.get("dashboard_address") or ":0")
+    given_host, _, port = given.rpartition(":")
+    if given_host not in _WILDCARDS:
+        host = given_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{host}:{port or 0}"
+
+
+def dashboard_server_context(folder: str | Path) -> ssl.SSLContext:
+    """Return the dashboard's TLS: the cluster's certificate, a client certificate required.
+
+    Dask's ``distributed.scheduler.dashboard.tls`` settings serve HTTPS but ask no client
+    for a certificate (the context they build verifies none); this one requires one
+    signed by the cluster's own CA, so only the holder of the cluster's files (its owner)
+    gets past the handshake.
+    """
+    folder = Path(folder)
+    for name in (CA_FILE, CERT_FILE, KEY_FILE):
+        registry.guard_file(folder / name, what="Cluster TLS file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(folder / CA_FILE))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(folder / CERT_FILE), str(folder / KEY_FILE))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def dashboard_client_context(folder: str | Path) -> ssl.SSLContext:
+    """TLS for a client of the dashboard: the owner's certificate, the cluster's CA trusted.
+
+    Host names are not checked: the CA is the cluster's own and signed one certificate
+    only, so a server that passes the chain check is the cluster's dashboard whatever
+    address it was reached at.
+    """
+    folder = Path(folder)
+    for name in (CA_FILE, CERT_FILE, KEY_FILE):
+        registry.guard_file(folder / name, what="Cluster TLS file")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(folder / CA_FILE))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(str(folder / CERT_FILE), str(folder / KEY_FILE))
+    return context
+
+
+def dashboard_scheduler(folder: str | Path) -> type[Any]:
+    """Return a ``distributed.Scheduler`` whose dashboard uses :func:`dashboard_server_context`.
+
+    The context is given to the HTTP server as it is made, so no connection is ever
+    served without a client certificate, not even while the cluster starts.
+    """
+    import dask.config
+    from distributed import Scheduler
+
+    context = dashboard_server_context(folder)
+
+    def start_http_server(self: Any, routes: Any, dashboard_address: Any,
+                          default_port: int = 0, ssl_options: Any = None) -> None:
+        # Dask's own dashboard TLS settings would replace the context: they are off here.
+        with dask.config.set({"distributed.scheduler.dashboard.tls.cert": None}):
+            Scheduler.start_http_server(self, routes, dashboard_address, default_port,
+                                        ssl_options=context)
+
+    # Named as Dask's: its identity ("type": "Scheduler") is what clients see.
+    return type("Scheduler", (Scheduler,), {"start_http_server": start_http_server,
+                                            "__module__": __name__})
+
+
+def dashboard_link(scheduler: Any, *, tls: bool) -> str | None:
+    """Return the dashboard's direct address (``https://HOST:PORT/status``), or None."""
+    server = getattr(scheduler, "http_server", None)
+    address, port = getattr(server, "address", None), getattr(server, "port", None)
+    if not address or not port:
+        return None
+    host = f"[{address}]" if ":" in address else address
+    return f"{'https' if tls else 'http'}://{host}:{port}/status"

@@ -21,6 +21,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Register the handlers; the manager and its executor live in the web app settings."""
+    from kale_ext.server._dashboard import handlers as dashboard_handlers
     from kale_ext.server._handlers import handlers
 
     web_app = server_app.web_app
@@ -30,4 +31,5 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app.settings.setdefault(
         "kale_executor", ThreadPoolExecutor(max_workers=4, thread_name_prefix="kale-api"))
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
+    web_app.add_handlers(".*$", dashboard_handlers(web_app.settings["base_url"]))
     server_app.log.info("kale_ext: REST API at %skale/api", web_app.settings["base_url"])

@@ -58,7 +58,7 @@ def test_local_cluster_runs_work_scales_and_stops(cluster):
     status = cluster.status()
     assert status.state == "running" and len(status.workers) == 1
     assert status.cores == 1 and status.memory > 0
-    assert status.dashboard and status.dashboard.startswith("http://")
+    assert status.dashboard and status.dashboard.startswith("https://127.0.0.1:")
     assert cluster.id in cluster._repr_html_()
 
     pid = cluster.record.owner_pid
