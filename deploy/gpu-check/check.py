@@ -263,6 +263,66 @@ def check_distributed(engine: str, ranks: int, cpu: bool) -> str:
     return text
 
 
+FIRST_STEP = """
+import sys, torch, torch.distributed as dist
+dist.init_process_group("gloo" if sys.argv[1] == "cpu" else "nccl")
+device = torch.device("cpu") if sys.argv[1] == "cpu" else torch.device("cuda", 0)
+x = torch.ones(1024, 1024, device=device)
+y = (x @ x).sum().reshape(1)
+dist.all_reduce(y)
+print(float(y))
+dist.destroy_process_group()
+"""
+
+
+def first_step(config: dict[str, Any]) -> dict[str, Any]:
+    """Take a rank's first step: a matmul and an allreduce on its device (the script's twin)."""
+    import torch
+
+    import kale_ext as kale
+
+    device = kale.device()
+    x = torch.ones(1024, 1024, device=device)
+    y = (x @ x).sum().reshape(1)
+    torch.distributed.all_reduce(y)
+    return {"device": str(device), "backend": torch.distributed.get_backend(),
+            "value": float(y)}
+
+
+def check_warm_launch(cpu: bool) -> str:
+    """Launch to a first step's result, 1 rank: ``torchrun``, then kale cold and warm."""
+    import subprocess
+
+    import kale_ext as kale
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(FIRST_STEP)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=1",
+                    f.name, "cpu" if cpu else "cuda"], check=True, capture_output=True,
+                   timeout=600)
+    torchrun = time.perf_counter() - start
+    cluster = kale.start_cluster("local", backend="dask", workers=1)
+    times = []
+    try:
+        for _ in range(3):  # cold, then warm twice
+            start = time.perf_counter()
+            [out] = kale.train_distributed(first_step, cluster, workers=1, engine="torch",
+                                           config={}, timeout=120).wait(600)
+            times.append(time.perf_counter() - start)
+            want = "gloo" if cpu else "nccl"
+            if out["backend"] != want or out["value"] != 1024.0**3 or \
+                    ("cuda" not in out["device"]) != cpu:
+                raise AssertionError(f"run {len(times)}: {out} (expected {want} on "
+                                     f"{'cpu' if cpu else 'cuda'}, value {1024 ** 3})")
+    finally:
+        cluster.stop()
+    cold, warm = times[0], min(times[1:])
+    return (f"1 rank on {out['device']}: torchrun {torchrun:.2f} s; kale first run "
+            f"{cold:.2f} s ({cold / torchrun:.2f}x), warm {warm:.2f} s "
+            f"({warm / torchrun:.2f}x)")
+
+
 def horovod_state(cpu: bool) -> str | None:
     """Why Horovod's check cannot run (None when it can)."""
     try:
@@ -303,6 +363,8 @@ def main() -> int:
         attempt("matmul throughput", lambda: check_matmul(args.cpu))
         attempt("training step throughput", lambda: check_train_step(args.cpu))
         attempt(f"DDP over {over}, 1 rank", lambda: check_distributed("torch", 1, args.cpu))
+        attempt(f"launch to first step over {over}, cold and warm",
+                lambda: check_warm_launch(args.cpu))
         if gpus > 1 or args.cpu:
             attempt(f"DDP over {over}, 2 ranks",
                     lambda: check_distributed("torch", 2, args.cpu))
