@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from kale_ext.widgets._bokeh import require
-from kale_ext.widgets._format import GRID_FORMAT, GRID_TEXT, MISSING, column_width
+from kale_ext.widgets._format import (
+    GRID_FORMAT,
+    GRID_TEXT,
+    MISSING,
+    column_width,
+    format_number,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +42,6 @@ _ROW = 22  # pixels per row
 # whole new dataset (tens of ms in a software-rendered browser on a busy node), so
 # one message per update is what keeps the browser abreast of a running search.
 _BULK_CELLS = 1
-_WIDEST_NUMBER = -8.888e-300  # the longest text format_number writes: "-8.888e-300"
 
 
 def _state_expr() -> str:
@@ -60,7 +65,7 @@ class TrialTable:
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
         self._echoes = 0  # data replacements sent with a selection, their echo not yet seen
-        self._number_widths: dict[str, int] = {}
+        self._measured: set[tuple[str, bool, int]] = set()  # (column, sign, exponent) fitted
         self._store(frame)
         self.grid = self.ipydatagrid.DataGrid(
             frame, selection_mode="row", renderers=self._renderers(frame),
@@ -101,24 +106,18 @@ class TrialTable:
             wanted = self._widths()
         else:
             wanted = {}
-            measured: set[tuple[str, Any]] = set()
             for column, value in cells:
-                if isinstance(value, float) and widths.get(column, 0) >= self._fits_numbers(column):
-                    continue  # already wide enough for any number: skip measuring it
-                value = _shape(value)
-                if (column, value) not in measured:  # thousands of cells, a few shapes
-                    measured.add((column, value))
-                    wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
+                if isinstance(value, float) and math.isfinite(value) and value != 0:
+                    # Thousands of cells, a few shapes: measure each shape once.
+                    key = (column, value < 0, math.frexp(value)[1])
+                    if key in self._measured:
+                        continue
+                    self._measured.add(key)
+                    value = _widest_of(*key[1:])
+                wanted[column] = max(wanted.get(column, 0), column_width(column, [value]))
         if any(w > widths.get(c, 0) for c, w in wanted.items()):
             self.grid.column_widths = {**widths, **{c: max(w, widths.get(c, 0))
                                                     for c, w in wanted.items()}}
-
-    def _fits_numbers(self, column: str) -> int:
-        """Pixels ``column`` needs for the widest number the grid writes."""
-        width = self._number_widths.get(column)
-        if width is None:
-            width = self._number_widths[column] = column_width(column, [_WIDEST_NUMBER])
-        return width
 
     def _height(self, rows: int) -> str:
         """Tall enough for ``rows`` (and the header and a scroll bar), at most ``max_height``."""
@@ -251,6 +250,16 @@ def _shape(value: Any) -> Any:
     if value is None or isinstance(value, float | int | str):
         return _widest_like(value)
     return str(value)  # a list or dict is written as its str
+
+
+def _widest_of(negative: bool, exponent: int) -> float:
+    """Return the widest-written number of a sign and binary exponent (see _widest_like).
+
+    Numbers of binary exponent ``e`` lie in [2**(e-1), 2**e): one or two decades.
+    """
+    low, high = (_widest_like(math.copysign(math.ldexp(1.0, e), -1.0 if negative else 1.0))
+                 for e in (exponent - 1, exponent))
+    return max(low, high, key=lambda v: len(format_number(v)))
 
 
 def _widest_like(value: Any) -> Any:
