@@ -7,6 +7,7 @@ processes, by the driver's channel; every one takes the driver's lock.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from kale_ext.store import Store
 
 
-class DriverControls:
+class DriverControls(ABC):
     """The controls of :class:`kale_ext.search._driver.Driver`, which provides the state."""
 
     lock: threading.RLock
@@ -31,11 +32,13 @@ class DriverControls:
     error: BaseException | None
 
     @property
+    @abstractmethod
     def name(self) -> str:
-        raise NotImplementedError
+        """The search's name."""
 
+    @abstractmethod
     def _server(self) -> ChannelServer:
-        raise NotImplementedError
+        """Return the search's open metric channel, whose replies carry the decisions."""
 
     def _check_alive(self) -> None:
         """Raise when the driver ended on an error: a control cannot act on a dead search."""
