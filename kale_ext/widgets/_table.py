@@ -179,7 +179,9 @@ class TrialTable:
                     continue
                 for column, value in row.items():
                     value = _plain(value)
-                    if column in old and not _same(value, old[column]):
+                    if column not in old or value == old[column]:
+                        continue  # the common case, decided without _same
+                    if not _same(value, old[column]):
                         old[column] = value
                         changed.append((column, self.positions[number], value))
             if changed:
@@ -278,6 +280,11 @@ def _widest_like(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """Return a cell value the grid's JSON accepts (numpy scalars to Python ones)."""
+    kind = type(value)
+    if kind is float:  # most cells, first
+        return None if value != value else value
+    if kind is str or kind is int or value is None:
+        return value
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
