@@ -8,7 +8,6 @@ no completed trial rerun and no stored row lost.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext.search import TrialState
 from tests.conftest import process_gone, run_python, wait_for
+from tests.search.resumed import check_resumed, stored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,10 +131,7 @@ def test_killed_driver_process_resumes_from_the_command_line(cluster, tmp_path):
     assert not search.running
     with pytest.raises(kale.SearchError, match="kale search resume killed"):
         search.wait(5)
-    with kale.search("killed").store as store:
-        before = {t.number: t for t in store.trials()}
-        rows_before = {(m.trial, m.attempt, m.seq) for m in store.metrics()}
-    completed = {n for n, t in before.items() if t.state is TrialState.COMPLETED}
+    before, rows_before = stored(record["store"])
 
     kale_cli = str(Path(sys.executable).parent / "kale")
     proc = subprocess.run([kale_cli, "search", "resume", "killed"],
@@ -145,17 +142,4 @@ def test_killed_driver_process_resumes_from_the_command_line(cluster, tmp_path):
     assert registry.read("searches", "killed")["driver_pid"] != record["driver_pid"]
 
     search = kale.search("killed").wait(180)
-    after = {t.number: t for t in search.store.trials()}
-    assert len(after) == 6
-    assert all(t.state is TrialState.COMPLETED for t in after.values()), after
-    for n in completed:  # not rerun
-        assert after[n].attempt == before[n].attempt
-        assert after[n].ended == before[n].ended
-    assert rows_before <= {(m.trial, m.attempt, m.seq) for m in search.store.metrics()}
-    acked = [json.loads(line) for line in Path(args["log"]).read_text().splitlines()]
-    by_tag: dict[int, set[int]] = {}
-    for m in search.store.metrics():
-        by_tag.setdefault(search.store.trial(m.trial).params["tag"], set()).add(
-            m.values["epoch"])
-    for entry in acked:  # every report acknowledged to a trial is in the store
-        assert entry["epoch"] in by_tag[entry["tag"]]
+    check_resumed(search, before, rows_before, Path(args["log"]), trials=6)

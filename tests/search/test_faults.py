@@ -17,6 +17,7 @@ import kale_ext as kale
 from kale_ext.search import TrialState
 from tests.conftest import wait_for
 from tests.search import trainables
+from tests.search.resumed import check_resumed, stored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,30 +107,11 @@ def test_killed_driver_resumes_without_rerun_or_loss(tmp_path):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        acked = _acknowledged(tmp_path / "log.jsonl")
-        from kale_ext.store import Store
-
-        with Store.open(store, readonly=True, states=TrialState) as s:
-            before = {t.number: t for t in s.trials()}
-            rows_before = {(m.trial, m.attempt, m.seq) for m in s.metrics()}
-        completed = {n for n, t in before.items() if t.state is TrialState.COMPLETED}
-
+        before, rows_before = stored(store)
         search = kale.Search.resume(store, cluster=cluster)
         search.wait(180)
+        check_resumed(search, before, rows_before, tmp_path / "log.jsonl", trials=6)
         after = {t.number: t for t in search.store.trials()}
-        assert len(after) == 6
-        assert all(t.state is TrialState.COMPLETED for t in after.values()), after
-        for n in completed:  # not rerun
-            assert after[n].attempt == before[n].attempt
-            assert after[n].ended == before[n].ended
-        rows_after = {(m.trial, m.attempt, m.seq) for m in search.store.metrics()}
-        assert rows_before <= rows_after  # nothing stored was lost
-        by_tag: dict[int, set[int]] = {}
-        for m in search.store.metrics():
-            by_tag.setdefault(search.store.trial(m.trial).params["tag"], set()).add(
-                m.values["epoch"])
-        for entry in acked:  # every report acknowledged to a trial is in the store
-            assert entry["epoch"] in by_tag[entry["tag"]]
         resumed = [n for n, t in before.items() if t.state is TrialState.RUNNING]
         for n in resumed:
             assert after[n].attempt > before[n].attempt
