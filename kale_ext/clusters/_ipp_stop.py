@@ -26,8 +26,9 @@ _GONE_TIMEOUT = 60.0  # seconds for the controller to let a killed engine go
 def find_engine(cluster: Any, future: Future[Any], worker: str | None) -> int | None:
     """Return the id of the engine that runs ``future``'s task, else None.
 
-    The controller's task queues say it while it runs; else the engine whose host and
-    pid match ``worker`` (``host:pid``, how a trial on an engine names its worker).
+    The controller's task queues say it while it runs; else ``worker`` does: an engine's
+    slot name (``engine-3``, as a rank of a distributed trial names it), or the host and
+    pid of the engine (``host:pid``, as a one-rank trial names it).
     """
     client = cluster.client
     ids = set(client.ids)
@@ -36,7 +37,10 @@ def find_engine(cluster: Any, future: Future[Any], worker: str | None) -> int | 
         for eid, queue in client.queue_status(verbose=True).items():
             if eid in ids and isinstance(queue, dict) and msg_ids & set(queue.get("tasks", ())):
                 return int(eid)
-    host, _, pid = (worker or "").rpartition(":")
+    name = worker or ""
+    if name.startswith("engine-") and name[7:].isdigit() and int(name[7:]) in ids:
+        return int(name[7:])  # a rank names its engine as the cluster's slots do
+    host, _, pid = name.rpartition(":")
     if pid.isdigit():
         for eid, info in cluster._engine_info(timeout=1).items():
             if eid in ids and info.get("pid") == int(pid) and info.get("host") == host:

@@ -63,6 +63,7 @@ class SearchEvents(TrialEvents):
         self.failures: dict[int, str] = {}
         self.missing: dict[int, str] = {}
         self.ended_attempts: set[tuple[int, int]] = set()  # superseded attempts that ended
+        self.rank_workers: dict[tuple[int, int], dict[int, str]] = {}  # by attempt, by rank
         self._checked: set[int] = set()  # trials that reported the metric
         self.launch = LaunchTimes(trials.store)  # where each trial's launch went
 
@@ -82,6 +83,9 @@ class SearchEvents(TrialEvents):
         run = self.runs[message.trial]
         run.started = run.last_seen
         run.worker = message.data.get("worker") or message.data.get("host")
+        if run.worker is not None:  # a hard stop ends every rank's process
+            self.rank_workers.setdefault((run.number, run.attempt), {})[message.rank] = \
+                str(run.worker)
         # The trial's store row only: the run is RUNNING since its submission.
         self.trials.store.transition(run.number, TrialState.RUNNING, f"started on {run.worker}",
                                      worker=run.worker)

@@ -4,8 +4,9 @@ A trial hears the driver's decisions only at its next ``report()`` (or heartbeat
 acknowledgement, read at its next report). One stuck in a long epoch, a C-level hang or
 a deadlocked data loader never reaches it. So:
 
-- past the search's ``trial_timeout`` (seconds from the start of its current attempt)
-  a trial is told to stop, and it ends FAILED with "timeout after N s";
+- past the search's ``trial_timeout`` (seconds from the start of its current attempt:
+  its first message, so time in a queue or launching ranks does not count) a trial is
+  told to stop, and it ends FAILED with "timeout after N s";
 - a trial told to end (by that timeout, a user's stop, pause or restart, the scheduler)
   that is still running ``stop_grace`` seconds later is hard-stopped: the cluster ends
   the worker process that runs it (:meth:`kale_ext.clusters.Cluster.hard_stop`), and the
@@ -155,9 +156,9 @@ class Timeouts:
             if run.state is not TrialState.RUNNING or run.future is None:
                 continue
             key = (run.number, run.attempt)
-            begun = run.started if run.started is not None else run.submitted
+            # From its first message: placement, a queue, a launch of ranks do not count.
             if self.trial_timeout is not None and key not in self.timed_out \
-                    and now - begun > self.trial_timeout:
+                    and run.started is not None and now - run.started > self.trial_timeout:
                 self.timed_out.add(key)
                 reason = (f"Trial {run.number}: timeout after {self.trial_timeout:g} s "
                           f"(the search's trial_timeout)")
@@ -170,7 +171,8 @@ class Timeouts:
             if stop is None and told is not None and now - told >= self.grace:
                 action = run.pending_action.action.value if run.pending_action else "stop"
                 self._hard_stop(run.number, run.attempt, run.worker, run.future,
-                                f"it was told to {action} {now - told:.0f} s ago and has not")
+                                f"it was told to {action} {now - told:.0f} s ago and has not",
+                                events)
             elif stop is not None and stop.done and stop.error is not None:
                 settle.append(run)
         for key, old in list(self.superseded.items()):
@@ -180,30 +182,42 @@ class Timeouts:
             if key in events.ended_attempts or old.worker is None or old.future is None:
                 continue  # it ended, or nothing says where it runs
             self._hard_stop(old.trial, old.attempt, old.worker, old.future,
-                            "it was superseded and has not ended")
+                            "it was superseded and has not ended", events)
         return settle
 
     def _hard_stop(self, trial: int, attempt: int, worker: str | None,
-                   future: Future[Any], why: str) -> None:
-        stop = HardStop(trial, attempt, worker, time.time())
+                   future: Future[Any], why: str, events: SearchEvents) -> None:
+        # Every rank's process: a distributed trial's other ranks would wait for rank 0.
+        ranks = events.rank_workers.get((trial, attempt), {})
+        workers: list[str | None] = [ranks[r] for r in sorted(ranks)] or [worker]
+        stop = HardStop(trial, attempt, workers[0], time.time())
         self.stops[(trial, attempt)] = stop
-        if worker is not None:
-            self.victims[worker] = stop
+        for name in workers:
+            if name is not None:
+                self.victims[name] = stop
+        shown = ", ".join(w or "its worker" for w in workers)
         logger.warning("Trial %d (attempt %d) on %s: %s; ending its worker process "
-                       "(stop_grace=%g s)", trial, attempt, worker or "its worker", why,
-                       self.grace)
+                       "(stop_grace=%g s)", trial, attempt, shown, why, self.grace)
         cluster = self._cluster()
 
         def act() -> None:
+            done, failed = [], []
             try:
-                stop.result = cluster.hard_stop(future, worker=worker)
-                logger.warning("Trial %d (attempt %d): %s", trial, attempt, stop.result)
-            except Exception as e:  # the backend cannot: the trial is settled without it
-                stop.error = f"{type(e).__name__}: {e}"
-                logger.error("Trial %d (attempt %d) could not be hard-stopped: %s; its task "
-                             "may still occupy %s", trial, attempt, stop.error,
-                             worker or "its worker")
+                for name in workers:  # each on its own: one gone must not spare another
+                    try:
+                        done.append(cluster.hard_stop(future, worker=name))
+                    except Exception as e:  # the backend cannot, or that rank has ended
+                        failed.append(f"{type(e).__name__}: {e}")
+                stop.result = "; ".join(done)
+                if done:
+                    logger.warning("Trial %d (attempt %d): %s", trial, attempt, stop.result)
+                if failed:
+                    logger.error("Trial %d (attempt %d): a process could not be hard-stopped:"
+                                 " %s; its task may still occupy %s", trial, attempt,
+                                 "; ".join(failed), shown)
             finally:
+                if not done:  # the trial is settled without it
+                    stop.error = "; ".join(failed) or "the hard stop did not run"
                 stop.done = True
                 self._wake()
 

@@ -194,6 +194,29 @@ def test_other_trials_of_a_killed_process_are_requeued_not_failed(module_state):
     assert any(f"to hard-stop trial {hung.number}" in r for r in reasons), reasons
 
 
+def ranks_hang(config):
+    """Every rank of a distributed trial reports once, then hangs."""
+    kale.report(step=0, score=1.0)
+    time.sleep(3600)
+
+
+def test_every_rank_of_a_hung_distributed_trial_is_ended(cluster):
+    n_workers = cluster.n_workers()
+    cluster.wait_for_workers(2, timeout=60)  # an earlier test's killed worker is back
+    search = kale.Search(ranks_hang, {"n": 0}, metric="score", trials=1, retries=0,
+                         workers_per_trial=2, cluster=cluster, heartbeat_timeout=120,
+                         trial_timeout=TIMEOUT, stop_grace=GRACE).start().wait(180)
+    trial = search.store.trial(0)
+    assert TrialState(trial.state) is TrialState.FAILED, _reasons(search, 0)
+    assert f"timeout after {TIMEOUT:g} s" in (trial.error or "") and \
+        "hard-stopped" in (trial.error or ""), _reasons(search, 0)
+    cluster.wait_for_workers(n_workers, timeout=60)
+    # Both workers are free again: a trial of two ranks runs on them.
+    again = kale.Search(hangs, {"n": 1, "how": "sleep"}, metric="score", trials=1,
+                        workers_per_trial=2, cluster=cluster).start().wait(120)
+    assert TrialState(again.store.trial(0).state) is TrialState.COMPLETED
+
+
 def test_settings_are_checked_stored_and_restored(tmp_path):
     with pytest.raises(SearchError, match=r"trial_timeout must be .*more than 0.*got -1"):
         kale.Search(hangs, {"n": 0, "how": "sleep"}, metric="score", trial_timeout=-1,
