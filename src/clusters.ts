@@ -3,6 +3,9 @@
  * with the actions passed in.
  */
 
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
 import { button, h } from './dom';
 import { idleText, isIdle } from './lists';
 import { ICluster, IFailedStart, formatBytes, jobText, liveJobs, plural } from './models';
@@ -14,6 +17,24 @@ export interface IClusterActions {
   /** The scale box's text being typed for `id`, if any. */
   draft: (id: string) => string | undefined;
   setDraft: (id: string, text: string) => void;
+}
+
+/**
+ * Where the sidebar opens a cluster's dashboard: through this Jupyter server
+ * (`<base>/kale/clusters/<id>/dashboard/<page>`), which presents the certificate the
+ * dashboard asks for; the page is that of the dashboard's own link.
+ */
+export function dashboardHref(c: ICluster, baseUrl: string): string | null {
+  if (!c.dashboard) {
+    return null;
+  }
+  let page = 'status';
+  try {
+    page = new URL(c.dashboard).pathname.replace(/^\/+/, '') || page;
+  } catch {
+    // not an absolute URL: the dashboard's main page
+  }
+  return URLExt.join(baseUrl, 'kale', 'clusters', encodeURIComponent(c.id), 'dashboard', page);
 }
 
 /** One cluster: id and state, size, jobs, idle clock, dashboard, scale, stop, connect. */
@@ -30,6 +51,7 @@ export function clusterCard(c: ICluster, actions: IClusterActions): HTMLElement 
   scale.addEventListener('keydown', e => e.key === 'Enter' && actions.scale(c.id));
   const jobs = liveJobs(c);
   const idle = idleText(c.idle);
+  const dashboard = dashboardHref(c, ServerConnection.makeSettings().baseUrl);
   return h(
     'div',
     {
@@ -63,10 +85,10 @@ export function clusterCard(c: ICluster, actions: IClusterActions): HTMLElement 
       scale,
       button('Scale', 'kale-scale-button', () => actions.scale(c.id), 'ask for this many workers'),
       button('Stop', 'kale-stop-button', () => actions.stop(c.id), 'stop the cluster'),
-      c.dashboard
+      dashboard
         ? h(
             'a',
-            { class: 'kale-dashboard', href: c.dashboard, target: '_blank', rel: 'noopener' },
+            { class: 'kale-dashboard', href: dashboard, target: '_blank', rel: 'noopener' },
             'dashboard'
           )
         : null,

@@ -26,9 +26,10 @@ from kale_ext.clusters._base import (
 )
 from kale_ext.clusters._dask_tls import dashboard_client_context
 from kale_ext.clusters._failures import note_failed_start
-from kale_ext.clusters._repr import status_html
+from kale_ext.clusters._repr import SERVER_BASE_URL, status_html
 
 __all__ = [
+    "SERVER_BASE_URL",
     "Cluster",
     "ClusterRecord",
     "ClusterStatus",

@@ -6,9 +6,28 @@ built (no ipywidgets, no front end), this HTML is shown.
 
 from __future__ import annotations
 
+import os
 from html import escape
+from urllib.parse import quote, urlsplit
 
 from kale_ext.clusters._base import ClusterStatus
+
+# Set by kale's Jupyter server extension for the kernels it starts: its base URL.
+SERVER_BASE_URL = "KALE_SERVER_BASE_URL"
+
+
+def dashboard_href(s: ClusterStatus) -> str | None:
+    """Return where a notebook opens the dashboard of ``s``: through its Jupyter server.
+
+    Inside a server with kale's extension the dashboard is proxied at
+    ``<base_url>kale/clusters/<id>/dashboard/<page>`` (the server holds the certificate
+    the dashboard asks for); elsewhere its direct link.
+    """
+    base = os.environ.get(SERVER_BASE_URL)
+    if not s.dashboard or not base:
+        return s.dashboard
+    page = urlsplit(s.dashboard).path.lstrip("/") or "status"
+    return f"{base.rstrip('/')}/kale/clusters/{quote(s.id, safe='')}/dashboard/{page}"
 
 
 def _size(n: int) -> str:
@@ -56,10 +75,8 @@ def status_html(s: ClusterStatus) -> str:
             f"({escape(s.backend)} on {escape(s.kind)}, {escape(s.state)})<br>")
     if s.state == "stopped":
         return head + "its workers and scheduler are gone</div>"
-    dash = (
-        f'<a href="{escape(s.dashboard)}" target="_blank">{escape(s.dashboard)}</a>'
-        if s.dashboard else "none"
-    )
+    href = dashboard_href(s)
+    dash = f'<a href="{escape(href)}" target="_blank">{escape(href)}</a>' if href else "none"
     jobs = "".join(
         f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.state)}</td>"
         + (f"<td>{escape(j.reason)}</td><td></td>" if j.state in _RUNNING

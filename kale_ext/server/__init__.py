@@ -7,9 +7,11 @@ shapes are documented in :mod:`kale_ext.server._shapes`.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kale_ext.clusters import SERVER_BASE_URL
 from kale_ext.server._manager import ApiError, KaleManager
 
 __all__ = ["ApiError", "KaleManager"]
@@ -32,4 +34,6 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
         "kale_executor", ThreadPoolExecutor(max_workers=4, thread_name_prefix="kale-api"))
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
     web_app.add_handlers(".*$", dashboard_handlers(web_app.settings["base_url"]))
+    # Kernels started from here inherit it: their cluster views link the proxied dashboard.
+    os.environ[SERVER_BASE_URL] = web_app.settings["base_url"]
     server_app.log.info("kale_ext: REST API at %skale/api", web_app.settings["base_url"])

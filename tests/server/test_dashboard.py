@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import ssl
 import urllib.error
@@ -23,7 +24,13 @@ import tornado.websocket
 from tornado.httpclient import AsyncHTTPClient
 
 import kale_ext as kale
-from kale_ext.clusters import dashboard_client_context
+from kale_ext.clusters import SERVER_BASE_URL, dashboard_client_context, status_html
+
+
+@pytest.fixture(autouse=True)
+def _server_base_url_restored(monkeypatch):
+    """The extension tells the kernels it starts its base URL through the environment."""
+    monkeypatch.delenv(SERVER_BASE_URL, raising=False)
 
 
 @pytest.fixture
@@ -127,3 +134,14 @@ async def test_bad_or_unknown_cluster_ids(jp_fetch):
     unknown = await jp_fetch("kale", "clusters", "kc-00000000", "dashboard", "status",
                              raise_error=False)
     assert unknown.code == 404, unknown.code  # Jupyter's 404 page shows no message
+
+
+async def test_cluster_view_in_a_kernel_of_the_server_links_the_proxied_dashboard(
+        cluster, jp_fetch, jp_base_url):
+    # What a kernel started by this server inherits (the server runs in this process here)
+    assert os.environ[SERVER_BASE_URL] == jp_base_url
+    html = await asyncio.to_thread(lambda: status_html(cluster.status()))
+    href = re.search(r'dashboard: <a href="([^"]+)"', html)
+    assert href and href.group(1) == f"{jp_base_url}kale/clusters/{cluster.id}/dashboard/status"
+    page = await jp_fetch(*href.group(1)[len(jp_base_url):].split("/"))
+    assert page.code == 200 and "Dask" in page.body.decode()
