@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from kale_ext import channel, config, registry, views
 from kale_ext._errors import ClusterError
 from kale_ext.clusters import batch
+from kale_ext.clusters._lifetimes import Lifetimes
 
 # A cluster runs on this machine or on a registered batch system.
 KINDS = ("local", *batch.names())
@@ -190,7 +191,7 @@ class NativeFuture(Future[Any]):
         return super().cancel()
 
 
-class Cluster(ABC):
+class Cluster(ABC, Lifetimes):
     """A running Dask or ipyparallel cluster, local or on a batch queue.
 
     Backends subclass this; ``kale.start_cluster`` and ``kale.connect`` build them.
@@ -209,7 +210,7 @@ class Cluster(ABC):
     def kind(self) -> str:
         return self.record.kind
 
-    @classmethod  # noqa: B027 - optional; a backend without checks starts as it is
+    @classmethod
     def check(cls, kind: str, options: dict[str, Any]) -> None:
         """Check the options of a start of ``kind``; start nothing, ask no batch queue.
 
@@ -357,14 +358,14 @@ class Cluster(ABC):
             "outside. Let the trial call kale.report() often enough to hear its stop, or run "
             "it on a dask or ipyparallel cluster, whose worker processes can be ended.")
 
-    def disable_task_retries(self) -> None:  # noqa: B027 - only some backends retry
+    def disable_task_retries(self) -> None:
         """Stop the backend from re-running a task whose worker died.
 
         kale retries trials and restarts runs itself (as new attempts, their reports
         kept apart); a backend that silently reruns a lost task would double them up.
         """
 
-    def disconnect(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+    def disconnect(self) -> None:
         """Drop this process's connection; the cluster keeps running."""
 
     def __enter__(self) -> Cluster:

@@ -40,6 +40,7 @@ from kale_ext.clusters._base import (
     WorkerInfo,
 )
 from kale_ext.clusters._dask_daemon import ERROR_FILE
+from kale_ext.clusters._dask_lifetimes import DaskLifetimes
 from kale_ext.clusters._dask_stop import restart_worker_of
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class DaskFuture(NativeFuture):
         self.native.cancel()
 
 
-class DaskCluster(Cluster):
+class DaskCluster(DaskLifetimes, Cluster):
     """A Dask cluster (local or dask-jobqueue) run by a detached daemon process."""
 
     backend: ClassVar[str] = "dask"

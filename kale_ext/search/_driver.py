@@ -30,6 +30,7 @@ from kale_ext.search._control import channel_file
 from kale_ext.search._controls import DriverControls
 from kale_ext.search._events import SearchEvents
 from kale_ext.search._liveness import Liveness
+from kale_ext.search._migration import Migrations, retired_reason
 from kale_ext.search._runs import TrialRun, TrialRuns
 from kale_ext.search._timeouts import Timeouts
 from kale_ext.trial import CONTINUE, Ingest, TrialContext, TrialState, run_trial
@@ -99,6 +100,7 @@ class Driver(DriverControls):
         self.trial_events: SearchEvents | None = None
         self.timeouts = Timeouts.of(spec, self._wake)
         self.liveness = Liveness(spec.heartbeat_timeout, _TICK)
+        self.migrations = Migrations()  # trials leave workers about to retire
         self._workers = 1
         self._workers_read = -_WORKERS_EVERY
 
@@ -161,6 +163,8 @@ class Driver(DriverControls):
                         self.events.get_nowait()()
                 with self.lock, self.store.batch():  # a pass's writes: one transaction
                     self._reap()
+                    self.migrations.check(self.spec.cluster,
+                                          self.trials.in_state(TrialState.RUNNING), self)
                     self._watch_heartbeats()
                     self._fill()
                     if self._finished():
@@ -227,7 +231,8 @@ class Driver(DriverControls):
                 self._workers = self.spec.cluster.n_workers()
             except Exception as e:
                 logger.warning("could not count the cluster's workers: %s", e)
-        return max(1, self._workers // self.spec.workers_per_trial)
+        workers = self._workers - self.migrations.leaving()  # drained: they take no trials
+        return max(1, workers // self.spec.workers_per_trial)
 
     def _fill(self) -> None:
         if self.stopping or self.paused:
@@ -326,8 +331,8 @@ class Driver(DriverControls):
             run.future = None
             try:
                 outcome = ended if ended is not None else fut.result()
-            except WorkerRetired as e:  # planned, near the job's walltime: not a failure
-                self.trials.transition(run, TrialState.PENDING, f"requeued: {e}")
+            except WorkerRetired as e:  # planned, near the job's walltime: a migration
+                self.trials.transition(run, TrialState.PENDING, retired_reason(run, e))
                 continue
             except BaseException as e:  # the worker, engine or job died under the trial
                 if events is None or not timeouts.killed(run, self.trials, events):

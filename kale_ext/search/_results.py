@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kale_ext import registry
+from kale_ext.search._migration import migrations
 from kale_ext.search._space import Space
 from kale_ext.search._summary import summarize_store
 from kale_ext.trial import LAUNCH_FIELDS, TrialState, open_store
@@ -24,13 +25,15 @@ def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
     """Return one row per trial.
 
     The columns are number, state, flattened params, last metrics, best value, duration,
-    worker, attempt, retries, error, and where the latest attempt's launch went:
+    worker, attempt, retries, migrations (moves off workers about to retire), error, and
+    where the latest attempt's launch went:
     ``launch_scheduling``, ``launch_imports``, ``launch_first_report`` (seconds) and
     ``launch_first_on_worker`` (see :mod:`kale_ext.trial._launch`).
     """
     import pandas as pd
 
     rows = []
+    moved = migrations(store)
     for t in store.trials():
         row: dict[str, Any] = {"trial": t.number, "state": TrialState(t.state).label}
         row.update(Space.flatten(t.params))
@@ -41,7 +44,8 @@ def results_frame(store: Store, metric: str, mode: str) -> pd.DataFrame:
         row.update(last)
         row[f"best_{metric}"] = t.best
         row["duration"] = (t.ended or t.updated or 0) - t.started if t.started else None
-        row.update(worker=t.worker, attempt=t.attempt, retries=t.retries, error=t.error)
+        row.update(worker=t.worker, attempt=t.attempt, retries=t.retries,
+                   migrations=moved.get(t.number, 0), error=t.error)
         row.update({f"launch_{k}": t.launch.get(k) for k in LAUNCH_FIELDS})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -2,9 +2,10 @@
 
 Slurm counts walltime in minutes, so one minute is the shortest there is. Each worker
 retires at its ``--lifetime`` (48 s here, give or take 6 s) and kale replaces it with
-a new job, so the cluster keeps its size; a trial running on a retiring worker is
-requeued as a new attempt, neither failed nor counted as a retry (``retries=0`` here:
-any lost worker would fail its trial). About 90 s.
+a new job, so the cluster keeps its size; a trial running on a retiring worker leaves
+it shortly before (or is cut by its retirement) and is requeued as a new attempt: a
+migration, neither failed nor counted as a retry (``retries=0`` here: any lost worker
+would fail its trial). About 90 s.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def five_seconds(config: dict) -> None:
         time.sleep(1)
 
 
-def test_workers_retired_before_walltime_are_replaced_and_trials_requeued(
+def test_workers_retired_before_walltime_are_replaced_and_trials_migrate(
         testbed: Testbed, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SLURM_CONF", testbed.env["SLURM_CONF"])
     monkeypatch.setenv("DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT", "1s")
@@ -59,12 +60,16 @@ def test_workers_retired_before_walltime_are_replaced_and_trials_requeued(
         transitions = search.store.transitions()
         assert not [t for t in transitions if t.target == TrialState.FAILED]
         requeued = [t for t in transitions
-                    if t.target == TrialState.PENDING and "retired" in t.reason]
+                    if t.target == TrialState.PENDING and t.source is not None]
         assert requeued, "no trial ran on a retiring worker"
+        assert all(t.reason.startswith("migrated from ") for t in requeued), requeued
+        moved = frame.set_index("trial")["migrations"]
+        assert sum(moved) == len(requeued), frame
         for t in requeued:
             record = search.store.trial(t.trial)
             assert record.attempt >= 1 and record.retries == 0, record
-            # The new attempt ran from the start; the cut one's rows stay apart from it.
+            # No checkpoint: the new attempt ran from the start; the cut one's rows stay
+            # apart from it.
             rows = search.store.metrics(t.trial)
             assert [r.step for r in rows if r.attempt == record.attempt] == list(range(5))
 
