@@ -3,22 +3,11 @@ import { test } from 'node:test';
 
 import { duration, filterSearches, idleText, isActive, isIdle, orderSearches, searchGroups } from '../lists';
 import { ICluster, ISearch } from '../models';
+import { searchOf } from './fixtures';
 
 function search(name: string, overrides: Partial<ISearch> = {}): ISearch {
-  return {
-    name,
-    store: `/runs/${name}.kale.sqlite`,
-    cluster: 'kc-1',
-    started: 100,
-    state: 'completed',
-    alive: false,
-    metric: 'val_acc',
-    mode: 'max',
-    planned: 4,
-    trials: { completed: 4 },
-    best: null,
-    ...overrides
-  };
+  return searchOf({ name, started: 100, state: 'completed', alive: false, planned: 4,
+                    trials: { completed: 4 }, ...overrides });
 }
 
 const names = (searches: ISearch[]) => searches.map(s => s.name);

@@ -18,22 +18,14 @@ import {
   progressText,
   trialActions
 } from '../models';
+import { searchOf } from './fixtures';
 
 function search(overrides: Partial<ISearch> = {}): ISearch {
-  return {
-    name: 'mnist',
-    store: '/tmp/mnist.kale.sqlite',
-    cluster: 'kc-1',
-    started: 1,
-    state: 'running',
-    alive: true,
-    metric: 'val_acc',
-    mode: 'max',
-    planned: 8,
+  return searchOf({
     trials: { completed: 2, pruned: 1, running: 2, pending: 1 },
     best: { trial: 4, value: 0.91234, step: 3, config: {}, state: 'completed' },
     ...overrides
-  };
+  });
 }
 
 test('progress counts finished trials against the planned number', () => {

@@ -2,22 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { ISearch, ITrial } from '../models';
+import { searchOf } from './fixtures';
 import { leftOutText, mergePages, queryString, totalTrials, trialQueries } from '../trialpages';
 
 function search(trials: Record<string, number>): ISearch {
-  return {
-    name: 's',
-    store: '/runs/s.kale.sqlite',
-    cluster: 'kc-1',
-    started: 1,
-    state: 'running',
-    alive: true,
-    metric: 'val_acc',
-    mode: 'max',
-    planned: 10000,
-    trials,
-    best: null
-  };
+  return searchOf({ name: 's', planned: 10000, trials });
 }
 
 function trial(number: number): ITrial {
