@@ -7,6 +7,7 @@ import types
 
 from kale_ext.search._control import ACTIONS, channel_file, control, driver_alive
 from kale_ext.search._domains import Choice, Grid, choice, grid, integer, loguniform, uniform
+from kale_ext.search._migration import migrations
 from kale_ext.search._ranges import Domain, Integer, LogUniform, Uniform
 from kale_ext.search._remote import attach
 from kale_ext.search._remote import resume as resume_driver
@@ -62,6 +63,7 @@ __all__ = [
     "integer",
     "loguniform",
     "make_sampler",
+    "migrations",
     "resume_driver",
     "scheduler_from_dict",
     "searches",

@@ -63,10 +63,10 @@ def retired_reason(run: TrialRun, error: BaseException) -> str:
     return f"{MIGRATED}{worker}: it retired before the trial left ({error})"
 
 
-def migrations(store: Store) -> dict[int, int]:
-    """Count each trial's migrations from the store's transitions."""
+def migrations(store: Store, trial: int | None = None) -> dict[int, int]:
+    """Count each trial's migrations (or ``trial``'s only) from the store's transitions."""
     counts: dict[int, int] = {}
-    for t in store.transitions():
+    for t in store.transitions(trial):
         if t.target == TrialState.PENDING and t.reason.startswith(MIGRATED):
             counts[t.trial] = counts.get(t.trial, 0) + 1
     return counts

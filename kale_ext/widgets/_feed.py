@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kale_ext.search import migrations
 from kale_ext.trial import open_store
 
 _OVERLAP = 5.0  # seconds: a trial stamped this long before the latest change seen is read
@@ -29,6 +30,7 @@ class Delta:
     trials: list[TrialRecord] = field(default_factory=list)  # trials whose record changed
     state: str = ""  # the search's state: created, running, completed, stopped, failed
     polled: float = 0.0  # time.time() when the poll ran
+    migrations: dict[int, int] = field(default_factory=dict)  # trials that moved: how often
 
     @property
     def empty(self) -> bool:
@@ -55,6 +57,7 @@ class StoreFeed:
         self.owned = owned
         self.rowid = 0
         self._seen: dict[int, tuple[Any, ...]] = {}
+        self._moved: dict[int, tuple[int, int]] = {}  # (attempt, state) when moves were counted
         self._latest: float | None = None  # the latest trial change time read
         self._scanned = 0.0  # time.monotonic() of the last read of every trial
         search = store.search()
@@ -74,7 +77,7 @@ class StoreFeed:
         rows = self.store.metrics(since_rowid=self.rowid)
         if rows:
             self.rowid = rows[-1].rowid
-        changed = []
+        changed, moved = [], {}
         now = time.monotonic()
         if self._latest is None or now - self._scanned >= _RESCAN_EVERY:
             trials, self._scanned = self.store.trials(), now
@@ -87,8 +90,11 @@ class StoreFeed:
             if self._seen.get(t.number) != key:
                 self._seen[t.number] = key
                 changed.append(t)
+                if t.attempt > 1 and self._moved.get(t.number) != (t.attempt, t.state):
+                    self._moved[t.number] = (t.attempt, t.state)  # a move changes either
+                    moved[t.number] = migrations(self.store, t.number).get(t.number, 0)
         state = str(self.store.search().get("state") or "")
-        return Delta(rows, changed, state, time.time())
+        return Delta(rows, changed, state, time.time(), moved)
 
     def close(self) -> None:
         if self.owned:

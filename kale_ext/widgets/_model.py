@@ -139,12 +139,16 @@ class TrialBook:
         self.state = ""
         self.updated = created
         self.eta = Eta(self.n_trials)
+        self.moves: dict[int, int] = {}  # migrations off workers about to retire, by trial
 
     # -- applying deltas ---------------------------------------------------------------
 
     def apply(self, delta: Delta) -> Change:
         change = Change(last_rowid=delta.last_rowid)
         self.state = delta.state or self.state
+        change.columns = bool(delta.migrations) and not any(self.moves.values()) \
+            and any(delta.migrations.values())  # the moves column appears
+        self.moves.update(delta.migrations)
         for t in delta.trials:
             if t.number not in self.records:
                 change.new_trials.append(t.number)
@@ -193,7 +197,7 @@ class TrialBook:
 
     def columns(self) -> list[str]:
         return ["status", "epoch", *self.param_names, *self.metric_names, self.best_column,
-                "worker", "launch"]
+                "worker", *(["moves"] if any(self.moves.values()) else []), "launch"]
 
     def row(self, number: int) -> dict[str, Any]:
         t = self.records[number]
@@ -208,6 +212,8 @@ class TrialBook:
             row[name] = value if isinstance(value, str) else _number(value)
         row[self.best_column] = _number(t.best)
         row["worker"] = t.worker or ""
+        if any(self.moves.values()):
+            row["moves"] = self.moves.get(number, 0)
         # Submission to first report, and its largest part: why this trial started late.
         row["launch"] = launch_summary(t.launch)
         return row
