@@ -204,10 +204,8 @@ class CurvesView:
         """Draw ``keys`` thick and the others faint (all normal when ``keys`` is empty)."""
         with self.lock:
             self.highlighted = set(keys)
-            if self.limit is not None and any(k not in self.rows and k in self.curves
-                                               and not self._hidden(k)
-                                               for k in self.highlighted):
-                self.redraw()  # a selected trial is always drawn
+            if self.limit is not None and self.choose() != sorted(self.rows):
+                self.redraw()  # a selected trial is drawn; one no longer selected may go
                 return
             if not self.rows:
                 return

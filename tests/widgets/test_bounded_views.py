@@ -50,6 +50,9 @@ def test_curves_draw_running_and_best_note_the_rest_and_draw_more(writer, small_
         panel.table.select_trials([0])  # a selected trial is drawn, whatever its rank
         assert sorted(curves.source.data["key"]) == [0, 5, 6, 7]
         assert curves.line(0)[1] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+        panel.table.select_trials([])  # deselected: it gives way again
+        assert sorted(curves.source.data["key"]) == [5, 6, 7]
+        panel.table.select_trials([0])
 
         curves.more.click()  # three more: 4, 3, 2
         assert sorted(curves.source.data["key"]) == [0, 2, 3, 4, 5, 6, 7]
