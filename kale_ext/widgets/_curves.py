@@ -94,6 +94,7 @@ class CurvesView:
         self.picker = widgets.Dropdown(description="metric", options=[metric] if metric else [],
                                        value=metric or None,
                                        layout=widgets.Layout(width="260px"))
+        self._picking = False
         self.picker.observe(self._on_pick, names="value")
         self.hide = widgets.Checkbox(value=False, description=hide_label, indent=False,
                                      layout=widgets.Layout(width="auto"))
@@ -115,8 +116,16 @@ class CurvesView:
         with self.lock:
             if list(self.picker.options) != names:
                 current = self.picker.value
-                self.picker.options = names
-                self.picker.value = current if current in names else (names[0] if names else None)
+                self._picking = True  # new options pass through other values: no redraws
+                try:
+                    self.picker.options = names
+                    self.picker.value = current if current in names else \
+                        (names[0] if names else None)
+                finally:
+                    self._picking = False
+                if self.picker.value and self.picker.value != self.metric:
+                    self.metric = self.picker.value
+                    self.redraw()
 
     def _hidden(self, key: int) -> bool:
         return bool(self.hide.value and self.hideable is not None and self.hideable(key))
@@ -312,6 +321,8 @@ class CurvesView:
         return _HIGHLIGHT if key in self.highlighted else _DIM
 
     def _on_pick(self, change: dict[str, Any]) -> None:
+        if self._picking:
+            return
         if change["new"] and change["new"] != self.metric:
             self.metric = change["new"]
             self.redraw()
