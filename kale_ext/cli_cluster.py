@@ -93,6 +93,14 @@ def _status_rows(statuses: Sequence[Any]) -> str:
                         "JOBS", "IDLE", "DASHBOARD"))
 
 
+def _dashboard_note(link: str | None) -> str:
+    """Say how to open a dashboard that asks for the cluster's certificate."""
+    if not (link or "").startswith("https:"):
+        return ""
+    return ("\n  (it asks for the cluster's certificate: open it from JupyterLab's kale "
+            "sidebar, or present ca.pem, cert.pem and key.pem of the cluster's folder)")
+
+
 def _cluster_start(args: argparse.Namespace) -> int:
     from kale_ext.clusters import start_cluster
 
@@ -110,7 +118,7 @@ def _cluster_start(args: argparse.Namespace) -> int:
         print_json(status.to_dict())
     else:
         print(f"started {status.id}: {_workers(len(status.workers))} at {status.address}")
-        print(f"dashboard: {status.dashboard or '-'}")
+        print(f"dashboard: {status.dashboard or '-'}{_dashboard_note(status.dashboard)}")
         print(f"stop it with: kale cluster stop {status.id}")
     return 0
 
@@ -143,7 +151,7 @@ def _cluster_status(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(status.to_dict())
         return 0
-    print(_status_rows([status]))
+    print(_status_rows([status]) + _dashboard_note(status.dashboard))
     if status.jobs:
         print("\n" + table([(j.job_id, j.state, j.reason) for j in status.jobs],
                            ("JOB", "STATE", "REASON")))

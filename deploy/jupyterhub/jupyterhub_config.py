@@ -22,7 +22,7 @@ KALE_HUB_WALLTIME     walltime of a server job                    04:00:00
 KALE_HUB_NODE_ADDRS   ``name=address ...`` when the login node    KALE_TESTBED_NODE_ADDRS
                       cannot resolve compute node names
 KALE_HUB_PROXY_HOSTS  compute-node addresses jupyter-server-proxy  the node addresses
-                      may forward to (Dask dashboards)
+                      may forward to
 ====================  ==========================================  =========================
 """
 
@@ -169,8 +169,6 @@ c.Spawner.environment = {
     # server job it was started from (deploy/jupyterhub/kale-daemon-job).
     "DASK_KALE__DAEMON_PREFIX": str(HERE / "kale-daemon-job"),
     "KALE_DAEMON_WALLTIME": _env("KALE_HUB_DAEMON_WALLTIME", "12:00:00"),
-    # Dashboard links through this server's jupyter-server-proxy, behind the hub's login.
-    "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/{host}:{port}/status",
     "HOME": _home,
 }
 # One argument holding a JSON list (the trait also takes a callable, so it is not given

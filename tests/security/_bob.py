@@ -24,6 +24,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -140,14 +141,22 @@ def reachable(host: str, port: int) -> bool:
     return False
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def http_get(url: str, headers: dict[str, str] | None = None, method: str = "GET",
              body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     request = urllib.request.Request(url, headers=headers or {}, method=method, data=body)
+    # Redirects are not followed: one to a login page is a refusal, not the page asked for.
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                         _NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+        with opener.open(request, timeout=timeout) as response:
             return response.status, response.read(4096)
     except urllib.error.HTTPError as e:
         return e.code, b""
@@ -194,10 +203,35 @@ def get_page(url: str) -> None:
 
 
 def probe_dashboard() -> None:
-    """Alice's dashboard at the address her registry would give (bob can scan for it too)."""
+    """Alice's dashboard at the address her registry would give (bob can scan for it too).
+
+    Without a certificate, with bob's own (another CA's), and over plain HTTP.
+    """
     base = ARGS["dashboard"].rsplit("/", 1)[0]
+    plain = "http" + base[len("https"):] if base.startswith("https:") else base
+    bob_tls = ssl.create_default_context()
+    bob_tls.check_hostname = False
+    bob_tls.verify_mode = ssl.CERT_NONE
+    # Security.temporary() holds PEM text, not paths: into a file of bob's own
+    pem = Path(tempfile.mkdtemp(prefix="bob-cert-")) / "bob.pem"
+    pem.write_text(BOB["security"].tls_client_cert + "\n" + BOB["security"].tls_client_key)
+    bob_tls.load_cert_chain(str(pem))
     for path in ("/status", "/json/identity.json", "/info/main/workers.html"):
         get_page(base + path)
+        get_page(plain + path)
+        url = base + path
+        attempt("HTTPS GET with bob's own certificate", url,
+                lambda u=url: _ok(urllib.request.urlopen(u, context=bob_tls, timeout=10)))
+
+
+def _ok(response: Any) -> bytes:
+    """The body of a 2xx answer (loot); raise on any other."""
+    with response:
+        body = bytes(response.read(4096))
+    LOOT.append(body.decode(errors="replace"))
+    if not 200 <= response.status < 300:
+        raise RuntimeError(f"HTTP {response.status}")
+    return body
 
 
 async def dask_identity(address: str, security: Any) -> Any:
@@ -377,7 +411,10 @@ def probe_jupyter() -> None:
              ("POST", f"/kale/api/searches/{name}/control", b'{"action": "stop"}'),
              ("POST", "/kale/api/clusters", b'{"kind": "local", "prologue": ["id"]}'),
              ("GET", "/api/contents", None), ("POST", "/api/kernels", b"{}"),
-             ("GET", "/api/sessions", None)]
+             ("GET", "/api/sessions", None),
+             # her dashboard through her server (kale's proxy, with her certificate)
+             ("GET", f"/kale/clusters/{cid}/dashboard/status", None),
+             ("GET", f"/kale/clusters/{cid}/dashboard/json/identity.json", None)]
     bob_token = ARGS["bob_token"]
     for how, headers, query in (("no token", {}, ""),
                                 ("bob's token", {"Authorization": f"token {bob_token}"}, ""),

@@ -18,12 +18,14 @@ import json
 import os
 import pwd
 import queue
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,17 +302,30 @@ def test_bob_cannot_reach_read_steer_or_stop_alices_work(alice: Alice, two_users
         print(f"  {kind}: {refused + done} tried, {done} succeeded")
     print(f"\nbob's probes: {len(results)} tried, {len(succeeded)} succeeded "
           f"({len(report['ports'])} of alice's sockets probed; {'; '.join(report['info'])})")
-    # The Dask dashboard has no login of its own (read-only pages; no code runs through
-    # it): a known hole, reported apart so that everything else is held to zero.
-    dashboard = urlsplit(before["dask"]["dashboard"]).port
-    open_dashboard = [r for r in succeeded if r["probe"] == "HTTP GET without token"
-                      and urlsplit(r["target"]).port == dashboard]
-    others = [r for r in succeeded if r not in open_dashboard]
-    assert not others, "\n".join(
-        f"{r['probe']} -> {r['target']}: {r['detail']}" for r in others)
-    if open_dashboard:
-        pytest.xfail(f"alice's Dask dashboard answered bob on {len(open_dashboard)} pages "
-                     "(it has no login); every other probe was refused")
+    # Her dashboard was probed where it listens, and through her server.
+    dashboard = urlsplit(before["dask"]["dashboard"])
+    assert dashboard.scheme == "https", before["dask"]["dashboard"]
+    probed = {r["target"] for r in results}
+    assert any(urlsplit(t).port == dashboard.port for t in probed if "://" in t), probed
+    assert any(f"/kale/clusters/{before['dask']['id']}/dashboard/" in t for t in probed)
+    assert not succeeded, "\n".join(
+        f"{r['probe']} -> {r['target']}: {r['detail']}" for r in succeeded)
+    # ... and it opens for alice through her server with her token: the refusals above
+    # are bob's, not a dashboard that opens for nobody.
+    for page, words in (("status", "Dask"), ("info/main/workers.html", "Worker")):
+        status, body = _get(f"{alice.url}/kale/clusters/{before['dask']['id']}/dashboard/"
+                            f"{page}", alice.token)
+        assert status == 200 and words in body, (
+            page, status, re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))[-1500:])
+
+
+def _get(url: str, token: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:  # the server's error page says why
+        return e.code, e.read().decode(errors="replace")
 
 
 def _addresses() -> list[str]:
