@@ -4,7 +4,7 @@ alice and bob log in through the hub's PAM login at the same time, alice asking 
 CPU profile and bob for the GPU one; each server starts as a Slurm job of its user on a
 test-bed node (partition regular or gpu) with kale's sidebar. alice starts a Slurm
 cluster and a small search from a notebook, the panel streams, the sidebar's dashboard
-link goes through her server's jupyter-server-proxy; bob's sidebar, REST API and
+link goes through her server (kale's dashboard proxy); bob's sidebar, REST API and
 browser see none of it. Then alice's server job ends: her cluster, whose daemon is a
 Slurm job of its own (deploy/jupyterhub/kale-daemon-job), keeps running with its worker
 and is found again by her next server's kale API. A search started just before the end

@@ -145,3 +145,18 @@ async def test_cluster_view_in_a_kernel_of_the_server_links_the_proxied_dashboar
     assert href and href.group(1) == f"{jp_base_url}kale/clusters/{cluster.id}/dashboard/status"
     page = await jp_fetch(*href.group(1)[len(jp_base_url):].split("/"))
     assert page.code == 200 and "Dask" in page.body.decode()
+
+
+def test_dashboard_address_is_never_every_interface():
+    from kale_ext.clusters._dask_tls import dashboard_address
+
+    assert dashboard_address("local", {}) == "127.0.0.1:0"
+    for wildcard in ("*", "0.0.0.0", "::", "[::]", ""):
+        assert dashboard_address("local", {"interface_host": wildcard}) == "127.0.0.1:0"
+        given = {"dashboard_address": f"{wildcard}:8787"}
+        assert dashboard_address("local", given) == "127.0.0.1:8787", wildcard
+        host = dashboard_address("slurm", {"interface_host": wildcard, **given})
+        assert host.rpartition(":")[0] not in ("*", "0.0.0.0", "::", "[::]", ""), host
+    assert dashboard_address("slurm", {"interface_host": "10.1.2.3",
+                                       "dashboard_address": ":8787"}) == "10.1.2.3:8787"
+    assert dashboard_address("local", {"dashboard_address": "127.0.0.2:0"}) == "127.0.0.2:0"
