@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,14 @@ def _free_port() -> int:
 
 
 class JupyterLabServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state: Path | None = None) -> None:
         self.root = root
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         # Kernels started by this lab keep their clusters and searches in a private
         # registry, which the fixture's teardown empties.
-        self.state = root.parent / "kale-state"
+        self.state = state or root.parent / "kale-state"
         env = {**os.environ, "DASK_KALE__STATE_DIR": str(self.state)}
         self.log = open(root.parent / "jupyterlab.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -116,7 +117,7 @@ class JupyterLabServer:
         import kale_ext as kale
 
         with dask.config.set({"kale.state-dir": str(self.state)}):
-            for status in kale.clusters():
+            for status in kale.clusters(clean=False):
                 kale.stop(status.id)
 
     def stop(self) -> None:
@@ -127,6 +128,19 @@ class JupyterLabServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+def private_lab(tmp_path_factory: Any, name: str) -> Iterator[JupyterLabServer]:
+    """Run a JupyterLab of one module's own, with a private kale state dir.
+
+    Its kernels and its kale API share that state, so its sidebar shows the module's
+    clusters and searches only; what a failed test left registered is stopped at the end.
+    """
+    root = tmp_path_factory.mktemp(f"{name}-lab")
+    server = JupyterLabServer(root, root.parent / f"{name}-kale-state")
+    server.wait()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -156,6 +170,10 @@ def page(browser):
     context.close()
 
 
+# The notebook in view: a workspace restored from an earlier test may hold others, hidden.
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+
+
 class Lab:
     """Drives JupyterLab in ``page``: notebooks, cells, outputs, screenshots."""
 
@@ -170,7 +188,7 @@ class Lab:
         nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
         nbformat.write(nb, self.server.root / name)
         self.page.goto(f"{self.server.url}/lab/tree/{name}?token={self.server.token}")
-        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        self.page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=60_000)
         self.accept_dialog()  # "Select Kernel", when the lab asks
         no_news = self.page.get_by_role("button", name="No", exact=True)
         if no_news.count():  # "notified about official Jupyter news?": no
@@ -188,7 +206,8 @@ class Lab:
         return True
 
     def cell(self, index: int) -> Any:
-        return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        """Cell ``index`` of the notebook in view (the lab may restore others in hidden tabs)."""
+        return self.page.locator(f"{NOTEBOOK} .jp-Cell").nth(index)
 
     def run_cell(self, index: int) -> None:
         """Click into cell ``index``'s editor and press Shift+Enter."""

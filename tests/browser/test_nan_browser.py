@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import urllib.request
-from unittest import mock
 
 import pytest
 
-from tests.browser.conftest import JupyterLabServer
+from tests.browser.conftest import private_lab
 
 START = ("import kale_ext as kale\n"
          "cluster = kale.start_cluster(kind='local', backend='dask', workers=2)\n"
@@ -37,21 +35,7 @@ STOP_SEARCH = ("search.stop(); search.wait(60)\n"
 
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
-    """A JupyterLab of this module's own, with a private kale state dir."""
-    root = tmp_path_factory.mktemp("nan-lab")
-    state = root.parent / "nan-kale-state"
-    with mock.patch.dict(os.environ, {"DASK_KALE__STATE_DIR": str(state)}):
-        server = JupyterLabServer(root)
-    server.wait()
-    yield server
-    server.stop()
-    import dask.config
-
-    import kale_ext as kale
-
-    with dask.config.set({"kale.state-dir": str(state)}):
-        for status in kale.clusters(clean=False):
-            kale.stop(status.id)
+    yield from private_lab(tmp_path_factory, "nan")
 
 
 def _strict_api(server, path: str):

@@ -7,15 +7,13 @@ dismissed. The sidebar keeps the lab's default width throughout."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from tests.browser.conftest import JupyterLabServer
+from tests.browser.conftest import private_lab
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "sidebar.png"
 
@@ -36,23 +34,7 @@ STOP_SEARCH = ("search.stop(); search.wait(60)\n"
 
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
-    """A JupyterLab of this module's own whose kernels and kale API share a private kale
-    state dir, so the sidebar shows this test's clusters and searches only."""
-    root = tmp_path_factory.mktemp("sidebar-lab")
-    state = root.parent / "sidebar-kale-state"
-    with mock.patch.dict(os.environ, {"DASK_KALE__STATE_DIR": str(state)}):
-        server = JupyterLabServer(root)
-    server.wait()
-    yield server
-    server.stop()
-    # A test that failed half-way leaves its cluster running: stop what is registered.
-    import dask.config
-
-    import kale_ext as kale
-
-    with dask.config.set({"kale.state-dir": str(state)}):
-        for status in kale.clusters(clean=False):
-            kale.stop(status.id)
+    yield from private_lab(tmp_path_factory, "sidebar")
 
 
 def _kale_api(server, path: str):

@@ -25,7 +25,12 @@ def test_a_large_search_is_listed_by_pages(lab, tmp_path):
             running = [t.number for t in store.trials(states=[int(TrialState.RUNNING)])]
             best = [t.number for t in store.trials(limit=50, best_first="max")]
         page.goto(f"{server.url}/lab?token={server.token}")
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+        tab = page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']")
+        tab.wait_for(timeout=60_000)
+        page.wait_for_selector(".jp-LabShell", timeout=60_000)
+        if tab.get_attribute("aria-selected") != "true":  # the lab may restore it open
+            tab.click()
+        page.locator("#kale-sidebar").wait_for(state="visible", timeout=30_000)
         page.locator(".kale-search[data-name='big-search']").click()
         left_out = page.locator(".kale-trials-left-out")
         left_out.wait_for(timeout=30_000)

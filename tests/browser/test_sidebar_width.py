@@ -6,12 +6,9 @@ a search brings its trials into view; every input is labelled."""
 
 from __future__ import annotations
 
-import os
-from unittest import mock
-
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, JupyterLabServer
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, private_lab
 
 START = ("import kale_ext as kale\n"
          "cluster = kale.start_cluster(kind='local', backend='dask', workers=2)\n"
@@ -70,21 +67,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
-    """A JupyterLab of this module's own, with a private kale state dir."""
-    root = tmp_path_factory.mktemp("width-lab")
-    state = root.parent / "width-kale-state"
-    with mock.patch.dict(os.environ, {"DASK_KALE__STATE_DIR": str(state)}):
-        server = JupyterLabServer(root)
-    server.wait()
-    yield server
-    server.stop()
-    import dask.config
-
-    import kale_ext as kale
-
-    with dask.config.set({"kale.state-dir": str(state)}):
-        for status in kale.clusters(clean=False):
-            kale.stop(status.id)
+    yield from private_lab(tmp_path_factory, "width")
 
 
 @pytest.mark.browser

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Lab
+from tests.browser.conftest import NOTEBOOK, Lab
 from tests.hub.conftest import as_user, fetch, password, squeue, write_notebook
 
 START = ("import kale_ext as kale\n"
@@ -60,7 +60,7 @@ class HubLab(Lab):
     def open_notebook(self, name: str, cells: list[str]) -> None:
         write_notebook(self.user, name, cells)
         self.page.goto(f"{self.server.url}/lab/tree/{name}")
-        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        self.page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=60_000)
         self.accept_dialog()
         no_news = self.page.get_by_role("button", name="No", exact=True)
         if no_news.count():
