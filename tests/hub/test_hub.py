@@ -157,8 +157,8 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         card = alice.locator(f".kale-cluster[data-id='{cid}']")
         card.wait_for(timeout=30_000)
         href = card.locator("a.kale-dashboard").get_attribute("href")
-        assert href == f"/user/alice/kale/clusters/{cid}/dashboard/status", href
-        status, body = fetch(alice, f"{hub.url}{href}")
+        assert href == f"{hub.url}/user/alice/kale/clusters/{cid}/dashboard/status", href
+        status, body = fetch(alice, href)
         assert status == 200 and "Dask" in body, (status, body[:300])
         alice.locator(".kale-search[data-name='hub-search']").wait_for(state="attached",
                                                                       timeout=30_000)
@@ -168,7 +168,7 @@ def test_two_users_on_a_batch_hub_and_what_survives_the_server_job(hub, browser)
         assert _cluster_ids(_kale_api(bob, hub, "bob", "clusters")) == []
         assert bob.locator(".kale-cluster").count() == 0
         assert bob.locator(".kale-search").count() == 0
-        for url in (f"{hub.url}{href}", f"{hub.url}/user/alice/kale/api/clusters",
+        for url in (href, f"{hub.url}/user/alice/kale/api/clusters",
                     f"{hub.url}/user/alice/lab"):
             status, body = fetch(bob, url)
             assert status in (302, 403), (url, status)
