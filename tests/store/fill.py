@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kale_ext import registry
 from kale_ext.channel import Message
+from kale_ext.search import Space, integer, loguniform
 from kale_ext.store import Store
 from kale_ext.trial import TrialState
 
@@ -21,7 +22,8 @@ def fill_search(folder: Path, name: str, trials: int, epochs: int = 20) -> Path:
     with Store.open(path, states=TrialState, objective=("val_acc", "max")) as store:
         store.create_search({"name": name, "fn": "train", "metric": "val_acc", "mode": "max",
                              "algorithm": "random", "trials": trials,
-                             "space": {"lr": {"kind": "loguniform", "low": 1e-4, "high": 0.1}}})
+                             "space": Space({"lr": loguniform(1e-4, 0.1),
+                                             "layers": integer(1, 4)}).to_dict()})
         for n in range(trials):
             store.add_trial(n, {"lr": 1e-3 * (1 + n % 7), "layers": 1 + n % 4})
             store.transition(n, TrialState.RUNNING, "submitted", worker=f"w{n % 16}")
