@@ -5,7 +5,8 @@ trial), once with 100 trials and once with 10,000, and registered. Then each rea
 sidebar, ``kale search show`` and the panel make is timed (median of a few runs) on
 both. Target, asserted as ratios of the large search to the small one measured side
 by side: what a user waits for does not grow with the number of trials beyond what
-it shows (paged trial lists, counts and the best trial in SQL); the panel, which
+it shows (paged trial lists, counts and the best trial in SQL): at most 10x for 100x the
+trials, a bound that reads of a few milliseconds keep under load; the panel, which
 reads every trial's history but draws a bounded set of lines, within a fifth of a
 linear share.
 """
@@ -82,7 +83,9 @@ def test_ten_thousand_trials_stay_responsive(tmp_path: Path) -> None:
     targets = Targets()
     for what in small:
         print(f"  {what:24s} {small[what] * 1e3:8.1f} ms  {large[what] * 1e3:8.1f} ms")
-        bound = 20.0 if what == "panel: open" else 3.0  # 100x the trials
+        # 100x the trials: a read of a few milliseconds that does not grow with them
+        # stays well under 10x, whatever the load's noise; the panel within a fifth.
+        bound = 20.0 if what == "panel: open" else 10.0
         targets.ratio(f"{what}, {LARGE} / {SMALL} trials", large[what], small[what],
                       at_most=bound)
     targets.assert_met()
