@@ -49,8 +49,9 @@ if ip -4 route show | grep -v " dev $TB_BRIDGE " | grep -q "^$TB_NET\."; then
 fi
 
 start=$(date +%s%N)
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged 2>/dev/null \
-    || /usr/sbin/munged --force
+# (9>&-: a daemon must not hold this script's lock on $TB_LOCK, or the next up waits on it.)
+pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged 2>/dev/null 9>&- \
+    || /usr/sbin/munged --force 9>&-
 
 # --- files -----------------------------------------------------------------------------
 mkdir -p "$TB_ROOT"/{etc,run,log,dev,bin,state/ctld} "$TB_SCRATCH"
