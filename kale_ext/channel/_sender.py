@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -57,7 +58,7 @@ class Stream:
         self.closed = False
 
 
-class Sender:
+class Sender(ABC):
     """The connection's sender thread (:meth:`_run`) and what it does, as a base class."""
 
     address: str
@@ -77,12 +78,13 @@ class Sender:
     _woken: bool
     _wake_r: int
 
+    @abstractmethod
     def _retire_idle(self) -> bool:
         """Close the connection after it had no stream for a while; False: it has one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _close_pipe(self) -> None:
-        raise NotImplementedError
+        """Close the pipe that wakes the sender thread."""
 
     def _connect(self, context: zmq.Context[Any]) -> zmq.Socket[Any]:
         sock = context.socket(zmq.DEALER)
