@@ -21,6 +21,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kale_ext import config as kale_config
 from kale_ext._errors import ClusterError, ConfigError
 from kale_ext.clusters import Slot
 from kale_ext.training import _placement, _rendezvous, _timings
@@ -153,7 +154,9 @@ def _environments(options: LaunchOptions, probes: list[dict[str, Any]],
     server = Rendezvous(infos)
     cleanups.append(server.stop)
     host = _channel_host(channel)
-    return [_rendezvous.horovod_env(i, host, server.port, p["interface"])
+    cycle = kale_config.get("horovod-cycle-time")
+    return [_rendezvous.horovod_env(i, host, server.port, p["interface"],
+                                    None if p["cuda"] or cycle is None else float(cycle))
             for i, p in zip(infos, probes, strict=True)], "gloo"
 
 

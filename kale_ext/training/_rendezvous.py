@@ -183,11 +183,11 @@ def torch_env(info: RankInfo, master_addr: str, master_port: int) -> dict[str, s
 
 
 def horovod_env(info: RankInfo, rendezvous_addr: str, rendezvous_port: int,
-                interface: str) -> dict[str, str]:
+                interface: str, cycle_time_ms: float | None = None) -> dict[str, str]:
     """Return the environment ``horovodrun --gloo`` gives a rank.
 
     That is the one of horovod/runner/gloo_run.py, plus the torch names so that
-    ``kale.rank()`` reads the same everywhere.
+    ``kale.rank()`` reads the same everywhere, and ``HOROVOD_CYCLE_TIME`` when given.
     """
     env = {
         "HOROVOD_HOSTNAME": info.hostname, "HOROVOD_RANK": str(info.rank),
@@ -200,6 +200,8 @@ def horovod_env(info: RankInfo, rendezvous_addr: str, rendezvous_port: int,
         "RANK": str(info.rank), "WORLD_SIZE": str(info.size),
         "LOCAL_RANK": str(info.local_rank), "LOCAL_WORLD_SIZE": str(info.local_size),
     }
+    if cycle_time_ms is not None:
+        env["HOROVOD_CYCLE_TIME"] = str(cycle_time_ms)
     if interface:
         env["HOROVOD_GLOO_IFACE"] = interface
         env["NCCL_SOCKET_IFNAME"] = interface

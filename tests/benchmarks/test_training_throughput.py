@@ -19,7 +19,7 @@ from tests.benchmarks.targets import Targets
 
 pytestmark = pytest.mark.benchmark
 
-ROUNDS = 3
+ROUNDS = 5
 WARMUP, STEPS, BATCH = 5, 40, 128
 
 

@@ -43,6 +43,8 @@ def test_environments():
     assert hvd["HOROVOD_GLOO_RENDEZVOUS_PORT"] == "4000"
     assert hvd["HOROVOD_GLOO_IFACE"] == "eth0"
     assert (hvd["HOROVOD_RANK"], hvd["HOROVOD_SIZE"], hvd["HOROVOD_LOCAL_SIZE"]) == ("0", "2", "2")
+    assert "HOROVOD_CYCLE_TIME" not in hvd
+    assert _rendezvous.horovod_env(infos[0], "h", 1, "", 5.0)["HOROVOD_CYCLE_TIME"] == "5.0"
 
 
 def test_probe_finds_route_interface_and_a_free_port():
