@@ -80,7 +80,7 @@ class SearchPanel:
                                   f"({self.book.mode})")
         self.summary = widgets.HTML("")
         self.status = widgets.HTML("")
-        self.table = TrialTable(self.book.frame())
+        self.table = TrialTable(self.book.frame(), lock=self.lock)
         self.curves = CurvesView(self.book.curves, metric=self.book.metric,
                                  title="learning curves", hideable=self._pruned,
                                  limit=CURVES_DRAWN, ranked=self.book.ranked,

@@ -58,10 +58,13 @@ def _same(a: Any, b: Any) -> bool:
 class TrialTable:
     """A grid of trials indexed by trial number; select rows to act on them."""
 
-    def __init__(self, frame: pd.DataFrame, *, height: int = 320) -> None:
+    def __init__(self, frame: pd.DataFrame, *, height: int = 320,
+                 lock: threading.RLock | None = None) -> None:
         self.ipydatagrid = require("ipydatagrid")
         self.max_height = height
-        self.lock = threading.RLock()
+        # A panel passes its own lock: selection callbacks, run under this lock, take the
+        # panel's, and the panel's updates take this one, so two locks would deadlock.
+        self.lock = lock if lock is not None else threading.RLock()
         self.selected: list[int] = []
         self._on_select: list[Callable[[list[int]], None]] = []
         self._echoes = 0  # data replacements sent with a selection, their echo not yet seen

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
 
 import pytest
 
@@ -201,3 +203,33 @@ def test_parallel_axes_carry_their_values_on_their_own_scales(writer):
     assert by_axis["layers"] == [(0.5, "2")]
     assert by_axis["best_val_acc"] == [(0.0, "0.2"), (0.5, "0.4"), (1.0, "0.6")]
     assert [ys[0] for ys in lines["ys"]] == pytest.approx([0.0, 0.5, 1.0])  # log spaced
+
+
+def test_selecting_while_the_panel_updates_never_deadlocks(writer):
+    """A selection runs the panel's callbacks while the table's lock is held, and an
+    update takes the table's lock under the panel's: one lock for both, or they deadlock
+    (a kernel hung in a notebook that clicked a row while trials reported)."""
+    _fill(writer)
+    panel = SearchPanel(writer.path, interval=0.01)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the interleaving that deadlocked
+    done = threading.Event()
+
+    def select():
+        for i in range(300):
+            panel.table.select_trials([i % 3])
+        done.set()
+
+    try:
+        selector = threading.Thread(target=select, daemon=True)
+        selector.start()
+        for epoch in range(5, 305):
+            writer.report(epoch % 3, epoch, loss=1 / epoch, val_loss=1 / epoch, acc=0.5,
+                          val_acc=epoch / 1000)
+            panel._tick()
+            if done.is_set():
+                break
+        assert done.wait(30), "selecting trials while the panel updated deadlocked"
+    finally:
+        sys.setswitchinterval(previous)
+    panel.close()
