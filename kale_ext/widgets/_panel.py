@@ -36,7 +36,7 @@ _PARALLEL_EVERY = 1.0  # seconds between parallel-coordinates redraws (a whole r
 # a button for more. Thousands of lines cost seconds to send and draw, and are unreadable.
 CURVES_DRAWN, PARALLEL_DRAWN = 100, 200
 _FINAL_STATES = ("completed", "stopped", "failed")
-_BUSY = 0.8  # the largest share of a core the panel's thread spends updating
+_BUSY = 0.3  # the largest share of a core the panel's thread spends updating
 
 
 class SearchPanel:
@@ -51,14 +51,14 @@ class SearchPanel:
         Where to sample worker resources; default: the search's cluster, if it has one.
     interval
         Least seconds between updates, whatever the report rate; updates take at most
-        four fifths of a core, so they come less often when each takes long (a big
-        search).
+        a third of a core, so they come less often when each takes long (a big search),
+        and leave the cores to the trials, the kernel and the browser drawing the page.
     resources
         Sample and plot per-worker CPU, memory and GPU.
     """
 
     def __init__(self, search: Search | str | os.PathLike[str], *,
-                 cluster: Cluster | None = None, interval: float = 0.1,
+                 cluster: Cluster | None = None, interval: float = 0.2,
                  resources: bool = True) -> None:
         widgets = require("ipywidgets")
         if isinstance(search, str | os.PathLike):

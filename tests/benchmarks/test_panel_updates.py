@@ -3,8 +3,9 @@
 Prints the update latency (a row stored to the row applied in the panel's widget
 models), the CPU the panel's thread spends, and how responsive the kernel's own
 thread stays, against a baseline run of the same writes with no panel open.
-Target, asserted: the latency's p95 at most twice the interval between epochs (200 ms
-at this benchmark's 100 ms), a ratio to the write cadence rather than an absolute time.
+Target, asserted: the latency's p95 at most twice the panel's update interval (a row
+cannot show before the next update; 0.2 s by default, 5 Hz), a ratio rather than an
+absolute time.
 Run with ``make bench`` (or ``pytest tests/benchmarks -m benchmark -s``).
 """
 
@@ -74,12 +75,13 @@ def _run(tmp_path, name, with_panel, trials, epochs):
         assert len(panel.book.frame()) == trials
     cpu = time.process_time() - cpu0
     ui_cpu = panel.ui_cpu_seconds if panel is not None else 0.0
+    interval = panel.updater.interval if panel is not None else 0.0
     if panel is not None:
         panel.close()
     search.store.close()
     lags.sort()
     return {"cpu": cpu, "ui_cpu": ui_cpu, "lag_p99": lags[int(len(lags) * 0.99)],
-            "lag_max": lags[-1], "latency": latencies}
+            "lag_max": lags[-1], "latency": latencies, "interval": interval}
 
 
 @pytest.mark.benchmark
@@ -94,13 +96,13 @@ def test_panel_keeps_up(tmp_path, trials, epochs):
     print(f"\n{trials} trials x {epochs} epochs, {trials / EPOCH_EVERY:.0f} rows/s into the store")
     print(f"update latency (row stored -> row in the panel): median "
           f"{statistics.median(lat) * 1e3:.0f} ms, p95 {lat[int(len(lat) * 0.95)] * 1e3:.0f} ms,"
-          f" max {lat[-1] * 1e3:.0f} ms (target < 200 ms)")
+          f" max {lat[-1] * 1e3:.0f} ms (panel updates every {live['interval']:.2f} s)")
     print(f"process CPU: no panel {base['cpu']:.2f} s, panel open {live['cpu']:.2f} s, "
           f"ratio {live['cpu'] / base['cpu']:.2f}; the panel's thread {live['ui_cpu']:.2f} s")
     print(f"kernel thread wake-up lag p99: no panel {base['lag_p99'] * 1e3:.1f} ms, "
           f"panel open {live['lag_p99'] * 1e3:.1f} ms (max {live['lag_max'] * 1e3:.1f} ms)")
     assert len(live["latency"]) == epochs
     targets = Targets()
-    targets.ratio("update latency p95 / interval between epochs", lat[int(len(lat) * 0.95)],
-                  EPOCH_EVERY, at_most=2.0)
+    targets.ratio("update latency p95 / the panel's update interval",
+                  lat[int(len(lat) * 0.95)], live["interval"], at_most=2.0)
     targets.assert_met()
