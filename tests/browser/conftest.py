@@ -172,6 +172,7 @@ def page(browser):
 
 # The notebook in view: a workspace restored from an earlier test may hold others, hidden.
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+SIDEBAR_TAB = "li.lm-TabBar-tab[data-id='kale-sidebar']"
 
 
 class Lab:
@@ -194,6 +195,26 @@ class Lab:
         if no_news.count():  # "notified about official Jupyter news?": no
             no_news.first.click()
         self.wait_idle(timeout=60)
+
+    def start_search(self, name: str, cells: list[str]) -> Any:
+        """Open notebook ``name``, run its cluster (cell 0) and search (cell 1) cells, and
+        return kale's sidebar, shown."""
+        self.open_notebook(name, cells)
+        self.run_cell(0)
+        self.wait_for_output(0, "started kc-", timeout=240)
+        self.run_cell(1)
+        self.wait_for_output(1, "search started", timeout=120)
+        return self.open_sidebar()
+
+    def open_sidebar(self) -> Any:
+        """Show kale's sidebar and return it. The lab may restore it open, and a click on
+        its tab would then close it."""
+        self.page.locator(SIDEBAR_TAB).wait_for(timeout=60_000)
+        if not self.page.locator("#kale-sidebar").is_visible():
+            self.page.click(SIDEBAR_TAB)
+        sidebar = self.page.locator("#kale-sidebar")
+        sidebar.wait_for(state="visible")
+        return sidebar
 
     def accept_dialog(self, timeout: float = 3) -> bool:
         """Press the default button of a dialog if one opens within ``timeout`` s."""

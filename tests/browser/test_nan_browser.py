@@ -53,15 +53,7 @@ def _strict_api(server, path: str):
 @pytest.mark.slow
 def test_a_nan_loss_is_shown_and_the_sidebar_keeps_working(lab):
     page, server = lab.page, lab.server
-    lab.open_notebook("nan.ipynb", [START, SEARCH, STOP_SEARCH])
-    lab.run_cell(0)
-    lab.wait_for_output(0, "started kc-", timeout=240)
-    lab.run_cell(1)
-    lab.wait_for_output(1, "search started", timeout=120)
-
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
-    page.locator("#kale-sidebar").wait_for(state="visible")
+    lab.start_search("nan.ipynb", [START, SEARCH, STOP_SEARCH])
     row = page.locator(".kale-search[data-name='nan-search']")
     row.wait_for(timeout=60_000)
     row.click()

@@ -56,10 +56,7 @@ def test_sidebar_scales_stops_clusters_steers_trials_and_inserts_connect_code(la
     started = lab.wait_for_output(0, "started kc-", timeout=240)
     cid = re.search(r"started (kc-[0-9a-f]+)", started).group(1)
 
-    # The workspace may have kept the sidebar open from an earlier run; a click would close it.
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
-    page.locator("#kale-sidebar").wait_for(state="visible")  # at the lab's default width
+    lab.open_sidebar()  # at the lab's default width
     card = page.locator(f".kale-cluster[data-id='{cid}']")
     card.wait_for(timeout=30_000)
     assert card.locator(".kale-workers").inner_text() == "1 worker"
@@ -140,8 +137,7 @@ def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
     # left it open), and a click on its tab would close it: look once the splash is gone.
     page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
     page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    lab.open_sidebar()
     form = page.locator("#kale-sidebar .kale-start-form")
     form.wait_for(timeout=30_000)
     # The profiles come from the server's configuration, the default one preselected.
@@ -203,8 +199,7 @@ def test_a_failed_start_stays_in_the_sidebar_with_its_reason_until_dismissed(lab
     lab.run_cell(0)
     lab.wait_for_output(0, "refused: ConfigError", timeout=120)
     [record] = [r for r in _kale_api(server, "failed-starts") if "queue" in r["error"]]
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    lab.open_sidebar()
     card = page.locator(f"#kale-sidebar .kale-failed-start[data-id='{record['id']}']")
     card.wait_for(timeout=30_000)
     text = card.inner_text()
@@ -216,8 +211,7 @@ def test_a_failed_start_stays_in_the_sidebar_with_its_reason_until_dismissed(lab
     page.reload()
     page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
     page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+    lab.open_sidebar()
     card.wait_for(timeout=30_000)
     polls = page.evaluate("() => performance.getEntriesByType('resource')"
                           ".filter(e => e.name.includes('kale/api/failed-starts')).length")

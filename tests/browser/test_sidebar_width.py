@@ -74,16 +74,7 @@ def jupyter_lab(tmp_path_factory):
 @pytest.mark.slow
 def test_trial_rows_fit_the_sidebar_at_its_default_width(lab):
     page = lab.page
-    lab.open_notebook("width.ipynb", [START, SEARCH, STOP_SEARCH])
-    lab.run_cell(0)
-    lab.wait_for_output(0, "started kc-", timeout=240)
-    lab.run_cell(1)
-    lab.wait_for_output(1, "search started", timeout=120)
-
-    if not page.locator("#kale-sidebar").is_visible():
-        page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
-    sidebar = page.locator("#kale-sidebar")
-    sidebar.wait_for(state="visible")
+    sidebar = lab.start_search("width.ipynb", [START, SEARCH, STOP_SEARCH])
     page.locator(".kale-search[data-state='running']").first.click()
     # Both running trials show a scientific number, a sparkline and their buttons.
     page.wait_for_function(
