@@ -61,6 +61,27 @@ def process_gone(pid: int, timeout: float = 30) -> bool:
                          timeout, what=f"process {pid} to end"))
 
 
+def worker_pages(client: Any) -> dict[str, int]:
+    """HTTP status of the pages a Dask worker's own web server could serve, from the
+    address it listens on; a worker that serves none answers 404 to each."""
+    import urllib.error
+    import urllib.request
+
+    paths = ("/metrics", "/health", "/status", "/info/main/workers.html")
+    seen: dict[str, int] = {}
+    for address, worker in client.scheduler_info()["workers"].items():
+        host = address.split("://", 1)[1].rsplit(":", 1)[0]
+        port = worker["services"]["dashboard"]
+        for path in paths:
+            url = f"http://{host}:{port}{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=15) as r:
+                    seen[url] = r.status
+            except urllib.error.HTTPError as e:
+                seen[url] = e.code
+    return seen
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of process group ``pgid`` lives."""
     try:

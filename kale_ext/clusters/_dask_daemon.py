@@ -215,6 +215,8 @@ async def _make_cluster(cluster_id: str, kind: str, options: dict[str, Any],
         from distributed import LocalCluster
 
         memory = options.get("memory") or "auto"
+        # This process holds one cluster: its nannies hand this config to their workers.
+        dask.config.set(_dask_jobs.NO_WORKER_PAGES)
         local = LocalCluster(
             n_workers=n, threads_per_worker=int(options.get("threads_per_worker") or 1),
             processes=True, memory_limit=memory, host=host or "127.0.0.1",

@@ -25,6 +25,11 @@ from kale_ext.clusters import _start_checks, batch
 from kale_ext.clusters._idle import IDLE_KEYS
 from kale_ext.trial import GPU_PRELOAD, GPU_PROCESSES_ENV
 
+# A worker's own web server (Prometheus metrics, health, its Bokeh pages) has no login
+# and listens on every interface of its node: it serves no page, and no Bokeh dashboard.
+NO_WORKER_PAGES = {"distributed.worker.http.routes": []}
+_NO_WORKER_PAGES_ENV = "export DASK_DISTRIBUTED__WORKER__HTTP__ROUTES='[]'"
+
 COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
                          "dashboard_address", "memory"}) | IDLE_KEYS
 LOCAL_KEYS = COMMON_KEYS | {"threads_per_worker"}
@@ -194,9 +199,9 @@ def job_kwargs(kind: str, options: Mapping[str, Any], *,
         if any(c in line for c in "\r\n\x00"):
             raise ConfigError(f"prologue item {line!r} spans several lines; give one shell "
                               "line per list item.")
-    kw["job_script_prologue"] = prologue
+    kw["job_script_prologue"] = prologue = [*prologue, _NO_WORKER_PAGES_ENV]
 
-    extra = _worker_options(options)
+    extra = [*_worker_options(options), "--no-dashboard"]
     gpus = options.get("gpus_per_worker")
     if gpus:
         gpus = _positive_int("gpus_per_worker", gpus)

@@ -12,6 +12,7 @@ import pytest
 
 from kale_ext import config
 from kale_ext._errors import ConfigError
+from tests.conftest import worker_pages
 
 
 def test_default_profile_is_local():
@@ -111,6 +112,9 @@ def test_start_cluster_slurm_without_a_profile_on_the_real_slurm():
         assert cluster.record.profile == "slurm"
         assert cluster.n_workers() == 1
         assert cluster.submit(sum, [1, 2]).result(timeout=60) == 3
+        # The worker in its job listens on the node's interfaces: no page, no dashboard.
+        pages = worker_pages(cluster.client)
+        assert pages and set(pages.values()) == {404}, pages
     finally:
         cluster.stop()
 

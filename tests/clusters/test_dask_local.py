@@ -15,7 +15,7 @@ import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import ClusterNotFound, ConfigError
 from kale_ext.clusters._dask import DaskCluster
-from tests.conftest import group_alive, process_gone, run_python, wait_for
+from tests.conftest import group_alive, process_gone, run_python, wait_for, worker_pages
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,9 @@ def test_local_cluster_runs_work_scales_and_stops(cluster):
     assert status.cores == 1 and status.memory > 0
     assert status.dashboard and status.dashboard.startswith("https://127.0.0.1:")
     assert cluster.id in cluster._repr_html_()
+    # A worker's own web server has no login: it serves none of its pages.
+    pages = worker_pages(cluster.client)
+    assert pages and set(pages.values()) == {404}, pages
 
     pid = cluster.record.owner_pid
     cluster.stop()

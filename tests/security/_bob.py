@@ -162,8 +162,8 @@ def http_get(url: str, headers: dict[str, str] | None = None, method: str = "GET
         return e.code, b""
 
 
-DATA_PATHS = ("/status", "/json/identity.json", "/info/main/workers.html", "/api/contents",
-              "/api/kernels", "/kale/api/clusters", "/kale/api/searches")
+DATA_PATHS = ("/status", "/json/identity.json", "/info/main/workers.html", "/metrics",
+              "/api/contents", "/api/kernels", "/kale/api/clusters", "/kale/api/searches")
 
 
 def speaks_http(host: str, port: int, tls: bool) -> bool:
