@@ -27,7 +27,7 @@ from kale_ext.trial import GPU_PRELOAD, GPU_PROCESSES_ENV
 
 # A worker's own web server (Prometheus metrics, health, its Bokeh pages) has no login
 # and listens on every interface of its node: it serves no page, and no Bokeh dashboard.
-NO_WORKER_PAGES = {"distributed.worker.http.routes": []}
+NO_WORKER_PAGES: dict[str, list[str]] = {"distributed.worker.http.routes": []}
 _NO_WORKER_PAGES_ENV = "export DASK_DISTRIBUTED__WORKER__HTTP__ROUTES='[]'"
 
 COMMON_KEYS = frozenset({"kind", "backend", "workers", "profile", "tls", "interface_host",
