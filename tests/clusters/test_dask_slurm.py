@@ -14,7 +14,7 @@ import pytest
 import kale_ext as kale
 from kale_ext import registry
 from kale_ext._errors import BatchJobError
-from tests.conftest import run_python, wait_for
+from tests.conftest import process_gone, run_python, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -163,6 +163,9 @@ def test_adaptive_cluster_replaces_workers_retiring_before_walltime(monkeypatch)
 
 def test_stop_cancels_the_jobs_of_a_cluster_whose_daemon_died(cluster):
     os.killpg(cluster.record.owner_pid, signal.SIGKILL)
+    # Dead, not dying: a daemon still alive a moment after the signal would be connected
+    # to, and a connection refused is retried for its whole 10 s timeout.
+    assert process_gone(cluster.record.owner_pid)
     assert len(_queue(cluster.id)) == 2  # orphaned workers keep their jobs
     start = time.monotonic()
     kale.stop(cluster.id)
