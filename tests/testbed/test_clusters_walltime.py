@@ -30,12 +30,13 @@ WORKERS = 2
 
 
 def five_seconds(config: dict) -> None:
-    """A trial: five reports a second apart."""
+    """A trial: five reports a second apart, the last as it ends, so that a trial asked
+    to leave a retiring worker always has a report left to hear it at."""
     import time
 
     for step in range(5):
-        kale.report(step=step, score=config["x"] + step)
         time.sleep(1)
+        kale.report(step=step, score=config["x"] + step)
 
 
 def test_workers_retired_before_walltime_are_replaced_and_trials_migrate(
