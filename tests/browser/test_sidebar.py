@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import private_lab
+from tests.browser.conftest import SIDEBAR_TAB, private_lab
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "sidebar.png"
 
@@ -135,7 +135,7 @@ def test_sidebar_starts_a_cluster_from_a_profile_and_refuses_bad_input(lab):
     page.goto(f"{server.url}/lab?token={server.token}")
     # The workspace restored with the lab may already show the sidebar (the test above
     # left it open), and a click on its tab would close it: look once the splash is gone.
-    page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
+    page.locator(SIDEBAR_TAB).wait_for(timeout=60_000)
     page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
     lab.open_sidebar()
     form = page.locator("#kale-sidebar .kale-start-form")
@@ -209,7 +209,7 @@ def test_a_failed_start_stays_in_the_sidebar_with_its_reason_until_dismissed(lab
 
     # Still there after a reload of the page and a few of the sidebar's polls.
     page.reload()
-    page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
+    page.locator(SIDEBAR_TAB).wait_for(timeout=60_000)
     page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
     lab.open_sidebar()
     card.wait_for(timeout=30_000)

@@ -10,6 +10,7 @@ import pytest
 from kale_ext import registry
 from kale_ext.store import Store
 from kale_ext.trial import TrialState
+from tests.browser.conftest import SIDEBAR_TAB
 from tests.store.fill import fill_search
 
 TRIALS = 300
@@ -25,7 +26,7 @@ def test_a_large_search_is_listed_by_pages(lab, tmp_path):
             running = [t.number for t in store.trials(states=[int(TrialState.RUNNING)])]
             best = [t.number for t in store.trials(limit=50, best_first="max")]
         page.goto(f"{server.url}/lab?token={server.token}")
-        tab = page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']")
+        tab = page.locator(SIDEBAR_TAB)
         tab.wait_for(timeout=60_000)
         page.wait_for_selector(".jp-LabShell", timeout=60_000)
         if tab.get_attribute("aria-selected") != "true":  # the lab may restore it open

@@ -38,7 +38,7 @@ from unittest import mock
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, JupyterLabServer
+from tests.browser.conftest import ARTIFACTS, SIDEBAR_TAB, JupyterLabServer
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
@@ -135,9 +135,9 @@ class Walk:
             accept.click()
         except Exception:  # no dialog
             pass
-        page.locator("li.lm-TabBar-tab[data-id='kale-sidebar']").wait_for(timeout=60_000)
+        page.locator(SIDEBAR_TAB).wait_for(timeout=60_000)
         if not page.locator("#kale-sidebar").is_visible():
-            page.click("li.lm-TabBar-tab[data-id='kale-sidebar']")
+            page.click(SIDEBAR_TAB)
         page.locator("#kale-sidebar .kale-start-form").wait_for(timeout=30_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                state="attached", timeout=60_000)
